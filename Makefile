@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# pgckpt build. Sources are found by directory, so adding a file needs no
+# edit here:
+#   src/{alloc,aio,statefile,lazy}/*.c  -> libpgckpt.a / libpgckpt.so
+#   src/statefile/*.proto               -> protoc-c, compiled into the library
+#   src/cli/*.c                         -> $(B)/pgckpt
+#   tests/unit/*.c                      -> $(B)/tests/NAME (one program per area)
+#   bench/*.c, examples/*.c             -> $(B)/bench/NAME, $(B)/examples/NAME
+# Variants: `make DEBUG=1` (assertions, -O0), `make asan`, `make tsan`
+# (each builds into its own directory and runs the whole test suite).
+# Quiet unless V=1; WERROR=1 (set by CI) adds -Werror.
+
+B        ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+PKGS     := liburing libzstd libprotobuf-c libxxhash
+SAN      ?=
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wvla -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+
+ifeq ($(DEBUG),1)
+OPT      := -O0 -g3 -DPGC_DEBUG
+else
+OPT      := -O2 -g
+endif
+ifeq ($(SAN),asan)
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN    := -fsanitize=address,undefined
+endif
+ifeq ($(SAN),tsan)
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDSAN    := -fsanitize=thread
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio -lpthread
+
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc -I$(B)/gen $(PKG_CFLAGS)
+CFLAGS   += -std=c11 $(OPT) $(WARN) -fPIC -MMD -MP
+LDFLAGS  += $(LDSAN)
+LDLIBS   += $(PKG_LIBS)
+
+PROTOS     := $(wildcard src/statefile/*.proto)
+PROTO_C    := $(PROTOS:src/%.proto=$(B)/gen/%.pb-c.c)
+PROTO_H    := $(PROTO_C:.c=.h)
+LIB_SRCS   := $(wildcard src/alloc/*.c src/aio/*.c src/statefile/*.c src/lazy/*.c)
+LIB_OBJS   := $(LIB_SRCS:%.c=$(B)/%.o) $(PROTO_C:.c=.o)
+CLI_OBJS   := $(patsubst %.c,$(B)/%.o,$(wildcard src/cli/*.c))
+TEST_SRCS  := $(wildcard tests/unit/*.c)
+TESTS      := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCHES    := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
+EX_SRCS    := $(wildcard examples/*.c)
+EXAMPLES   := $(EX_SRCS:examples/%.c=$(B)/examples/%)
+
+LIBA  := $(B)/libpgckpt.a
+LIBSO := $(B)/libpgckpt.so
+CLI   := $(B)/pgckpt
+
+.PHONY: all check unit bats asan tsan bench demo install clean fuzz
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+.DELETE_ON_ERROR:
+
+all: $(LIBA) $(LIBSO) $(CLI) $(TESTS) $(BENCHES) $(EXAMPLES)
+
+$(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: src/%.proto
+	@mkdir -p $(dir $@)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=src --c_out=$(B)/gen $<
+
+# Every object may include generated headers: build them first.
+$(B)/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(B)/gen/%.o: $(B)/gen/%.c
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(filter-out $(WARN),$(CFLAGS)) -w -c -o $@ $<
+
+$(LIBA): $(LIB_OBJS)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIBSO): $(LIB_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,libpgckpt.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CLI): $(CLI_OBJS) $(LIBA)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIBA) $(LDLIBS)
+
+$(TESTS): $(B)/tests/%: $(B)/tests/unit/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+$(BENCHES): $(B)/bench/%: $(B)/bench/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+$(EXAMPLES): $(B)/examples/%: $(B)/examples/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+# ---- tests -----------------------------------------------------------------
+
+check: all
+	$(Q)B=$(B) tests/run-all.sh
+
+unit: all
+	$(Q)B=$(B) tests/run-all.sh --unit
+
+bats: all
+	$(Q)B=$(B) tests/run-all.sh --bats
+
+asan:
+	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=asan check
+
+tsan:
+	$(Q)$(MAKE) --no-print-directory B=build/tsan SAN=tsan check
+
+bench: all
+	$(Q)B=$(B) bench/run.sh
+
+demo: all
+	$(Q)B=$(B) bench/demo.sh
+
+# ---- install ---------------------------------------------------------------
+
+install: $(LIBA) $(LIBSO) $(CLI)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/pgckpt
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libpgckpt.a
+	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libpgckpt.so.0
+	ln -sf libpgckpt.so.0 $(DESTDIR)$(PREFIX)/lib/libpgckpt.so
+	install -m 644 include/pgckpt.h $(DESTDIR)$(PREFIX)/include/pgckpt.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/.*PGC_VERSION_STRING "\(.*\)"/\1/p' include/pgckpt.h)|' \
+		pgckpt.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pgckpt.pc
+	[ ! -f docs/pgckpt.1 ] || install -m 644 docs/pgckpt.1 $(DESTDIR)$(PREFIX)/share/man/man1/pgckpt.1
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

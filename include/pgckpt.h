@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pgckpt.h - the one public header of libpgckpt.
+ *
+ * libpgckpt checkpoints and restores memory files. Its core is a port of
+ * gVisor's page allocator (pgalloc.MemoryFile): a backing file whose pages
+ * are handed out by Allocate, reference-counted, reclaimed, evicted and
+ * mapped into this process by pgc_map_internal. On top of it sit the image
+ * engines (pgc_save / pgc_load, eager or in the background) and a consumer
+ * helper for lazy restore over userfaultfd.
+ *
+ * Conventions: every function that can fail returns 0 (or a documented
+ * non-negative value) on success and a negative errno on failure, or one of
+ * the PGC_E* codes below, which lie outside the errno range. pgc_strerror()
+ * describes any of them. Handles are opaque. The library never prints.
+ */
+#ifndef PGCKPT_H
+#define PGCKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PGC_VERSION_MAJOR 0
+#define PGC_VERSION_MINOR 1
+#define PGC_VERSION_PATCH 0
+#define PGC_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * pgckpt-specific error codes, returned negated like errnos. They start at
+ * 4096 (MAX_ERRNO in Linux), so they never collide with an errno.
+ */
+enum {
+	PGC_EFOREIGN   = 4096, /* not a pgckpt image (bad magic) */
+	PGC_EVERSION   = 4097, /* image written by a newer format version */
+	PGC_ECORRUPT   = 4098, /* image is malformed or fails a bounds check */
+	PGC_ECHECKSUM  = 4099, /* a checksum does not match */
+	PGC_ETRUNCATED = 4100, /* an image file is shorter than it claims */
+	PGC_ELOADFAIL  = 4101, /* a background load failed earlier */
+};
+
+/*
+ * pgc_strerror - describe an error code.
+ * @err: a value returned by any pgc_ function (negative or positive).
+ * Returns a static, never-NULL string.
+ */
+const char *pgc_strerror(int err);
+
+/*
+ * pgc_is_image_error - whether @err means "the image is bad" (as opposed to
+ * an I/O or system error). The CLI maps these to exit status 3.
+ */
+bool pgc_is_image_error(int err);
+
+/* ------------------------------------------------------------------------ */
+/* MemoryFile                                                                */
+/* ------------------------------------------------------------------------ */
+
+#define PGC_PAGE_SIZE      4096ULL
+#define PGC_HUGE_PAGE_SIZE (2ULL << 20)
+#define PGC_CHUNK_SIZE     (1ULL << 30)
+
+/* A half-open range [start, end) of file offsets. */
+typedef struct pgc_range {
+	uint64_t start;
+	uint64_t end;
+} pgc_range;
+
+/* Memory kinds, used for accounting (gVisor's usage.MemoryKind). */
+enum pgc_kind {
+	PGC_KIND_SYSTEM = 0,
+	PGC_KIND_ANONYMOUS,
+	PGC_KIND_PAGECACHE,
+	PGC_KIND_TMPFS,
+	PGC_KIND_RAMDISK,
+	PGC_KIND_MAPPED,
+	PGC_KIND_COUNT
+};
+
+enum pgc_direction {
+	PGC_BOTTOM_UP = 0,
+	PGC_TOP_DOWN,
+};
+
+enum pgc_alloc_mode {
+	PGC_ALLOC_ONLY = 0,          /* pages are only allocated */
+	PGC_ALLOC_COMMIT,            /* ... and committed (fallocate) */
+	PGC_ALLOC_WRITE_POPULATE,    /* ... and populated writable (MADV_POPULATE_WRITE, mlock fallback) */
+};
+
+enum pgc_delayed_eviction {
+	PGC_EVICTION_DEFAULT = 0,    /* becomes PGC_EVICTION_ENABLED */
+	PGC_EVICTION_DISABLED,       /* evict as soon as possible */
+	PGC_EVICTION_ENABLED,        /* delay until pressure, or until the reclaimer is idle */
+	PGC_EVICTION_MANUAL,         /* only on pgc_start_evictions() */
+};
+
+/* Access types for pgc_map_internal(). */
+enum {
+	PGC_ACCESS_READ  = 1,
+	PGC_ACCESS_WRITE = 2,
+	PGC_ACCESS_EXEC  = 4,
+};
+
+typedef struct pgc_memfile pgc_memfile;
+
+struct pgc_memfile_opts {
+	/*
+	 * Backing file. -1 (the default) creates a memfd. Otherwise the
+	 * MemoryFile takes ownership of the descriptor and truncates the
+	 * file to zero, unless @adopt is set.
+	 */
+	int fd;
+	/*
+	 * Adopt the existing contents of @fd instead of truncating it: the
+	 * whole file (rounded up to a page) becomes one allocated segment of
+	 * kind PGC_KIND_SYSTEM with one reference. Used to save arbitrary
+	 * memory files. With a read-only @fd, the MemoryFile is read-only:
+	 * mappings are PROT_READ and anything that writes fails with -EBADF.
+	 */
+	bool adopt;
+	enum pgc_delayed_eviction delayed_eviction;
+	bool use_host_memcg_pressure;  /* cgroup v2 PSI trigger on memory.pressure */
+	bool decommit_on_destroy;      /* punch out the whole file on destroy */
+	bool manual_zeroing;           /* do not assume new host pages are zero */
+	bool disable_ima_workaround;
+	bool disk_backed;
+	/* If non-zero, allocations fail with -ENOMEM past this many bytes in use. */
+	uint64_t max_allocatable;
+};
+
+/* Fill @opts with defaults (memfd, delayed eviction enabled, no limits). */
+void pgc_memfile_opts_init(struct pgc_memfile_opts *opts);
+
+/*
+ * pgc_memfile_new - create a MemoryFile.
+ * Returns 0 and stores the handle in *@out, or -errno (-EINVAL for bad
+ * options). On failure a caller-given fd is not closed.
+ */
+int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out);
+
+/*
+ * pgc_memfile_destroy - stop the reclaimer and eviction threads, wait for a
+ * background load, unmap, close. Pages still allocated are simply dropped.
+ * @mf may be NULL.
+ */
+void pgc_memfile_destroy(pgc_memfile *mf);
+
+/* The backing file descriptor (owned by @mf). */
+int pgc_memfile_fd(const pgc_memfile *mf);
+
+/* pgc_total_size - current size of the backing file in bytes. */
+uint64_t pgc_total_size(pgc_memfile *mf);
+
+/*
+ * Reader callback for pgc_allocate(): copy up to @len bytes into @dst.
+ * Return the number of bytes produced (0 at end of input) or -errno.
+ */
+typedef int64_t (*pgc_reader_fn)(void *arg, void *dst, size_t len);
+
+struct pgc_alloc_opts {
+	enum pgc_kind kind;
+	enum pgc_direction dir;
+	uint32_t memcg_id;      /* 0: not accounted to any cgroup */
+	enum pgc_alloc_mode mode;
+	pgc_reader_fn reader;   /* optional: fill the new pages */
+	void *reader_arg;
+};
+
+/*
+ * pgc_allocate - allocate @length bytes (page-aligned, non-zero) of zeroed
+ * pages with one reference held by the caller. Allocations of 2 MiB or
+ * more are 2 MiB-aligned. Placement is gVisor's findAvailableRange.
+ * Returns 0 and the range in *@out; -EINVAL for a bad length; -ENOMEM if
+ * no range fits or max_allocatable would be exceeded; other -errno from the
+ * host. With a reader that stops early, *@out is truncated to the pages
+ * filled (rounded down) and the reader's error, or 0 at end of input, is
+ * returned.
+ */
+int pgc_allocate(pgc_memfile *mf, uint64_t length,
+		 const struct pgc_alloc_opts *opts, pgc_range *out);
+
+/*
+ * Reference counting. Ranges must be page-aligned, non-empty and entirely
+ * allocated (refs > 0); otherwise -EINVAL and nothing changes (debug
+ * builds assert). pgc_decref on pages whose background load has not
+ * started cancels that load.
+ */
+int pgc_incref(pgc_memfile *mf, pgc_range r, uint32_t memcg_id);
+int pgc_decref(pgc_memfile *mf, pgc_range r);
+
+/* Returns 1 if every page in @r has exactly one reference, 0 if not, -EINVAL. */
+int pgc_has_unique_ref(pgc_memfile *mf, pgc_range r);
+
+/*
+ * pgc_decommit - release the contents of @r; later reads see zeroes.
+ * Returns 0, -EINVAL for a bad range, or -errno from fallocate.
+ */
+int pgc_decommit(pgc_memfile *mf, pgc_range r);
+
+/*
+ * pgc_map_internal - map @r into this process for @access and describe it
+ * as up to @iovcnt iovecs (one per 1 GiB chunk touched). If @r has pages
+ * still being loaded in the background, waits for exactly those pages
+ * (they jump the loader's queue).
+ * Returns the number of iovecs filled; -EACCES for PGC_ACCESS_EXEC;
+ * -EINVAL for an empty range; -ENOBUFS if @iovcnt is too small; the load
+ * error if the background load failed on these pages; -errno from mmap.
+ */
+int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
+		     struct iovec *iov, int iovcnt);
+
+/* ------------------------------------------------------------------------ */
+/* Usage and accounting                                                      */
+/* ------------------------------------------------------------------------ */
+
+#define PGC_MEMCG_ALL UINT32_MAX
+
+struct pgc_accounting {
+	uint64_t kind[PGC_KIND_COUNT]; /* committed bytes by kind */
+	uint64_t total;                /* sum of kind[] */
+};
+
+/*
+ * pgc_update_usage - bring the committed-page accounting up to date by
+ * scanning (mincore) the segments not known to be committed. @memcg_ids
+ * (n entries) limits the scan to those cgroups; NULL scans everything.
+ * Returns 0 or -errno.
+ */
+int pgc_update_usage(pgc_memfile *mf, const uint32_t *memcg_ids, size_t n);
+
+/* pgc_total_usage - bytes of the backing file the host stores (fstat blocks). */
+int pgc_total_usage(pgc_memfile *mf, uint64_t *out);
+
+/*
+ * pgc_accounting - committed bytes by kind, for one memcg id or for
+ * PGC_MEMCG_ALL, as of the last pgc_update_usage(). Returns 0.
+ */
+int pgc_accounting(pgc_memfile *mf, uint32_t memcg_id, struct pgc_accounting *out);
+
+/* ------------------------------------------------------------------------ */
+/* Evictable memory                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A user of evictable memory. The MemoryFile calls @evict without holding
+ * any of its locks, possibly after a racing pgc_mark_unevictable(); the
+ * user must then make it a no-op. Ranges are in the user's own offsets.
+ */
+typedef struct pgc_evictable_user pgc_evictable_user;
+struct pgc_evictable_user {
+	void (*evict)(pgc_evictable_user *user, pgc_range er);
+};
+
+/* Returns 0, -EINVAL for an empty range, -ENOMEM. */
+int pgc_mark_evictable(pgc_memfile *mf, pgc_evictable_user *user, pgc_range er);
+int pgc_mark_unevictable(pgc_memfile *mf, pgc_evictable_user *user, pgc_range er);
+void pgc_mark_all_unevictable(pgc_memfile *mf, pgc_evictable_user *user);
+void pgc_start_evictions(pgc_memfile *mf);
+void pgc_wait_for_evictions(pgc_memfile *mf);
+bool pgc_should_cache_evictable(pgc_memfile *mf);
+
+/* ------------------------------------------------------------------------ */
+/* Segments (read-only view of the usage set)                                */
+/* ------------------------------------------------------------------------ */
+
+struct pgc_segment {
+	pgc_range range;
+	enum pgc_kind kind;
+	uint64_t refs;           /* 0: freed, waiting for the reclaimer */
+	uint32_t memcg_id;
+	bool known_committed;
+};
+
+/*
+ * pgc_for_each_segment - call @fn for every usage segment in offset order
+ * under the MemoryFile's lock (@fn must not call back into @mf). Stops
+ * early and returns @fn's value when it is non-zero; returns 0 otherwise.
+ */
+int pgc_for_each_segment(pgc_memfile *mf,
+			 int (*fn)(void *arg, const struct pgc_segment *seg),
+			 void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Images: save and load                                                     */
+/* ------------------------------------------------------------------------ */
+
+enum pgc_compress {
+	PGC_COMPRESS_ZSTD = 0,
+	PGC_COMPRESS_NONE,
+};
+
+/* Progress callback: @done of @total bytes processed. Never called with locks held. */
+typedef void (*pgc_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+struct pgc_save_opts {
+	enum pgc_compress compress;
+	int level;               /* zstd level 1..19 (default 1) */
+	uint32_t block_size;     /* bytes of memory per block, page multiple <= 4 MiB (default 256 KiB) */
+	int jobs;                /* compression threads (default: online CPUs) */
+	const char *aio;         /* "auto", "threads", "libaio", "uring"; NULL: $PGCKPT_AIO or auto */
+	bool decommit_zero;      /* punch out zero pages found in the live file */
+	uint64_t logical_size;   /* size to record for the source (default: total size) */
+	pgc_progress_fn progress;
+	void *progress_arg;
+};
+
+void pgc_save_opts_init(struct pgc_save_opts *opts);
+
+/*
+ * pgc_save - write @mf to the image directory @path atomically (built in a
+ * temporary sibling, fsynced, renamed over @path). Waits for a background
+ * load first. Returns 0, or -errno (-ENOSPC, -EIO, ...); on failure no
+ * image appears under @path and an existing one is left untouched.
+ */
+int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts);
+
+struct pgc_load_opts {
+	int jobs;                /* decompression threads (default: online CPUs) */
+	const char *aio;         /* as in pgc_save_opts */
+	bool background;         /* return after the metadata; load pages in the background */
+	bool direct;             /* O_DIRECT reads of raw images */
+	uint32_t max_read;       /* background: bytes per merged read (default 256 KiB) */
+	uint32_t max_iovecs;     /* background: iovecs per read (default 64) */
+	uint32_t max_inflight;   /* background: reads in flight (default 128) */
+	/* Called once from the loader thread when a background load ends (0 or error). */
+	void (*done)(void *arg, int err);
+	void *done_arg;
+	pgc_progress_fn progress;
+	void *progress_arg;
+};
+
+void pgc_load_opts_init(struct pgc_load_opts *opts);
+
+/*
+ * pgc_load - restore the image at @path into @mf, which must have no
+ * allocations. Usage segments, refs, kinds and memcg ids come back as
+ * saved. Eager: returns when every page is in memory. Background: returns
+ * after the metadata; pages arrive in the background and
+ * pgc_map_internal waits for the ones it needs.
+ * Returns 0, -PGC_E* for a bad image, or -errno.
+ */
+int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts);
+
+/*
+ * pgc_load_await - wait until a background load has finished.
+ * Returns 0 (also when no load was started) or the load's error.
+ */
+int pgc_load_await(pgc_memfile *mf);
+
+struct pgc_load_stats {
+	uint64_t bytes_total;    /* bytes the image holds */
+	uint64_t bytes_loaded;
+	uint64_t bytes_cancelled;/* dropped by pgc_decref before loading */
+	uint64_t waits;          /* pgc_map_internal calls that had to wait */
+	uint64_t bytes_waited;   /* bytes those calls waited for */
+	uint64_t ns_waited;      /* total time spent waiting */
+	uint64_t ns_elapsed;     /* load start to end (or to now) */
+	bool done;
+	int error;
+};
+
+/* pgc_load_stats - statistics of the current or last load. Returns 0. */
+int pgc_load_stats(pgc_memfile *mf, struct pgc_load_stats *out);
+
+/* Image summary for inspect. */
+struct pgc_image_info {
+	uint32_t version;
+	uint64_t file_size;       /* memory file size (logical) */
+	uint64_t mem_bytes;       /* bytes of non-zero pages stored */
+	uint64_t pages_bytes;     /* size of pages.img */
+	uint64_t segments;
+	uint64_t blocks;
+	uint32_t block_size;
+	enum pgc_compress compress;
+	int level;
+};
+
+/*
+ * pgc_image_info - read the metadata of the image at @path. Returns 0,
+ * -PGC_E* for a bad image, or -errno.
+ */
+int pgc_image_info(const char *path, struct pgc_image_info *out);
+
+/*
+ * pgc_image_verify - check every checksum of the image at @path, decoding
+ * each block. Returns 0, -PGC_E* for a bad image, or -errno.
+ */
+int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg);
+
+/*
+ * pgc_image_export_criu - write a CRIU pagemap.img and raw pages-1.img of
+ * the image at @path into directory @dir (created if missing).
+ * Returns 0, -PGC_E*, or -errno.
+ */
+int pgc_image_export_criu(const char *path, const char *dir);
+
+/* ------------------------------------------------------------------------ */
+/* Lazy restore for other processes (userfaultfd)                            */
+/* ------------------------------------------------------------------------ */
+
+struct pgc_lazy_region {
+	void *addr;              /* consumer address (page aligned) */
+	uint64_t size;           /* bytes */
+	uint64_t offset;         /* memory-file offset of addr */
+};
+
+/*
+ * pgc_lazy_attach - consumer side of the Firecracker UFFD handoff: create
+ * a userfaultfd, register @regions in MISSING mode, send them as JSON with
+ * the uffd over the unix socket @socket_path. Returns the uffd (>= 0, kept
+ * open by the caller for the life of the mappings) or -errno.
+ */
+int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regions,
+		    size_t nregions);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PGCKPT_H */
