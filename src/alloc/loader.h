@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * loader.h - hooks between the MemoryFile and the background page loader
- * (loader.c). The MemoryFile calls these only while mf->loader is non-NULL
- * (an atomic pointer set by pgc_load in background mode).
+ * loader.h - the page loader that fills a MemoryFile from an image
+ * (loader.c), and the hooks through which the MemoryFile talks to it.
+ *
+ * One loader serves both load modes: an eager pgc_load starts it and
+ * waits for it; a background pgc_load returns as soon as it runs. The
+ * MemoryFile calls the hooks only while mf->loader is non-NULL.
  */
 #ifndef PGC_LOADER_H
 #define PGC_LOADER_H
@@ -10,12 +13,24 @@
 #include "pgckpt.h"
 
 struct pgc_loader;
+struct pgc_memfile;
+struct sf_image;
+
+/*
+ * loader_start - start loading every extent of @img into @mf (whose usage
+ * set already holds the image's segments) and publish the loader in
+ * mf->loader. Takes ownership of @img (also on failure).
+ * Returns 0, or -errno if the loader could not be started (nothing is
+ * published then).
+ */
+int loader_start(struct pgc_memfile *mf, struct sf_image *img,
+		 const struct pgc_load_opts *opts);
 
 /*
  * loader_wait - called by pgc_map_internal before mapping @r: push the
  * unloaded, unstarted parts of @r to the front of the loader's queue and
- * wait until every byte of @r is loaded. Must be called without mf->mu.
- * Returns 0 or the load error.
+ * wait until every byte of @r is loaded. Lock-free once @r is loaded.
+ * Must be called without mf->mu. Returns 0 or the load error.
  */
 int loader_wait(struct pgc_loader *l, pgc_range r);
 
@@ -24,5 +39,25 @@ int loader_wait(struct pgc_loader *l, pgc_range r);
  * refs reached zero: drop the parts of @r whose load has not started.
  */
 void loader_cancel(struct pgc_loader *l, pgc_range r);
+
+/*
+ * loader_quiesce - called by the reclaimer before it decommits @r, without
+ * mf->mu: wait until no started load still writes into @r, so freed pages
+ * are never written after they were punched out.
+ */
+void loader_quiesce(struct pgc_loader *l, pgc_range r);
+
+/* loader_await - wait until the load has ended. Returns 0 or its error. */
+int loader_await(struct pgc_loader *l);
+
+/* loader_stats - fill @out. */
+void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out);
+
+/*
+ * loader_destroy - stop the load (failing it with -ECANCELED if it still
+ * runs), join its threads and free it. Called by pgc_memfile_destroy
+ * after clearing mf->loader, without mf->mu.
+ */
+void loader_destroy(struct pgc_loader *l);
 
 #endif /* PGC_LOADER_H */

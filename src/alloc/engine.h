@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * engine.h - small pieces shared by the save engine, the eager load engine
+ * and the background loader: worker-count defaults, the zero-page test,
+ * bulk population of fresh memory, and a batch-slot pipeline helper.
+ */
+#ifndef PGC_ENGINE_H
+#define PGC_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "pgckpt.h"
+
+/* Bytes of memory handed to one worker at a time. */
+#define ENGINE_BATCH_BYTES (4u << 20)
+/* Default block size of an image (bytes of memory per block). */
+#define ENGINE_DEFAULT_BLOCK (256u << 10)
+/* Largest block size accepted. */
+#define ENGINE_MAX_BLOCK (4u << 20)
+
+/* engine_jobs - @requested if positive, else the number of online CPUs (1..64). */
+int engine_jobs(int requested);
+
+/* engine_page_is_zero - whether the PGC_PAGE_SIZE bytes at @p are all zero. */
+bool engine_page_is_zero(const void *p);
+
+/*
+ * engine_populate - populate [addr, addr+len) writable in bulk
+ * (MADV_POPULATE_WRITE), so that writing it later takes no page faults.
+ * Falls back silently (the memory is then faulted in on first write);
+ * never fails.
+ */
+void engine_populate(void *addr, size_t len);
+
+/* engine_now_ns - CLOCK_MONOTONIC in nanoseconds. */
+uint64_t engine_now_ns(void);
+
+#endif /* PGC_ENGINE_H */
