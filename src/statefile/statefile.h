@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * statefile.h - the image format: writing an image directory atomically,
+ * opening and validating one, and encoding / decoding / checksumming the
+ * blocks of pages.img.
+ *
+ * An image directory holds memfile.img (CRIU framing: common magic, our
+ * per-file magic, then u32-length-prefixed protobuf-c records: a head with
+ * the format version, the metadata, the usage segments, the pages index,
+ * and a trailer with the checksum of everything before it), pages.img
+ * (blocks), and pagemap.img (a CRIU pagemap). See docs/format.md.
+ *
+ * The pages index is a list of runs and a list of blocks. A run is a
+ * maximal stretch of non-zero pages inside one block: {memory-file offset,
+ * length}. A block is up to block_size bytes of such pages, encoded as one
+ * unit (one zstd frame, or the raw bytes) with an xxh64 checksum of what
+ * pages.img stores. Blocks are stored in memory-offset order and each one
+ * is reachable in O(1) through the index.
+ *
+ * sf_image_open() checks everything before it returns; afterwards every
+ * table may be indexed without further checks (see the invariants below).
+ * This module depends on nothing else of pgckpt's and never prints.
+ */
+#ifndef PGC_STATEFILE_H
+#define PGC_STATEFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "pgckpt.h"
+
+#define SF_VERSION 1               /* format version written and accepted */
+#define SF_MAX_BLOCK (4u << 20)    /* largest block_size accepted */
+
+/* A run of non-zero pages: memory-file offset and length, page multiples. */
+struct sf_run {
+	uint64_t off;
+	uint64_t len;
+};
+
+/* One block of pages.img. */
+struct sf_block {
+	uint64_t file_off;       /* offset in pages.img (raw: page-aligned) */
+	uint32_t stored_len;     /* bytes in pages.img (raw: == mem_len) */
+	uint32_t mem_len;        /* bytes of memory it holds (sum of its runs) */
+	uint64_t checksum;       /* xxh64, seed 0, of the stored bytes */
+	uint32_t first_run;      /* its runs are runs[first_run .. first_run + nruns) */
+	uint32_t nruns;
+};
+
+/* What the save engine records besides the index. */
+struct sf_meta {
+	uint64_t file_size;      /* memory file size, page multiple */
+	uint64_t logical_size;   /* source size in bytes (<= file_size) */
+	const struct pgc_segment *segs;
+	size_t nsegs;
+};
+
+/*
+ * An open, validated image. Invariants after sf_image_open():
+ * - segs: page-aligned, non-empty, sorted, disjoint, end <= file_size,
+ *   kind < PGC_KIND_COUNT, refs == 0 only with kind PGC_KIND_SYSTEM;
+ * - runs: page-aligned, non-empty, sorted and disjoint across the whole
+ *   image, end <= file_size, each inside a segment with refs > 0;
+ * - blocks: their run slices partition runs in order; mem_len is the sum
+ *   of its runs and <= block_size <= SF_MAX_BLOCK; stored_len <=
+ *   sf_encode_bound(mem_len) (raw: == mem_len, file_off page-aligned);
+ *   sorted by file_off, non-overlapping, inside pages.img;
+ * - mem_bytes is the sum of all mem_len.
+ */
+struct sf_image {
+	uint32_t version;
+	uint64_t file_size;
+	uint64_t logical_size;
+	uint32_t block_size;
+	enum pgc_compress compress;
+	int level;
+	struct pgc_segment *segs;
+	size_t nsegs;
+	struct sf_run *runs;
+	size_t nruns;
+	struct sf_block *blocks;
+	size_t nblocks;
+	uint64_t mem_bytes;      /* sum of the blocks' mem_len */
+	uint64_t pages_bytes;    /* size of pages.img */
+	int pages_fd;            /* pages.img, O_RDONLY (| O_DIRECT if asked) */
+	bool direct;             /* pages_fd was opened with O_DIRECT */
+};
+
+/*
+ * sf_image_open - open the image directory @path, read and validate
+ * memfile.img (version first, then sizes, then everything else), and open
+ * pages.img (with O_DIRECT if @direct and the image is raw; silently
+ * without it where the file system refuses). Never allocates more than the
+ * files' sizes justify.
+ * Returns 0 and *@out, -PGC_EFOREIGN (not a pgckpt image), -PGC_EVERSION
+ * (newer format), -PGC_ECORRUPT, -PGC_ECHECKSUM, -PGC_ETRUNCATED, or -errno
+ * (-ENOENT, -ENOTDIR, -EACCES, -ENOMEM, -EIO).
+ */
+int sf_image_open(const char *path, bool direct, struct sf_image **out);
+
+/* sf_image_close - close and free @img (may be NULL). */
+void sf_image_close(struct sf_image *img);
+
+/* ---- blocks ------------------------------------------------------------ */
+
+/* A per-thread zstd context (compression or decompression). */
+struct sf_codec;
+
+/*
+ * sf_codec_new - a codec for @compress at @level (ignored for
+ * decompression and raw). Returns 0 or -ENOMEM.
+ */
+int sf_codec_new(enum pgc_compress compress, int level, struct sf_codec **out);
+void sf_codec_free(struct sf_codec *c);
+
+/* sf_encode_bound - the largest stored size of a block of @mem_len bytes. */
+size_t sf_encode_bound(enum pgc_compress compress, size_t mem_len);
+
+/*
+ * sf_block_encode - encode the bytes of @src (@nsrc iovecs, @mem_len bytes
+ * in all) into @dst (@cap >= sf_encode_bound bytes) with @c, and checksum
+ * the result. For raw images this copies; the save engine writes raw
+ * blocks straight from the mapping and calls sf_checksum_iov() instead.
+ * Returns 0 and *@stored_len, *@checksum, or -ENOBUFS / -EINVAL / -ENOMEM.
+ */
+int sf_block_encode(struct sf_codec *c, const struct iovec *src, int nsrc,
+		    void *dst, size_t cap, size_t *stored_len, uint64_t *checksum);
+
+/* sf_checksum - xxh64 (seed 0) of @len bytes. */
+uint64_t sf_checksum(const void *buf, size_t len);
+
+/* sf_checksum_iov - xxh64 (seed 0) of the concatenation of @iov[0..n). */
+uint64_t sf_checksum_iov(const struct iovec *iov, int n);
+
+/*
+ * sf_block_decode - check @src (the block's stored_len stored bytes)
+ * against b->checksum, then decode it into @dst (@ndst iovecs holding
+ * exactly b->mem_len bytes; for zstd, decompressed straight into them with
+ * @c, a decompression codec). Returns 0, -PGC_ECHECKSUM, or -PGC_ECORRUPT
+ * (the frame does not decode to exactly mem_len bytes).
+ */
+int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *src,
+		    const struct iovec *dst, int ndst);
+
+/* ---- writing ----------------------------------------------------------- */
+
+struct sf_writer;
+
+/*
+ * sf_writer_open - start an image at @path: create a temporary sibling
+ * directory "PATH.tmp-XXXXXX" holding an empty pages.img. @path must not
+ * exist, or be an existing pgckpt image directory (replaced atomically at
+ * commit) — anything else is refused with -EEXIST / -ENOTDIR.
+ * Returns 0 and *@out, -EINVAL (bad compress / level / block_size), or
+ * -errno.
+ */
+int sf_writer_open(const char *path, enum pgc_compress compress, int level,
+		   uint32_t block_size, struct sf_writer **out);
+
+/* The pages.img descriptor (O_WRONLY); the caller writes blocks into it. */
+int sf_writer_pages_fd(const struct sf_writer *w);
+
+/*
+ * sf_writer_add_block - append a block to the index: its runs (sorted,
+ * after every earlier run, in total <= block_size), stored size and
+ * checksum. Stores in *@file_off where the caller must write the
+ * @stored_len bytes in pages.img (blocks are laid out in the order they
+ * are added; raw blocks page-aligned).
+ * Returns 0, -EINVAL (runs out of order, bad sizes) or -ENOMEM.
+ */
+int sf_writer_add_block(struct sf_writer *w, const struct sf_run *runs, uint32_t nruns,
+			uint32_t stored_len, uint64_t checksum, uint64_t *file_off);
+
+/*
+ * sf_writer_commit - once every block's bytes are written: write
+ * memfile.img (with @meta) and pagemap.img, size and fsync every file and
+ * the directory, then move the directory to its final name atomically
+ * (rename, or renameat2 RENAME_EXCHANGE over an existing image whose old
+ * contents are then removed) and fsync the parent. Frees @w, also on
+ * failure (the temporary directory is then removed).
+ * Returns 0 or -errno (-ENOSPC, -EIO, ...).
+ */
+int sf_writer_commit(struct sf_writer *w, const struct sf_meta *meta);
+
+/* sf_writer_abort - remove the temporary directory and free @w (may be NULL). */
+void sf_writer_abort(struct sf_writer *w);
+
+#endif /* PGC_STATEFILE_H */
