@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pagemap.c - CRIU compatibility: the pagemap.img every image carries, and
+ * pgc_image_export_criu(), which writes that pagemap and a raw
+ * pages-1.img (the stored pages decoded, in order) into a directory, the
+ * pair CRIU's tools (`crit decode -i pagemap.img`) understand.
+ *
+ * A CRIU pagemap is CRIU's common magic, PAGEMAP_MAGIC, a PagemapHead
+ * {pages_id} record, then one PagemapEntry {vaddr, nr_pages, flags} per
+ * stretch of pages; here vaddr is the memory-file offset, adjacent runs
+ * are merged, and nr_pages goes in both field 2 (older CRIU, u32) and
+ * field 5 (newer CRIU, u64).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sf_internal.h"
+#include "statefile/pagemap.pb-c.h"
+
+/* Largest entry: field 2 is a u32 count of pages. */
+#define SF_PAGEMAP_MAX_PAGES UINT32_MAX
+
+static int put_entry(struct sf_buf *out, uint64_t off, uint64_t pages)
+{
+	PagemapEntry e = PAGEMAP_ENTRY__INIT;
+
+	e.vaddr = off;
+	e.compat_nr_pages = (uint32_t)pages;
+	e.has_flags = 1;
+	e.flags = SF_PE_PRESENT;
+	e.has_nr_pages = 1;
+	e.nr_pages = pages;
+	return sf_buf_put_record(out, &e.base);
+}
+
+int sf_pagemap_encode(const struct sf_run *runs, size_t nruns, struct sf_buf *out)
+{
+	PagemapHead head = PAGEMAP_HEAD__INIT;
+	uint64_t start = 0, end = 0, pages;
+	size_t i;
+	int ret;
+
+	sf_buf_put_u32(out, SF_CRIU_COMMON_MAGIC);
+	sf_buf_put_u32(out, SF_CRIU_PAGEMAP_MAGIC);
+	head.pages_id = 1;
+	ret = sf_buf_put_record(out, &head.base);
+	for (i = 0; i <= nruns && !ret; i++) {
+		if (i < nruns && i > 0 && runs[i].off == end) {
+			end += runs[i].len;
+			continue;
+		}
+		/* Flush the merged stretch [start, end), in u32-sized pieces. */
+		while (start < end && !ret) {
+			pages = (end - start) >> SF_PAGE_SHIFT;
+			if (pages > SF_PAGEMAP_MAX_PAGES)
+				pages = SF_PAGEMAP_MAX_PAGES;
+			ret = put_entry(out, start, pages);
+			start += pages << SF_PAGE_SHIFT;
+		}
+		if (i < nruns) {
+			start = runs[i].off;
+			end = runs[i].off + runs[i].len;
+		}
+	}
+	return ret ? ret : out->err;
+}
+
+/* Decode every block of @img in order into @fd. */
+static int export_pages(const struct sf_image *img, int fd)
+{
+	struct sf_codec *c = NULL;
+	uint8_t *scratch = NULL, *mem = NULL;
+	size_t i;
+	int ret;
+
+	ret = sf_codec_new(img->compress, img->level, &c);
+	if (ret)
+		return ret;
+	ret = -ENOMEM;
+	scratch = malloc(sf_encode_bound(img->compress, img->block_size));
+	mem = malloc(img->block_size);
+	if (!scratch || !mem)
+		goto exit;
+	ret = 0;
+	for (i = 0; i < img->nblocks && !ret; i++) {
+		ret = sf_image_read_block(img, c, i, scratch, mem);
+		if (!ret)
+			ret = sf_write_all(fd, mem, img->blocks[i].mem_len);
+	}
+	if (!ret && fsync(fd) != 0)
+		ret = -errno;
+exit:
+	free(scratch);
+	free(mem);
+	sf_codec_free(c);
+	return ret;
+}
+
+int pgc_image_export_criu(const char *path, const char *dir)
+{
+	struct sf_image *img = NULL;
+	struct sf_buf buf = { 0 };
+	int dirfd = -1, fd = -1, ret;
+
+	ret = sf_image_open(path, false, &img);
+	if (ret)
+		return ret;
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		ret = -errno;
+		goto exit;
+	}
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		ret = -errno;
+		goto exit;
+	}
+	ret = sf_pagemap_encode(img->runs, img->nruns, &buf);
+	if (!ret)
+		ret = sf_write_file_at(dirfd, SF_PAGEMAP_NAME, buf.p, buf.len, true);
+	if (ret)
+		goto exit;
+	fd = openat(dirfd, "pages-1.img", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		goto exit;
+	}
+	ret = export_pages(img, fd);
+	if (close(fd) != 0 && !ret && errno != EINTR)
+		ret = -errno;
+	if (!ret && fsync(dirfd) != 0)
+		ret = -errno;
+	if (ret) {
+		/* Never leave a pagemap that describes pages that are not there. */
+		unlinkat(dirfd, SF_PAGEMAP_NAME, 0);
+		unlinkat(dirfd, "pages-1.img", 0);
+	}
+exit:
+	if (dirfd >= 0)
+		close(dirfd);
+	sf_buf_free(&buf);
+	sf_image_close(img);
+	return ret;
+}
