@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * threads.c - the thread-pool backend of the async I/O queue, like
+ * gVisor's goroutine-pool pkg/aio: workers take requests off a FIFO, do
+ * them with pread/pwrite/preadv2/pwritev2 (looping on short transfers),
+ * and put the finished slots on a done list that the queue owner moves
+ * into the ready ring in its reap hook.
+ *
+ * One mutex guards both lists. Workers block every signal, so a
+ * program's signal handlers never run on them and their system calls
+ * never see EINTR. The pool has min(capacity, $PGCKPT_AIO_THREADS or
+ * AIO_THREADS_DEFAULT) workers.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "aio_impl.h"
+
+/* Workers per queue unless $PGCKPT_AIO_THREADS says otherwise (see docs/aio.md). */
+#define AIO_THREADS_DEFAULT 8
+#define AIO_THREADS_MAX 256
+
+struct tpool {
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv;		/* todo became non-empty, or stop */
+	pthread_cond_t done_cv;		/* ndone reached want */
+	struct aio_slot *todo, **todo_tail;
+	struct aio_slot *done, **done_tail;
+	unsigned ndone;
+	unsigned want;			/* the owner sleeps until ndone >= want (0: not sleeping) */
+	unsigned idle;			/* workers waiting on work_cv */
+	bool stop;
+	unsigned nthreads;
+	pthread_t *tids;
+};
+
+static void *worker(void *arg)
+{
+	struct tpool *p = arg;
+	struct aio_slot *s;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->todo && !p->stop) {
+			p->idle++;
+			pthread_cond_wait(&p->work_cv, &p->mu);
+			p->idle--;
+		}
+		if (!p->todo)
+			break;
+		s = p->todo;
+		p->todo = s->next;
+		if (!p->todo)
+			p->todo_tail = &p->todo;
+		pthread_mutex_unlock(&p->mu);
+
+		aio_slot_run_sync(s);
+
+		pthread_mutex_lock(&p->mu);
+		s->next = NULL;
+		*p->done_tail = s;
+		p->done_tail = &s->next;
+		p->ndone++;
+		if (p->want && p->ndone >= p->want)
+			pthread_cond_signal(&p->done_cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static unsigned pool_size(unsigned capacity)
+{
+	const char *env = getenv("PGCKPT_AIO_THREADS");
+	long n = AIO_THREADS_DEFAULT;
+	char *end;
+
+	if (env && *env) {
+		n = strtol(env, &end, 10);
+		if (*end || n < 1)
+			n = AIO_THREADS_DEFAULT;
+		if (n > AIO_THREADS_MAX)
+			n = AIO_THREADS_MAX;
+	}
+	return (unsigned)n < capacity ? (unsigned)n : capacity;
+}
+
+/* Stop the workers (those in @p->tids[0..n)) and free @p. Drops work not started. */
+static void pool_stop(struct tpool *p, unsigned n)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	p->todo = NULL;
+	p->todo_tail = &p->todo;
+	pthread_cond_broadcast(&p->work_cv);
+	pthread_mutex_unlock(&p->mu);
+	/* A worker busy with a request finishes it first: join waits for that. */
+	for (i = 0; i < n; i++)
+		pthread_join(p->tids[i], NULL);
+	pthread_cond_destroy(&p->done_cv);
+	pthread_cond_destroy(&p->work_cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p->tids);
+	free(p);
+}
+
+static int tp_init(struct aio_queue *q)
+{
+	sigset_t all, old;
+	struct tpool *p;
+	unsigned i = 0;
+	int ret = 0;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->nthreads = pool_size(q->capacity);
+	p->tids = calloc(p->nthreads, sizeof(p->tids[0]));
+	if (!p->tids) {
+		free(p);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->work_cv, NULL);
+	pthread_cond_init(&p->done_cv, NULL);
+	p->todo_tail = &p->todo;
+	p->done_tail = &p->done;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < p->nthreads; i++) {
+		ret = -pthread_create(&p->tids[i], NULL, worker, p);
+		if (ret)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		goto exit;
+	q->priv = p;
+	p = NULL;
+exit:
+	if (p)
+		pool_stop(p, i);
+	return ret;
+}
+
+static int tp_submit(struct aio_queue *q, struct aio_slot **slots, unsigned n)
+{
+	struct tpool *p = q->priv;
+	unsigned i, wake;
+
+	pthread_mutex_lock(&p->mu);
+	for (i = 0; i < n; i++) {
+		slots[i]->next = NULL;
+		*p->todo_tail = slots[i];
+		p->todo_tail = &slots[i]->next;
+	}
+	wake = n < p->idle ? n : p->idle;
+	if (wake == p->nthreads)
+		pthread_cond_broadcast(&p->work_cv);
+	else
+		for (i = 0; i < wake; i++)
+			pthread_cond_signal(&p->work_cv);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+static int tp_reap(struct aio_queue *q, unsigned min)
+{
+	struct tpool *p = q->priv;
+	struct aio_slot *s, *next;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->ndone < min) {
+		p->want = min;
+		while (p->ndone < min)
+			pthread_cond_wait(&p->done_cv, &p->mu);
+		p->want = 0;
+	}
+	s = p->done;
+	p->done = NULL;
+	p->done_tail = &p->done;
+	p->ndone = 0;
+	pthread_mutex_unlock(&p->mu);
+
+	for (; s; s = next) {
+		next = s->next;
+		aio_slot_finish(q, s);
+	}
+	return 0;
+}
+
+static void tp_destroy(struct aio_queue *q)
+{
+	struct tpool *p = q->priv;
+
+	if (p)
+		pool_stop(p, p->nthreads);
+	q->priv = NULL;
+}
+
+const struct aio_ops aio_threads_ops = {
+	.backend = AIO_THREADS,
+	.init = tp_init,
+	.submit = tp_submit,
+	.reap = tp_reap,
+	.destroy = tp_destroy,
+};
