@@ -149,8 +149,9 @@ void pgc_memfile_opts_init(struct pgc_memfile_opts *opts);
 int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out);
 
 /*
- * pgc_memfile_destroy - stop the reclaimer and eviction threads, wait for a
- * background load, unmap, close. Pages still allocated are simply dropped.
+ * pgc_memfile_destroy - cancel a background load that is still running
+ * (its waiters fail with -ECANCELED), stop the reclaimer and eviction
+ * threads, unmap, close. Pages still allocated are simply dropped.
  * @mf may be NULL.
  */
 void pgc_memfile_destroy(pgc_memfile *mf);

@@ -54,9 +54,15 @@ int loader_await(struct pgc_loader *l);
 void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out);
 
 /*
- * loader_destroy - stop the load (failing it with -ECANCELED if it still
- * runs), join its threads and free it. Called by pgc_memfile_destroy
- * after clearing mf->loader, without mf->mu.
+ * loader_stop - end the load, failing it with -ECANCELED if it still
+ * runs (waiters wake with that error), and join its threads. The loader
+ * stays valid (done) until loader_destroy. Called without mf->mu.
+ */
+void loader_stop(struct pgc_loader *l);
+
+/*
+ * loader_destroy - loader_stop, then free @l (may be NULL). Called by
+ * pgc_memfile_destroy after clearing mf->loader, without mf->mu.
  */
 void loader_destroy(struct pgc_loader *l);
 

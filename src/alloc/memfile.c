@@ -903,15 +903,23 @@ exit:
 
 void pgc_memfile_destroy(pgc_memfile *mf)
 {
+	struct pgc_loader *l;
 	uint64_t size;
 
 	if (!mf)
 		return;
-	/* The loader writes through the mappings: let it finish first. */
-	if (atomic_load_explicit(&mf->loader, memory_order_acquire))
-		(void)pgc_load_await(mf);
+	/*
+	 * The loader writes through the mappings: stop it first (a
+	 * background load still running is cancelled; its waiters fail).
+	 * It is freed only once the reclaimer, which may be quiescing it,
+	 * has stopped.
+	 */
+	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	if (l)
+		loader_stop(l);
 	memfile_reclaim_stop(mf);
 	memfile_evict_fini(mf);
+	loader_destroy(atomic_exchange_explicit(&mf->loader, NULL, memory_order_acq_rel));
 	size = atomic_load_explicit(&mf->file_size, memory_order_relaxed);
 	if (mf->opts.decommit_on_destroy && size && !mf->readonly)
 		(void)memfile_decommit_file(mf, (pgc_range){ 0, size });

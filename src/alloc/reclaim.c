@@ -147,7 +147,7 @@ static void *reclaim_main(void *arg)
 		 */
 		l = atomic_load_explicit(&mf->loader, memory_order_acquire);
 		if (l)
-			(void)loader_wait(l, fr);
+			loader_quiesce(l, fr);
 		/*
 		 * Pages that can be neither released nor zeroed are never
 		 * handed out again: they stay in the usage set, freed.

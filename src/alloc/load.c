@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * load.c - LoadFrom: restore an image into an empty MemoryFile.
+ *
+ * The metadata comes first: the image is opened and validated
+ * (sf_image_open trusts nothing), the file is sized and the usage set is
+ * rebuilt segment by segment with the saved refs, kinds and memcg ids.
+ * Then the page loader (loader.c) starts; an eager load waits for it, a
+ * background load returns at once and pgc_map_internal waits for the
+ * pages it needs.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "loader.h"
+#include "memfile.h"
+#include "statefile/statefile.h"
+
+void pgc_load_opts_init(struct pgc_load_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->max_read = 256u << 10;
+	opts->max_iovecs = 64;
+	opts->max_inflight = 128;
+}
+
+/* Whether @mf has never held an allocation or a load. */
+static bool memfile_pristine(struct pgc_memfile *mf)
+{
+	bool ok;
+
+	pthread_mutex_lock(&mf->mu);
+	ok = rs_empty(&mf->usage) && !atomic_load(&mf->loader) &&
+	     !atomic_load_explicit(&mf->file_size, memory_order_relaxed);
+	pthread_mutex_unlock(&mf->mu);
+	return ok;
+}
+
+int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts)
+{
+	struct pgc_load_opts o;
+	struct sf_image *img = NULL;
+	struct pgc_loader *l;
+	size_t i;
+	int ret;
+
+	if (!mf || !path)
+		return -EINVAL;
+	if (opts)
+		o = *opts;
+	else
+		pgc_load_opts_init(&o);
+	if (!o.max_read)
+		o.max_read = 256u << 10;
+	if (!o.max_iovecs)
+		o.max_iovecs = 64;
+	if (!o.max_inflight)
+		o.max_inflight = 128;
+	if (o.max_iovecs > 1024 || o.max_inflight > 4096)
+		return -EINVAL;
+	if (mf->readonly)
+		return -EBADF;
+	if (!memfile_pristine(mf))
+		return -EBUSY;
+
+	ret = sf_image_open(path, o.direct, &img);
+	if (ret)
+		return ret;
+	ret = memfile_set_size(mf, img->file_size);
+	if (ret)
+		goto fail;
+	for (i = 0; i < img->nsegs; i++) {
+		ret = memfile_insert_segment(mf, &img->segs[i]);
+		if (ret)
+			goto fail;
+	}
+	/* The loader owns the image from here on, also on failure. */
+	ret = loader_start(mf, img, &o);
+	if (ret)
+		return ret;
+	if (o.background)
+		return 0;
+	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	return loader_await(l);
+fail:
+	sf_image_close(img);
+	return ret;
+}
+
+int pgc_load_await(pgc_memfile *mf)
+{
+	struct pgc_loader *l;
+
+	if (!mf)
+		return -EINVAL;
+	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	return l ? loader_await(l) : 0;
+}
+
+int pgc_load_stats(pgc_memfile *mf, struct pgc_load_stats *out)
+{
+	struct pgc_loader *l;
+
+	if (!mf || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	if (l)
+		loader_stats(l, out);
+	return 0;
+}

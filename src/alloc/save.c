@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * save.c - SaveTo: write a MemoryFile into an image directory.
+ *
+ * 1. Snapshot the usage set under mf->mu (the caller keeps the file
+ *    quiescent while it is saved, as gVisor's sentry does).
+ * 2. Find the data of every allocated segment with SEEK_DATA/SEEK_HOLE:
+ *    holes cost nothing. The data is cut into windows of 4 MiB of file
+ *    offsets (aligned, so no window crosses a 1 GiB chunk mapping).
+ * 3. Worker threads (one per core by default) take windows in turn: drop
+ *    all-zero pages, group the rest into runs and blocks of up to
+ *    block_size bytes, and compress each block (zstd) or only checksum it
+ *    (raw: its bytes are written straight from the mapping, no copy).
+ * 4. The calling thread commits windows in offset order: appends their
+ *    blocks to the index and writes them through the aio queue, several
+ *    windows in flight, while the workers run ahead.
+ * 5. sf_writer_commit writes the metadata, fsyncs and renames.
+ * Any error (ENOSPC, EIO, a short write) abandons the temporary directory:
+ * nothing appears under the image's name and an older image is untouched.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aio/aio.h"
+#include "engine.h"
+#include "memfile.h"
+#include "statefile/statefile.h"
+
+#define WINDOW ((uint64_t)ENGINE_BATCH_BYTES)
+
+/* A data extent inside one window. */
+struct sv_extent {
+	uint64_t off, len;
+};
+
+/* One encoded block of a window. */
+struct sv_block {
+	uint32_t first_run, nruns;
+	uint32_t stored_off, stored_len;   /* in the window's output buffer (zstd) */
+	uint64_t checksum;
+};
+
+struct sv_window {
+	size_t first_ext, next_ext;        /* its extents */
+	/* Results, written by a worker. */
+	struct sf_run *runs;
+	uint32_t nruns;
+	struct sv_block *blocks;
+	uint32_t nblocks;
+	uint8_t *out;                      /* zstd: the stored blocks back to back */
+	size_t out_len;
+	struct iovec *iov;                 /* raw: the blocks' pages in the mapping */
+	int niov;
+	struct sf_run *zeros;              /* zero pages found (for decommit_zero) */
+	uint32_t nzeros;
+	uint64_t data_bytes;
+	int err;
+	bool done;
+	bool writing;
+};
+
+struct sv_ctx {
+	struct pgc_memfile *mf;
+	struct pgc_save_opts o;
+	struct sv_extent *ext;
+	size_t next;
+	size_t next_alloc;
+	struct sv_window *win;
+	size_t nwin;
+	size_t claimed;                    /* windows handed to workers */
+	size_t committed;                  /* windows committed by the caller */
+	size_t ahead;                      /* windows a worker may run ahead */
+	bool stop;
+	pthread_mutex_t mu;
+	pthread_cond_t worker_cv;          /* a window may be claimed */
+	pthread_cond_t done_cv;            /* a window is done */
+};
+
+void pgc_save_opts_init(struct pgc_save_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->compress = PGC_COMPRESS_ZSTD;
+	opts->level = 1;
+	opts->block_size = ENGINE_DEFAULT_BLOCK;
+}
+
+/* ---- finding the data ------------------------------------------------------ */
+
+static int ext_push(struct sv_ctx *c, uint64_t off, uint64_t len)
+{
+	if (c->next == c->next_alloc) {
+		size_t n = c->next_alloc ? c->next_alloc * 2 : 256;
+		struct sv_extent *e = realloc(c->ext, n * sizeof(*e));
+
+		if (!e)
+			return -ENOMEM;
+		c->ext = e;
+		c->next_alloc = n;
+	}
+	c->ext[c->next++] = (struct sv_extent){ off, len };
+	return 0;
+}
+
+/* Append the data extents of [start, end), cut at window boundaries. */
+static int find_data(struct sv_ctx *c, uint64_t start, uint64_t end)
+{
+	int fd = c->mf->fd;
+	uint64_t at = start;
+	int ret;
+
+	while (at < end) {
+		off_t d = lseek(fd, (off_t)at, SEEK_DATA), h;
+
+		if (d < 0) {
+			if (errno == ENXIO)
+				return 0;       /* no data up to the end of the file */
+			if (errno != EINVAL)
+				return -errno;
+			d = (off_t)at;          /* no SEEK_DATA here: scan everything */
+			h = (off_t)end;
+		} else {
+			h = lseek(fd, d, SEEK_HOLE);
+			if (h < 0)
+				return -errno;
+		}
+		if ((uint64_t)d >= end)
+			return 0;
+		/* Page-align outwards: a partial page is a page. */
+		uint64_t ds = (uint64_t)d & ~MF_PAGE_MASK;
+		uint64_t de = ((uint64_t)h + MF_PAGE_MASK) & ~MF_PAGE_MASK;
+
+		if (ds < at)
+			ds = at;
+		if (de > end)
+			de = end;
+		while (ds < de) {
+			uint64_t wend = (ds & ~(WINDOW - 1)) + WINDOW;
+			uint64_t e = de < wend ? de : wend;
+
+			ret = ext_push(c, ds, e - ds);
+			if (ret)
+				return ret;
+			ds = e;
+		}
+		at = de;
+	}
+	return 0;
+}
+
+/* Group the extents into windows. */
+static int make_windows(struct sv_ctx *c)
+{
+	size_t i, n = 0;
+
+	c->win = calloc(c->next ? c->next : 1, sizeof(*c->win));
+	if (!c->win)
+		return -ENOMEM;
+	for (i = 0; i < c->next; i++) {
+		if (n && c->ext[i].off / WINDOW == c->ext[c->win[n - 1].first_ext].off / WINDOW) {
+			c->win[n - 1].next_ext = i + 1;
+			continue;
+		}
+		c->win[n].first_ext = i;
+		c->win[n].next_ext = i + 1;
+		n++;
+	}
+	c->nwin = n;
+	return 0;
+}
+
+/* ---- encoding a window (workers) ------------------------------------------- */
+
+struct sv_enc {
+	struct sv_ctx *c;
+	struct sv_window *w;
+	struct sf_codec *codec;
+	uint32_t block_runs;       /* first run of the open block */
+	uint64_t block_len;
+	size_t out_cap;
+	struct iovec *tmp;         /* iovecs of the open block (zstd) */
+	int ntmp;
+	bool new_extent;           /* runs never span extents (nor segments) */
+};
+
+static int close_block(struct sv_enc *e)
+{
+	struct sv_window *w = e->w;
+	struct sv_block *b;
+	uint32_t i;
+	int ret;
+
+	if (!e->block_len)
+		return 0;
+	b = &w->blocks[w->nblocks];
+	b->first_run = e->block_runs;
+	b->nruns = w->nruns - e->block_runs;
+	e->ntmp = 0;
+	for (i = b->first_run; i < w->nruns; i++) {
+		struct iovec v;
+
+		ret = memfile_map(e->c->mf, (pgc_range){ w->runs[i].off,
+				  w->runs[i].off + w->runs[i].len }, PGC_ACCESS_READ, &v, 1);
+		if (ret < 0)
+			return ret;
+		e->tmp[e->ntmp++] = v;
+	}
+	if (e->c->o.compress == PGC_COMPRESS_NONE) {
+		b->stored_off = 0;
+		b->stored_len = (uint32_t)e->block_len;
+		b->checksum = sf_checksum_iov(e->tmp, e->ntmp);
+		memcpy(w->iov + w->niov, e->tmp, (size_t)e->ntmp * sizeof(*e->tmp));
+		w->niov += e->ntmp;
+	} else {
+		size_t len;
+
+		ret = sf_block_encode(e->codec, e->tmp, e->ntmp, w->out + w->out_len,
+				      e->out_cap - w->out_len, &len, &b->checksum);
+		if (ret)
+			return ret;
+		b->stored_off = (uint32_t)w->out_len;
+		b->stored_len = (uint32_t)len;
+		w->out_len += len;
+	}
+	w->nblocks++;
+	e->block_runs = w->nruns;
+	e->block_len = 0;
+	return 0;
+}
+
+/* Add the non-zero page at @off to the open block. */
+static int add_page(struct sv_enc *e, uint64_t off)
+{
+	struct sv_window *w = e->w;
+	int ret;
+
+	if (e->block_len + PGC_PAGE_SIZE > e->c->o.block_size) {
+		ret = close_block(e);
+		if (ret)
+			return ret;
+	}
+	if (!e->new_extent && w->nruns > e->block_runs &&
+	    w->runs[w->nruns - 1].off + w->runs[w->nruns - 1].len == off)
+		w->runs[w->nruns - 1].len += PGC_PAGE_SIZE;
+	else
+		w->runs[w->nruns++] = (struct sf_run){ off, PGC_PAGE_SIZE };
+	e->new_extent = false;
+	e->block_len += PGC_PAGE_SIZE;
+	w->data_bytes += PGC_PAGE_SIZE;
+	return 0;
+}
+
+static void add_zero(struct sv_window *w, uint64_t off)
+{
+	if (w->nzeros && w->zeros[w->nzeros - 1].off + w->zeros[w->nzeros - 1].len == off)
+		w->zeros[w->nzeros - 1].len += PGC_PAGE_SIZE;
+	else
+		w->zeros[w->nzeros++] = (struct sf_run){ off, PGC_PAGE_SIZE };
+}
+
+static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec *codec,
+			 struct iovec *tmp)
+{
+	struct sv_enc e = { .c = c, .w = w, .codec = codec, .tmp = tmp };
+	size_t pages = WINDOW / PGC_PAGE_SIZE, maxblocks = WINDOW / c->o.block_size + 1, i;
+	int ret = -ENOMEM;
+
+	/* Worst case: every other page non-zero, one run each. */
+	w->runs = malloc(pages * sizeof(*w->runs));
+	w->blocks = malloc(maxblocks * sizeof(*w->blocks));
+	if (c->o.decommit_zero)
+		w->zeros = malloc(pages * sizeof(*w->zeros));
+	if (!w->runs || !w->blocks || (c->o.decommit_zero && !w->zeros))
+		return -ENOMEM;
+	if (c->o.compress == PGC_COMPRESS_NONE) {
+		w->iov = malloc(pages * sizeof(*w->iov));
+		if (!w->iov)
+			return -ENOMEM;
+	} else {
+		e.out_cap = maxblocks * sf_encode_bound(c->o.compress, c->o.block_size);
+		w->out = malloc(e.out_cap);
+		if (!w->out)
+			return -ENOMEM;
+	}
+	for (i = w->first_ext; i < w->next_ext; i++) {
+		struct sv_extent *x = &c->ext[i];
+		struct iovec v;
+		uint64_t p;
+
+		ret = memfile_map(c->mf, (pgc_range){ x->off, x->off + x->len },
+				  PGC_ACCESS_READ, &v, 1);
+		if (ret < 0)
+			return ret;
+		e.new_extent = true;
+		for (p = 0; p < x->len; p += PGC_PAGE_SIZE) {
+			if (engine_page_is_zero((uint8_t *)v.iov_base + p)) {
+				if (w->zeros)
+					add_zero(w, x->off + p);
+				continue;
+			}
+			ret = add_page(&e, x->off + p);
+			if (ret)
+				return ret;
+		}
+	}
+	return close_block(&e);
+}
+
+static void *worker_main(void *arg)
+{
+	struct sv_ctx *c = arg;
+	struct sf_codec *codec = NULL;
+	struct iovec *tmp;
+	int ret;
+
+	tmp = malloc(c->o.block_size / PGC_PAGE_SIZE * sizeof(*tmp));
+	ret = tmp ? sf_codec_new(c->o.compress, c->o.level, &codec) : -ENOMEM;
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		struct sv_window *w;
+
+		while (!c->stop && c->claimed < c->nwin && c->claimed >= c->committed + c->ahead)
+			pthread_cond_wait(&c->worker_cv, &c->mu);
+		if (c->stop || c->claimed >= c->nwin)
+			break;
+		w = &c->win[c->claimed++];
+		pthread_mutex_unlock(&c->mu);
+		w->err = ret ? ret : encode_window(c, w, codec, tmp);
+		pthread_mutex_lock(&c->mu);
+		w->done = true;
+		pthread_cond_broadcast(&c->done_cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+	sf_codec_free(codec);
+	free(tmp);
+	return NULL;
+}
+
+/* ---- committing windows in order (the calling thread) ---------------------- */
+
+static void window_release(struct sv_window *w)
+{
+	free(w->runs);
+	free(w->blocks);
+	free(w->out);
+	free(w->iov);
+	w->runs = NULL;
+	w->blocks = NULL;
+	w->out = NULL;
+	w->iov = NULL;
+}
+
+/* Index @w's blocks and queue its write. Returns 0 or -errno. */
+static int window_commit(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue *q,
+			 size_t idx)
+{
+	struct sv_window *w = &c->win[idx];
+	struct aio_req req = { .id = idx, .fd = sf_writer_pages_fd(wr) };
+	uint64_t off, first = 0;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < w->nblocks; i++) {
+		struct sv_block *b = &w->blocks[i];
+
+		ret = sf_writer_add_block(wr, w->runs + b->first_run, b->nruns, b->stored_len,
+					  b->checksum, &off);
+		if (ret)
+			return ret;
+		if (i == 0)
+			first = off;
+	}
+	if (!w->nblocks)
+		return 0;
+	req.off = first;
+	if (c->o.compress == PGC_COMPRESS_NONE) {
+		req.op = AIO_OP_WRITEV;
+		req.iov = w->iov;
+		req.len = (size_t)w->niov;
+	} else {
+		req.op = AIO_OP_WRITE;
+		req.buf = w->out;
+		req.len = w->out_len;
+	}
+	ret = aio_add(q, &req);
+	if (!ret)
+		w->writing = true;
+	return ret;
+}
+
+static uint64_t window_bytes(const struct sv_window *w)
+{
+	return w->out ? w->out_len : w->data_bytes;
+}
+
+/* Reap at least @min write completions. Returns 0 or the first error. */
+static int reap(struct sv_ctx *c, struct aio_queue *q, unsigned min)
+{
+	struct aio_completion comp[32];
+	int n, i, ret = 0;
+
+	n = aio_wait(q, min, comp, 32);
+	if (n < 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		struct sv_window *w = &c->win[comp[i].id];
+
+		if (comp[i].res < 0 && !ret)
+			ret = (int)comp[i].res;
+		else if ((uint64_t)comp[i].res != window_bytes(w) && !ret)
+			ret = -EIO;   /* the layer completes short writes: this is final */
+		w->writing = false;
+		window_release(w);
+	}
+	return ret;
+}
+
+static int decommit_zeros(struct sv_ctx *c)
+{
+	size_t i;
+	uint32_t k;
+	int ret;
+
+	if (c->mf->readonly)
+		return 0;
+	for (i = 0; i < c->nwin; i++) {
+		for (k = 0; k < c->win[i].nzeros; k++) {
+			struct sf_run *z = &c->win[i].zeros[k];
+
+			ret = pgc_decommit(c->mf, (pgc_range){ z->off, z->off + z->len });
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+struct seg_snap {
+	struct pgc_segment *segs;
+	size_t n, cap;
+};
+
+static int snap_fn(void *arg, const struct pgc_segment *seg)
+{
+	struct seg_snap *s = arg;
+
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct pgc_segment *n = realloc(s->segs, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		s->segs = n;
+		s->cap = cap;
+	}
+	s->segs[s->n++] = *seg;
+	return 0;
+}
+
+static int save_windows(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue *q)
+{
+	size_t idx;
+	uint64_t done = 0, total = 0;
+	int ret = 0, ret2;
+
+	for (idx = 0; idx < c->next; idx++)
+		total += c->ext[idx].len;
+	for (idx = 0; idx < c->nwin; idx++) {
+		struct sv_window *w = &c->win[idx];
+
+		pthread_mutex_lock(&c->mu);
+		while (!w->done)
+			pthread_cond_wait(&c->done_cv, &c->mu);
+		pthread_mutex_unlock(&c->mu);
+		ret = w->err;
+		while (!ret && aio_inflight(q) >= aio_capacity(q))
+			ret = reap(c, q, 1);
+		if (!ret)
+			ret = window_commit(c, wr, q, idx);
+		if (!ret)
+			ret = aio_submit(q);
+		if (ret)
+			break;
+		if (!w->writing)
+			window_release(w);
+		pthread_mutex_lock(&c->mu);
+		c->committed = idx + 1;
+		pthread_cond_broadcast(&c->worker_cv);
+		pthread_mutex_unlock(&c->mu);
+		for (size_t i = w->first_ext; i < w->next_ext; i++)
+			done += c->ext[i].len;
+		if (c->o.progress)
+			c->o.progress(c->o.progress_arg, done, total);
+	}
+	/* Wait for every write, also after an error (buffers are in flight). */
+	while (aio_inflight(q)) {
+		ret2 = reap(c, q, aio_inflight(q));
+		if (!ret)
+			ret = ret2;
+	}
+	return ret;
+}
+
+int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts)
+{
+	struct pgc_save_opts o;
+	struct sv_ctx c = { .mf = mf };
+	struct seg_snap snap = { 0 };
+	struct sf_writer *wr = NULL;
+	struct aio_queue *q = NULL;
+	enum aio_backend backend;
+	struct sf_meta meta;
+	pthread_t *thr = NULL;
+	int jobs = 0, started = 0, i, ret;
+	size_t k;
+
+	if (!mf || !path)
+		return -EINVAL;
+	if (opts)
+		o = *opts;
+	else
+		pgc_save_opts_init(&o);
+	if (!o.block_size)
+		o.block_size = ENGINE_DEFAULT_BLOCK;
+	if (o.compress == PGC_COMPRESS_ZSTD && !o.level)
+		o.level = 1;
+	if ((o.block_size & MF_PAGE_MASK) || o.block_size > ENGINE_MAX_BLOCK ||
+	    (o.compress != PGC_COMPRESS_ZSTD && o.compress != PGC_COMPRESS_NONE))
+		return -EINVAL;
+	c.o = o;
+	pthread_mutex_init(&c.mu, NULL);
+	pthread_cond_init(&c.worker_cv, NULL);
+	pthread_cond_init(&c.done_cv, NULL);
+
+	/* A background load must finish first: its pages are part of the file. */
+	ret = pgc_load_await(mf);
+	if (ret)
+		goto exit;
+	ret = pgc_for_each_segment(mf, snap_fn, &snap);
+	if (ret)
+		goto exit;
+	for (k = 0; k < snap.n; k++) {
+		if (!snap.segs[k].refs)
+			continue;
+		ret = find_data(&c, snap.segs[k].range.start, snap.segs[k].range.end);
+		if (ret)
+			goto exit;
+	}
+	ret = make_windows(&c);
+	if (ret)
+		goto exit;
+	ret = aio_parse_backend(o.aio, &backend);
+	if (ret)
+		goto exit;
+	ret = aio_queue_new(backend, 8, &q, NULL);
+	if (ret)
+		goto exit;
+	ret = sf_writer_open(path, o.compress, o.level, o.block_size, &wr);
+	if (ret)
+		goto exit;
+
+	jobs = engine_jobs(o.jobs);
+	c.ahead = (size_t)jobs * 2 + 8;
+	thr = calloc((size_t)jobs, sizeof(*thr));
+	ret = -ENOMEM;
+	if (!thr)
+		goto exit;
+	for (i = 0; i < jobs; i++) {
+		ret = memfile_thread_create(&thr[i], worker_main, &c);
+		if (ret)
+			break;
+		started++;
+	}
+	if (started)
+		ret = save_windows(&c, wr, q);
+	pthread_mutex_lock(&c.mu);
+	c.stop = true;
+	pthread_cond_broadcast(&c.worker_cv);
+	pthread_mutex_unlock(&c.mu);
+	for (i = 0; i < started; i++)
+		pthread_join(thr[i], NULL);
+	if (ret)
+		goto exit;
+
+	meta = (struct sf_meta){
+		.file_size = pgc_total_size(mf),
+		.logical_size = o.logical_size ? o.logical_size : pgc_total_size(mf),
+		.segs = snap.segs,
+		.nsegs = snap.n,
+	};
+	if (meta.logical_size > meta.file_size) {
+		ret = -EINVAL;
+		goto exit;
+	}
+	ret = sf_writer_commit(wr, &meta);
+	wr = NULL;
+	if (!ret && o.decommit_zero)
+		ret = decommit_zeros(&c);
+exit:
+	sf_writer_abort(wr);
+	aio_queue_destroy(q);
+	for (k = 0; k < c.nwin; k++) {
+		window_release(&c.win[k]);
+		free(c.win[k].zeros);
+	}
+	free(c.win);
+	free(c.ext);
+	free(snap.segs);
+	free(thr);
+	pthread_cond_destroy(&c.worker_cv);
+	pthread_cond_destroy(&c.done_cv);
+	pthread_mutex_destroy(&c.mu);
+	return ret;
+}
