@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * reader.c - opening an image directory: memfile.img is read and fully
- * validated (version first, then its size, its checksum, every table),
- * then pages.img is opened and its size checked against the index, so
+ * reader.c - reading an image. sf_image_open() reads memfile.img and
+ * validates it fully (version first, then its size, its checksum, every
+ * table), then opens pages.img and checks its size against the index, so
  * that callers may index every table and read every block without
- * further checks. Also the block read helper verify and export share.
+ * further checks. On top of it: the block read helper that verify and
+ * export share, and the read-only public functions pgc_image_info() (a
+ * summary for `pgckpt inspect`) and pgc_image_verify() (every checksum,
+ * every block decoded, for `pgckpt verify`).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -143,4 +147,66 @@ int sf_image_read_block(const struct sf_image *img, struct sf_codec *c, size_t i
 	iov.iov_base = dst;
 	iov.iov_len = b->mem_len;
 	return sf_block_decode(c, b, scratch, &iov, 1);
+}
+
+/* ---- public read-only functions ----------------------------------------- */
+
+int pgc_image_info(const char *path, struct pgc_image_info *out)
+{
+	struct sf_image *img;
+	int ret;
+
+	ret = sf_image_open(path, false, &img);
+	if (ret)
+		return ret;
+	memset(out, 0, sizeof(*out));
+	out->version = img->version;
+	out->file_size = img->file_size;
+	out->mem_bytes = img->mem_bytes;
+	out->pages_bytes = img->pages_bytes;
+	out->segments = img->nsegs;
+	out->blocks = img->nblocks;
+	out->block_size = img->block_size;
+	out->compress = img->compress;
+	out->level = img->level;
+	sf_image_close(img);
+	return 0;
+}
+
+int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg)
+{
+	struct sf_image *img;
+	struct sf_codec *c = NULL;
+	uint8_t *scratch = NULL, *mem = NULL;
+	uint64_t done = 0;
+	size_t i;
+	int ret;
+
+	/* Opening checks the metadata and index checksum and every bound. */
+	ret = sf_image_open(path, false, &img);
+	if (ret)
+		return ret;
+	ret = sf_codec_new(img->compress, img->level, &c);
+	if (ret)
+		goto exit;
+	ret = -ENOMEM;
+	scratch = malloc(sf_encode_bound(img->compress, img->block_size));
+	mem = malloc(img->block_size);
+	if (!scratch || !mem)
+		goto exit;
+	ret = 0;
+	for (i = 0; i < img->nblocks && !ret; i++) {
+		ret = sf_image_read_block(img, c, i, scratch, mem);
+		done += img->blocks[i].mem_len;
+		if (!ret && progress)
+			progress(arg, done, img->mem_bytes);
+	}
+	if (!ret && progress && !img->nblocks)
+		progress(arg, 0, 0);
+exit:
+	free(scratch);
+	free(mem);
+	sf_codec_free(c);
+	sf_image_close(img);
+	return ret;
 }

@@ -14,6 +14,10 @@
  * directory whose memfile.img starts with our magics); anything else is
  * refused, so no user data is ever removed. Only the three files of an
  * image are ever unlinked.
+ *
+ * A writer is not locked: call sf_writer_* from one thread at a time (the
+ * save engine's committing thread). pages.img may be written concurrently
+ * by any thread at the offsets sf_writer_add_block() handed out.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -10,6 +10,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -509,6 +511,19 @@ static void test_bad_pages(void)
 	CHECK_EQ(sf_block_decode(c, &b, src, &iov, 1), -PGC_ECORRUPT);
 	b.mem_len += PAGE;
 	iov.iov_len = b.mem_len;
+	/* Random damage with a matching checksum: refused or decoded, never more. */
+	uint8_t *orig_src = malloc(b.stored_len);
+	memcpy(orig_src, src, b.stored_len);
+	for (int k = 0; k < 3000; k++) {
+		memcpy(src, orig_src, b.stored_len);
+		for (int j = 0; j <= k % 4; j++)
+			src[test_rand_below(b.stored_len)] ^= (uint8_t)(1 + test_rand_below(255));
+		b.checksum = sf_checksum(src, b.stored_len);
+		int r = sf_block_decode(c, &b, src, &iov, 1);
+		CHECK(r == 0 || r == -PGC_ECORRUPT);
+	}
+	memcpy(src, orig_src, b.stored_len);
+	free(orig_src);
 	/* Random garbage with a matching checksum. */
 	test_fill_random(src, b.stored_len);
 	b.checksum = sf_checksum(src, b.stored_len);
@@ -639,6 +654,30 @@ static void test_writer(void)
 	CHECK_EQ(sf_writer_commit(w, &(struct sf_meta){ 0 }), -EEXIST);
 	CHECK_EQ(access("late/notes.txt", F_OK), 0);
 	CHECK_EQ(count_entries("late"), 1);
+	/* A failing write (here EFBIG past RLIMIT_FSIZE) leaves the old image. */
+	struct rlimit old_lim, lim;
+	struct sf_image *before = NULL;
+	struct pgc_segment segs[64];
+	CHECK_EQ(getrlimit(RLIMIT_FSIZE, &old_lim), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	for (int i = 0; i < 64; i++)
+		segs[i] = (struct pgc_segment){ { 2 * i * PAGE, (2 * i + 1) * PAGE },
+						PGC_KIND_TMPFS, 1 + i, 0, false };
+	CHECK_EQ(sf_writer_open("img", PGC_COMPRESS_ZSTD, 1, 65536, &w), 0);
+	lim = old_lim;
+	lim.rlim_cur = 64;
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	CHECK_EQ(sf_writer_commit(w, &(struct sf_meta){ 128 * PAGE, 128 * PAGE, segs, 64 }),
+		 -EFBIG);
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	CHECK_EQ(count_entries("img"), 1);
+	CHECK_EQ(sf_image_open("img", false, &before), 0);
+	if (before) {
+		CHECK_EQ(before->compress, PGC_COMPRESS_ZSTD);
+		CHECK_EQ(before->level, 2);
+		sf_image_close(before);
+	}
 	/* An empty directory may become an image. */
 	CHECK_EQ(mkdir("fresh", 0755), 0);
 	CHECK_EQ(gen_image(&g1, "fresh", PGC_COMPRESS_ZSTD, 1, 65536, 50), 0);
