@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# make bench: pgckpt against the tools a user would otherwise reach for,
+# measured side by side in one run, best of $RUNS, on memory files made by
+# ../shared/bench/mkmem.py (and one real process's memory):
+#
+#   save -c zstd          vs  zstd -1 -T0 FILE
+#   restore (zstd image)  vs  zstd -d into tmpfs
+#   save -c none+restore  vs  cp --sparse=always into tmpfs
+#   restore               vs  the machine's limit (memprobe: fresh memfd,
+#                             populate + memcpy, best method)
+#   image size            vs  zstd -1 output size
+#
+# Ratios are pgckpt time / baseline time (< 1 means pgckpt is faster);
+# for the limit, restore throughput / limit throughput (> 0.8 is the aim).
+# Everything lives in $BENCH_DIR (default /dev/shm/pgckpt-bench: tmpfs, so
+# the figures measure CPU and memory, not the disk). Writes docs/perf.md
+# unless PERF_MD=- (print only).
+#
+# env: B (build dir), RUNS (3), SIZES ("256M 1G"), QUICK=1 (one 64M file)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+B=${B:-build}
+bin="$top/$B/pgckpt"
+probe="$top/$B/bench/memprobe"
+mkmem="$top/../shared/bench/mkmem.py"
+dir=${BENCH_DIR:-/dev/shm/pgckpt-bench}
+runs=${RUNS:-3}
+out=${PERF_MD:-$top/docs/perf.md}
+
+[ -x "$bin" ] || { echo "bench: $bin missing: run make" >&2; exit 2; }
+[ -f "$mkmem" ] || { echo "bench: $mkmem missing (../shared beside the repo)" >&2; exit 2; }
+command -v zstd >/dev/null || { echo "bench: zstd missing (apt-get install zstd)" >&2; exit 2; }
+rm -rf "$dir"; mkdir -p "$dir"
+trap 'rm -rf "$dir"' EXIT
+
+now() { date +%s.%N; }
+# best CMD...: best wall time of $runs runs; `pre` (a function name in PRE) runs untimed first
+best() {
+	local b=999999 t0 t1 t
+	for _ in $(seq "$runs"); do
+		[ -n "${PRE:-}" ] && $PRE
+		sync; t0=$(now); "$@" >/dev/null; t1=$(now)
+		t=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", b-a}')
+		b=$(awk -v a="$b" -v t="$t" 'BEGIN{print (t<a)?t:a}')
+	done
+	echo "$b"
+}
+div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
+dsize() { du -sb --apparent-size "$1" | cut -f1; }
+
+# A real memory file: the heap of a running python3 that built a large dict
+# (pointers, small ints, strings: what servers keep), read from /proc/PID/mem.
+make_real() {
+	python3 - "$1" <<'EOF'
+import os, re, sys, subprocess
+child = subprocess.Popen([sys.executable, '-c', '''
+import sys, random
+random.seed(7)
+d = {f"user:{i}": {"id": i, "name": "n%d" % random.randrange(10**6), "tags": [random.randrange(100) for _ in range(8)]} for i in range(600000)}
+sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.read()
+'''], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+child.stdout.readline()
+with open(f'/proc/{child.pid}/maps') as m, open(f'/proc/{child.pid}/mem', 'rb') as mem, open(sys.argv[1], 'wb') as out:
+    for line in m:
+        f = line.split()
+        if 'rw' not in f[1] or (len(f) > 5 and f[5].startswith('[v')):
+            continue
+        a, b = (int(x, 16) for x in f[0].split('-'))
+        try:
+            mem.seek(a); out.write(mem.read(b - a))
+        except OSError:
+            pass
+    pad = (-out.tell()) % 4096
+    out.write(bytes(pad))
+child.stdin.close(); child.wait()
+EOF
+}
+
+files=()
+if [ "${QUICK:-0}" = 1 ]; then
+	python3 "$mkmem" "$dir/default-64M" 64M; files+=(default-64M)
+else
+	for s in ${SIZES:-256M 1G}; do
+		python3 "$mkmem" "$dir/default-$s" "$s"; files+=("default-$s")
+	done
+	python3 "$mkmem" "$dir/mostly-zero-256M" 256M --holes 0.45 --zero 0.45 --random 0.02; files+=(mostly-zero-256M)
+	python3 "$mkmem" "$dir/mostly-random-256M" 256M --holes 0.05 --zero 0.05 --random 0.8; files+=(mostly-random-256M)
+	make_real "$dir/python-heap"; files+=(python-heap)
+fi
+
+limit_json=""
+rows=()
+fail=0
+for f in "${files[@]}"; do
+	src="$dir/$f"
+	size=$(stat -c %s "$src")
+	img="$dir/img" raw="$dir/raw" tgt="$dir/target" z="$dir/z.zst"
+
+	rm_img() { rm -rf "$img"; }
+	rm_raw() { rm -rf "$raw"; }
+	rm_tgt() { rm -f "$tgt"; }
+	PRE=rm_img t_save=$(best "$bin" save -c zstd "$src" "$img")
+	PRE= t_zstd=$(best zstd -1 -T0 -q -f "$src" -o "$z")
+	s_img=$(dsize "$img"); s_zstd=$(dsize "$z")
+	PRE=rm_tgt t_rest=$(best "$bin" restore "$img" "$tgt")
+	cmp "$src" "$tgt" || { echo "bench: $f: zstd restore differs" >&2; fail=1; }
+	PRE=rm_tgt t_unz=$(best zstd -d -q -f "$z" -o "$tgt")
+	PRE=rm_raw t_rsave=$(best "$bin" save -c none "$src" "$raw")
+	PRE=rm_tgt t_rrest=$(best "$bin" restore "$raw" "$tgt")
+	cmp "$src" "$tgt" || { echo "bench: $f: raw restore differs" >&2; fail=1; }
+	PRE=rm_tgt t_cp=$(best cp --sparse=always "$src" "$tgt")
+	PRE=
+	limit_json=$("$probe" "$src" --json --runs "$runs")
+	t_lim=$(sed -n 's/.*"limit_s":\([0-9.]*\).*/\1/p' <<<"$limit_json")
+	rows+=("| $f | $((size >> 20)) | $t_save | $t_zstd | $(div "$t_save" "$t_zstd") | $t_rest | $t_unz | $(div "$t_rest" "$t_unz") | $(awk -v a="$t_rsave" -v b="$t_rrest" 'BEGIN{printf "%.4f", a+b}') | $t_cp | $(div "$(awk -v a="$t_rsave" -v b="$t_rrest" 'BEGIN{print a+b}')" "$t_cp") | $(div "$t_rrest" "$t_cp") | $t_lim | $(div "$t_lim" "$t_rest") | $((s_img >> 10)) | $((s_zstd >> 10)) | $(div "$s_img" "$s_zstd") |")
+	rm -rf "$img" "$raw" "$tgt" "$z"
+	echo "bench: $f done" >&2
+done
+
+header="| file | MiB | save s | zstd -1 s | **save ratio** | restore s | zstd -d s | **restore ratio** | save+restore none s | cp s | **none ratio** | restore none / cp | limit s | **restore vs limit** | image KiB | zstd KiB | **size ratio** |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+table=$(printf '%s\n' "$header" "${rows[@]}")
+echo "$table"
+
+if [ "$out" != "-" ]; then
+	{
+		cat <<EOF
+# Performance
+
+Measured by \`make bench\` (script: \`bench/run.sh\`) on this project's
+machine kind: 2 cores, 24 GiB, Debian 12, kernel $(uname -r). Every file,
+image and target lives on tmpfs (\`$dir\`), so the figures measure CPU
+and memory rather than a disk. Each time is the best of $runs runs, wall
+clock, of the whole command (process start to exit).
+
+Inputs: \`../shared/bench/mkmem.py FILE SIZE\` with the default mix (20%
+holes, 20% written zeros, 15% random, 45% heap-like), a mostly-zero mix
+(\`--holes 0.45 --zero 0.45 --random 0.02\`), a mostly-random mix
+(\`--holes 0.05 --zero 0.05 --random 0.8\`), and \`python-heap\`: the
+writable mappings of a real python3 process holding a 600,000-entry dict
+of small records, read from \`/proc/PID/mem\`.
+
+Baselines, each in the same run:
+- **save**: \`pgckpt save -c zstd FILE IMG\` vs \`zstd -1 -T0 FILE\`
+- **restore**: \`pgckpt restore IMG TARGET\` vs \`zstd -d FILE.zst -o TARGET\`
+- **none**: \`pgckpt save -c none\` + \`pgckpt restore\` vs \`cp --sparse=always FILE TARGET\`
+- **limit**: \`build/bench/memprobe FILE\`: fill a fresh memfd of the same size
+  with the file's bytes, best of memcpy / populate+memcpy / fallocate+populate+memcpy,
+  on one or two threads. "restore vs limit" is limit time / restore time
+  (1.0 = at the limit; the aim is >= 0.8).
+- **size**: image directory bytes vs \`zstd -1\` output bytes.
+
+Ratios are pgckpt / baseline: below 1.0 pgckpt is faster or smaller.
+
+$table
+
+Machine limit probe for the last file: \`$limit_json\`
+EOF
+	} >"$out"
+	echo "bench: wrote $out" >&2
+fi
+exit "$fail"
