@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cli.h - internals shared by the files of the pgckpt command: exit
+ * statuses, error reporting, option helpers, the terminal progress bar and
+ * the cleanup that runs when SIGINT or SIGTERM arrives. The command is a
+ * thin layer over the public API of libpgckpt (include/pgckpt.h); it is the
+ * only part of pgckpt that prints.
+ */
+#ifndef PGCKPT_CLI_H
+#define PGCKPT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgckpt.h"
+
+/* Exit statuses (docs/cli.md). */
+enum {
+	EXIT_OK    = 0,
+	EXIT_USAGE = 1,
+	EXIT_IO    = 2,
+	EXIT_IMAGE = 3,
+};
+
+/* The subcommands; each returns an exit status. */
+int cmd_save(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+/* "pgckpt: CMD: FILE: MESSAGE" on stderr (FILE may be NULL). */
+void cli_error(const char *cmd, const char *file, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Report the library error @err for @file and return the exit status it
+ * maps to: EXIT_IMAGE for a bad image, EXIT_IO otherwise.
+ */
+int cli_fail(const char *cmd, const char *file, int err);
+
+/*
+ * cli_fail for an error from opening the image @img: a path that exists
+ * but is not a directory is reported as "Not a pgckpt image" (exit 3).
+ */
+int cli_fail_image(const char *cmd, const char *img, int err);
+
+/* A usage error: the message, a hint to --help, EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Print the --help text of @cmd (NULL: the command as a whole) to stdout. */
+void cli_help(const char *cmd);
+
+/* getopt_long's message for the option at @optopt / argv[optind - 1]. */
+int cli_bad_option(const char *cmd, int opt, char **argv);
+
+/* Parse "123", "64K", "2M", "1G". Returns 0 or -EINVAL / -ERANGE. */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* Parse a decimal integer in [min, max]. Returns 0 or -EINVAL. */
+int cli_parse_int(const char *s, long min, long max, long *out);
+
+/* Whether @name is an aio backend the library knows. */
+bool cli_valid_aio(const char *name);
+
+/* "12.3 MiB" into @buf. */
+void cli_human_bytes(uint64_t n, char *buf, size_t len);
+
+/* ---- progress bar (progress.c) ------------------------------------------- */
+
+struct cli_progress {
+	bool enabled;            /* stderr is a terminal */
+	bool drawn;              /* a bar is on the screen */
+	const char *label;
+	uint64_t start_ns;
+	uint64_t last_ns;
+};
+
+/* Set up a bar labelled @label; enabled only when stderr is a terminal. */
+void cli_progress_init(struct cli_progress *p, const char *label);
+/* A pgc_progress_fn: @arg is a struct cli_progress. */
+void cli_progress_cb(void *arg, uint64_t done, uint64_t total);
+/* Erase the bar (call before printing anything else, and at the end). */
+void cli_progress_end(struct cli_progress *p);
+
+/* ---- interruption (main.c) ----------------------------------------------- */
+
+/*
+ * SIGINT, SIGTERM and SIGHUP are blocked in every thread and received by a
+ * helper thread, which undoes what is registered here, erases the progress
+ * bar and exits with 128 + the signal number.
+ *
+ * cli_cleanup_file: a temporary file to unlink (NULL: none).
+ * cli_cleanup_image: an image path whose "PATH.tmp-*" siblings that did not
+ *	exist at registration time are removed (NULL: none).
+ * cli_cleanup_progress: the bar to erase (NULL: none).
+ * cli_cleanup_lock / unlock: hold off the signal thread around a step that
+ *	must not be cut in half (such as renaming a finished file into place).
+ */
+int cli_signals_start(void);
+void cli_cleanup_file(const char *path);
+void cli_cleanup_image(const char *path);
+void cli_cleanup_progress(struct cli_progress *p);
+void cli_cleanup_lock(void);
+void cli_cleanup_unlock(void);
+
+#endif /* PGCKPT_CLI_H */

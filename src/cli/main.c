@@ -1,0 +1,497 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * main.c - the pgckpt command: dispatch to the subcommands, --help and
+ * --version, the helpers every subcommand shares (error lines, exit
+ * statuses, size and number parsing), and the handling of SIGINT, SIGTERM
+ * and SIGHUP: a helper thread receives them, removes the temporary files
+ * the interrupted operation registered, and exits with 128 + the signal.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ---- help ---------------------------------------------------------------- */
+
+static const char usage_main[] =
+	"Usage: pgckpt COMMAND [OPTION]... ARG...\n"
+	"Checkpoint and restore memory files.\n"
+	"\n"
+	"Commands:\n"
+	"  save    [-c zstd[:N]|none] [--aio B] [-j N] [--block-size S] SOURCE IMAGE\n"
+	"  restore [--aio B] [-j N] [--direct] [--force] IMAGE TARGET\n"
+	"  inspect [--json] IMAGE\n"
+	"  verify  IMAGE\n"
+	"  export  --criu IMAGE DIR\n"
+	"\n"
+	"  -h, --help     show this help, or a command's with 'pgckpt COMMAND --help'\n"
+	"  -V, --version  show the version\n"
+	"\n"
+	"Exit status: 0 ok, 1 usage error, 2 I/O or system error,\n"
+	"3 bad or corrupt image, 128+N killed by signal N.\n";
+
+static const char usage_save[] =
+	"Usage: pgckpt save [OPTION]... SOURCE IMAGE\n"
+	"Save the memory file SOURCE (a tmpfs or hugetlbfs file, a sparse file,\n"
+	"/proc/PID/fd/N, /proc/PID/map_files/START-END) into the image directory\n"
+	"IMAGE. The image is written atomically; an existing image is replaced.\n"
+	"\n"
+	"  -c, --compress zstd[:N]|none  compression, zstd level N in 1..19 (default zstd:1)\n"
+	"      --block-size S            memory per block, a page multiple up to 4M\n"
+	"                                (K/M/G suffixes; default 256K)\n"
+	"  -j, --jobs N                  compression threads (default: online CPUs)\n"
+	"      --aio B                   auto, threads, libaio or uring (default: $PGCKPT_AIO or auto)\n"
+	"  -h, --help                    show this help\n";
+
+static const char usage_restore[] =
+	"Usage: pgckpt restore [OPTION]... IMAGE TARGET\n"
+	"Restore the image IMAGE into a new sparse file TARGET (zero pages are\n"
+	"holes). TARGET is built under a temporary name beside it and renamed\n"
+	"into place, so a failed restore leaves nothing behind.\n"
+	"\n"
+	"      --force    replace TARGET if it exists\n"
+	"      --direct   read raw (-c none) images with O_DIRECT\n"
+	"  -j, --jobs N   decompression threads (default: online CPUs)\n"
+	"      --aio B    auto, threads, libaio or uring (default: $PGCKPT_AIO or auto)\n"
+	"  -h, --help     show this help\n";
+
+static const char usage_inspect[] =
+	"Usage: pgckpt inspect [--json] IMAGE\n"
+	"Describe the image IMAGE: format version, sizes, ratio, segments, blocks,\n"
+	"compression.\n"
+	"\n"
+	"      --json     print one JSON object (keys in docs/cli.md)\n"
+	"  -h, --help     show this help\n";
+
+static const char usage_verify[] =
+	"Usage: pgckpt verify IMAGE\n"
+	"Check every checksum of the image IMAGE, decoding every block.\n"
+	"Prints \"IMAGE: ok\" and exits 0, or names the problem and exits 3.\n"
+	"\n"
+	"  -h, --help     show this help\n";
+
+static const char usage_export[] =
+	"Usage: pgckpt export --criu IMAGE DIR\n"
+	"Write a CRIU pagemap.img and raw pages-1.img of the image IMAGE into DIR\n"
+	"(created if missing).\n"
+	"\n"
+	"      --criu     CRIU format (the only one)\n"
+	"  -h, --help     show this help\n";
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+};
+
+static const struct command commands[] = {
+	{ "save",    cmd_save,    usage_save },
+	{ "restore", cmd_restore, usage_restore },
+	{ "inspect", cmd_inspect, usage_inspect },
+	{ "verify",  cmd_verify,  usage_verify },
+	{ "export",  cmd_export,  usage_export },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+void cli_help(const char *cmd)
+{
+	size_t i;
+
+	for (i = 0; cmd && i < NCOMMANDS; i++) {
+		if (strcmp(commands[i].name, cmd) == 0) {
+			fputs(commands[i].usage, stdout);
+			return;
+		}
+	}
+	fputs(usage_main, stdout);
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+static void verror(const char *cmd, const char *file, const char *fmt, va_list ap)
+{
+	fputs("pgckpt: ", stderr);
+	if (cmd)
+		fprintf(stderr, "%s: ", cmd);
+	if (file)
+		fprintf(stderr, "%s: ", file);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_error(const char *cmd, const char *file, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(cmd, file, fmt, ap);
+	va_end(ap);
+}
+
+int cli_fail_image(const char *cmd, const char *img, int err)
+{
+	struct stat st;
+
+	/* A plain file where an image directory belongs is a foreign image. */
+	if (err == -ENOTDIR && stat(img, &st) == 0 && !S_ISDIR(st.st_mode))
+		err = -PGC_EFOREIGN;
+	return cli_fail(cmd, img, err);
+}
+
+int cli_fail(const char *cmd, const char *file, int err)
+{
+	cli_error(cmd, file, "%s", pgc_strerror(err));
+	return pgc_is_image_error(err) ? EXIT_IMAGE : EXIT_IO;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(cmd, NULL, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "Try 'pgckpt %s%s--help' for more information.\n",
+		cmd ? cmd : "", cmd ? " " : "");
+	return EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd, int opt, char **argv)
+{
+	const char *arg = argv[optind - 1];
+
+	if (opt == ':')
+		return cli_usage(cmd, "option '%s' needs an argument", arg);
+	if (optopt && optopt != '?' && (arg[0] != '-' || arg[1] != '-'))
+		return cli_usage(cmd, "unknown option '-%c'", optopt);
+	return cli_usage(cmd, "unknown option '%s'", arg);
+}
+
+/* ---- parsing --------------------------------------------------------------- */
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] != '\0' && strcmp(end + 1, "iB") != 0 &&
+	    strcmp(end + 1, "B") != 0)
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+int cli_parse_int(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+bool cli_valid_aio(const char *name)
+{
+	static const char *const names[] = { "auto", "threads", "libaio", "uring" };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+void cli_human_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)n;
+	unsigned u = 0;
+
+	while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", n);
+	else
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+/* ---- signals --------------------------------------------------------------- */
+
+/* Recursive: the setters below may be called with the lock held. */
+static pthread_mutex_t cleanup_mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+static char *cleanup_path;          /* temporary file to unlink */
+static char *cleanup_parent;        /* directory of the image being saved */
+static char *cleanup_prefix;        /* "NAME.tmp-" */
+static char **cleanup_known;        /* temporary siblings that existed before */
+static size_t cleanup_nknown;
+static struct cli_progress *cleanup_bar;
+
+void cli_cleanup_lock(void)
+{
+	pthread_mutex_lock(&cleanup_mu);
+}
+
+void cli_cleanup_unlock(void)
+{
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
+void cli_cleanup_file(const char *path)
+{
+	pthread_mutex_lock(&cleanup_mu);
+	free(cleanup_path);
+	cleanup_path = path ? strdup(path) : NULL;
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
+void cli_cleanup_progress(struct cli_progress *p)
+{
+	pthread_mutex_lock(&cleanup_mu);
+	cleanup_bar = p;
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
+static void forget_image(void)
+{
+	size_t i;
+
+	for (i = 0; i < cleanup_nknown; i++)
+		free(cleanup_known[i]);
+	free(cleanup_known);
+	free(cleanup_parent);
+	free(cleanup_prefix);
+	cleanup_known = NULL;
+	cleanup_nknown = 0;
+	cleanup_parent = cleanup_prefix = NULL;
+}
+
+/* Split @path into its directory and "BASENAME.tmp-"; false if it has no name. */
+static bool split_image_path(const char *path, char **parent, char **prefix)
+{
+	const char *slash, *base;
+	size_t len = strlen(path);
+
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	slash = memrchr(path, '/', len);
+	base = slash ? slash + 1 : path;
+	if (base == path + len)
+		return false;
+	if (!slash)
+		*parent = strdup(".");
+	else if (slash == path)
+		*parent = strdup("/");
+	else
+		*parent = strndup(path, (size_t)(slash - path));
+	if (asprintf(prefix, "%.*s.tmp-", (int)(path + len - base), base) < 0)
+		*prefix = NULL;
+	return *parent && *prefix;
+}
+
+void cli_cleanup_image(const char *path)
+{
+	struct dirent *de;
+	char **known;
+	DIR *dir;
+
+	pthread_mutex_lock(&cleanup_mu);
+	forget_image();
+	if (!path || !split_image_path(path, &cleanup_parent, &cleanup_prefix))
+		goto exit;
+	dir = opendir(cleanup_parent);
+	if (!dir)
+		goto exit;
+	while ((de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, cleanup_prefix, strlen(cleanup_prefix)) != 0)
+			continue;
+		known = realloc(cleanup_known, (cleanup_nknown + 1) * sizeof(*known));
+		if (!known)
+			break;
+		cleanup_known = known;
+		known[cleanup_nknown] = strdup(de->d_name);
+		if (known[cleanup_nknown])
+			cleanup_nknown++;
+	}
+	closedir(dir);
+exit:
+	if (path && !cleanup_prefix)
+		forget_image();
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
+/* Remove the files in the temporary image directory @name, then it. */
+static void remove_tmp_dir(int parent_fd, const char *name)
+{
+	struct dirent *de;
+	DIR *dir;
+	int fd;
+
+	fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_type == DT_REG)
+			unlinkat(fd, de->d_name, 0);
+	closedir(dir);
+	unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
+/* Remove the temporary siblings of the image that appeared after registration. */
+static void remove_new_tmp_dirs(void)
+{
+	struct dirent *de;
+	size_t i;
+	DIR *dir;
+
+	dir = opendir(cleanup_parent);
+	if (!dir)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, cleanup_prefix, strlen(cleanup_prefix)) != 0 ||
+		    de->d_type != DT_DIR)
+			continue;
+		for (i = 0; i < cleanup_nknown; i++)
+			if (strcmp(de->d_name, cleanup_known[i]) == 0)
+				break;
+		if (i == cleanup_nknown)
+			remove_tmp_dir(dirfd(dir), de->d_name);
+	}
+	closedir(dir);
+}
+
+static void *signal_main(void *arg)
+{
+	sigset_t *set = arg;
+	int sig = 0;
+
+	while (sigwait(set, &sig) != 0)
+		;
+	/* Held until _exit: the main thread cannot start a rename meanwhile. */
+	pthread_mutex_lock(&cleanup_mu);
+	if (cleanup_bar)
+		cli_progress_end(cleanup_bar);
+	if (cleanup_path)
+		unlink(cleanup_path);
+	if (cleanup_prefix)
+		remove_new_tmp_dirs();
+	fprintf(stderr, "pgckpt: interrupted by %s\n", strsignal(sig));
+	fflush(stderr);
+	_exit(128 + sig);
+}
+
+int cli_signals_start(void)
+{
+	static sigset_t set;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int ret;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	ret = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (ret)
+		return -ret;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&tid, &attr, signal_main, &set);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+		return -ret;
+	}
+	return 0;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+	const struct command *c = NULL;
+	size_t i;
+	int ret;
+
+	if (argc < 2)
+		return cli_usage(NULL, "no command given");
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		cli_help(argc > 2 && strcmp(argv[1], "help") == 0 ? argv[2] : NULL);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+		printf("pgckpt %s\n", PGC_VERSION_STRING);
+		return EXIT_OK;
+	}
+	for (i = 0; i < NCOMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			c = &commands[i];
+	if (!c) {
+		if (argv[1][0] == '-')
+			return cli_usage(NULL, "unknown option '%s'", argv[1]);
+		return cli_usage(NULL, "unknown command '%s'", argv[1]);
+	}
+	ret = cli_signals_start();
+	if (ret) {
+		cli_error(c->name, NULL, "cannot start the signal thread: %s",
+			  pgc_strerror(ret));
+		return EXIT_IO;
+	}
+	/* The subcommand sees argv[0] = its own name. */
+	ret = c->fn(argc - 1, argv + 1);
+	if (fflush(stdout) != 0 && ret == EXIT_OK) {
+		cli_error(c->name, NULL, "write error: %s", strerror(errno));
+		ret = EXIT_IO;
+	}
+	return ret;
+}
