@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,12 @@
 #include "aio_impl.h"
 
 /*
- * What AIO_AUTO prefers. bench/aio_bench.c measured io_uring best for
- * buffered (page-cache) reads at every request size and depth the
- * loader uses, and the thread pool next; see docs/aio.md.
+ * What AIO_AUTO picks (bench/aio_bench.c, docs/aio.md): for buffered
+ * page-cache reads the thread pool is best when it can copy on two or
+ * more CPUs at once; confined to one CPU, io_uring is best (it copies
+ * inline at submission, without hand-offs), with the pool as fallback.
  */
-#define AIO_AUTO_PREFERRED AIO_URING
-#define AIO_AUTO_FALLBACK AIO_THREADS
+#define AIO_AUTO_POOL_MIN_CPUS 2
 
 static const char *const backend_names[] = {
 	[AIO_AUTO] = "auto",
@@ -103,6 +104,18 @@ static int uring_sysctl_disabled(void)
 	return atoi(buf);
 }
 
+/* CPUs this thread may run on (1 if it cannot tell). */
+static int usable_cpus(void)
+{
+	cpu_set_t set;
+	int n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 1;
+	n = CPU_COUNT(&set);
+	return n > 0 ? n : 1;
+}
+
 static void queue_free(struct aio_queue *q)
 {
 	if (!q)
@@ -178,13 +191,13 @@ int aio_queue_new(enum aio_backend b, unsigned capacity, struct aio_queue **out,
 	if (b != AIO_AUTO)
 		return backend_ops(b) ? queue_new_on(b, capacity, out) : -EINVAL;
 
-	if (AIO_AUTO_PREFERRED != AIO_URING)
-		return queue_new_on(AIO_AUTO_PREFERRED, capacity, out);
+	if (usable_cpus() >= AIO_AUTO_POOL_MIN_CPUS)
+		return queue_new_on(AIO_THREADS, capacity, out);
 	disabled = uring_sysctl_disabled();
 	if (disabled == 2) {
 		if (notice)
 			*notice = "io_uring is disabled (kernel.io_uring_disabled=2); using the thread pool";
-		return queue_new_on(AIO_AUTO_FALLBACK, capacity, out);
+		return queue_new_on(AIO_THREADS, capacity, out);
 	}
 	ret = queue_new_on(AIO_URING, capacity, out);
 	switch (ret) {
@@ -202,10 +215,12 @@ int aio_queue_new(enum aio_backend b, unsigned capacity, struct aio_queue **out,
 				"io_uring is not permitted here (EPERM: seccomp or policy); using the thread pool";
 		break;
 	default:
-		/* -ENOMEM and friends: a real failure, not an unavailable backend. */
-		return ret;
+		/* -ENOMEM (memlock on older kernels) and the like. */
+		if (notice)
+			*notice = "io_uring could not be set up; using the thread pool";
+		break;
 	}
-	return queue_new_on(AIO_AUTO_FALLBACK, capacity, out);
+	return queue_new_on(AIO_THREADS, capacity, out);
 }
 
 enum aio_backend aio_queue_backend(const struct aio_queue *q)

@@ -6,6 +6,7 @@
  * and put the finished slots on a done list that the queue owner moves
  * into the ready ring in its reap hook.
  *
+ * A waiting owner does queued requests itself instead of sleeping.
  * One mutex guards both lists. Workers block every signal, so a
  * program's signal handlers never run on them and their system calls
  * never see EINTR. The pool has min(capacity, $PGCKPT_AIO_THREADS or
@@ -174,10 +175,27 @@ static int tp_reap(struct aio_queue *q, unsigned min)
 	struct aio_slot *s, *next;
 
 	pthread_mutex_lock(&p->mu);
-	if (p->ndone < min) {
+	while (p->ndone < min) {
+		/*
+		 * Rather than sleep while requests wait for a worker, do one:
+		 * at depth 1 that saves two wake-ups per request.
+		 */
+		s = p->todo;
+		if (s) {
+			p->todo = s->next;
+			if (!p->todo)
+				p->todo_tail = &p->todo;
+			pthread_mutex_unlock(&p->mu);
+			aio_slot_run_sync(s);
+			pthread_mutex_lock(&p->mu);
+			s->next = NULL;
+			*p->done_tail = s;
+			p->done_tail = &s->next;
+			p->ndone++;
+			continue;
+		}
 		p->want = min;
-		while (p->ndone < min)
-			pthread_cond_wait(&p->done_cv, &p->mu);
+		pthread_cond_wait(&p->done_cv, &p->mu);
 		p->want = 0;
 	}
 	s = p->done;

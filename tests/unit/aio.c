@@ -12,10 +12,17 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "aio/aio.h"
 #include "aio/aio_impl.h"
@@ -652,11 +659,96 @@ static void test_names(void)
 	aio_queue_destroy(NULL);
 }
 
+/* Make io_uring_setup fail with @err in this process (a seccomp filter). */
+static int deny_uring(int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -errno;
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		return -errno;
+	return 0;
+}
+
+/* In a child: auto on one CPU, with io_uring allowed, then denied. */
+static int auto_child(void)
+{
+	const char *notice;
+	struct aio_queue *q;
+	cpu_set_t set;
+	int fails = 0, cpu;
+
+	sched_getaffinity(0, sizeof(set), &set);
+	for (cpu = 0; cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &set); cpu++)
+		;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return 100;
+	/* One CPU: io_uring if it works here. */
+	q = NULL;
+	notice = "x";
+	fails += aio_queue_new(AIO_AUTO, 8, &q, &notice) != 0;
+	if (q && aio_queue_backend(q) == AIO_URING)
+		fails += notice != NULL;
+	else
+		printf("  note: auto on one CPU: %s\n", notice ? notice : "(no notice)");
+	aio_queue_destroy(q);
+
+	if (deny_uring(EPERM))
+		return 101;
+	q = NULL;
+	fails += aio_queue_new(AIO_URING, 8, &q, NULL) != -EPERM;
+	fails += aio_queue_new(AIO_AUTO, 8, &q, &notice) != 0;
+	fails += !q || aio_queue_backend(q) != AIO_THREADS;
+	fails += !notice || !strstr(notice, "thread pool");
+	if (notice)
+		printf("  EPERM notice: %s\n", notice);
+	aio_queue_destroy(q);
+
+	if (deny_uring(ENOSYS))
+		return 102;
+	q = NULL;
+	fails += aio_queue_new(AIO_URING, 8, &q, NULL) != -ENOSYS;
+	fails += aio_queue_new(AIO_AUTO, 8, &q, &notice) != 0;
+	fails += !q || aio_queue_backend(q) != AIO_THREADS;
+	fails += !notice || !strstr(notice, "ENOSYS");
+	if (notice)
+		printf("  ENOSYS notice: %s\n", notice);
+	aio_queue_destroy(q);
+	return fails;
+}
+
+static void test_auto_fallback(void)
+{
+	int status = 0;
+	pid_t pid;
+
+	if (cur != AIO_THREADS)
+		return;
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0)
+		_exit(auto_child());
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status));
+	CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
 static void run_suite(void)
 {
 	printf("# backend %s\n", aio_backend_name(cur));
 	TEST_RUN(test_names);
 	TEST_RUN(test_chunks);
+	TEST_RUN(test_auto_fallback);
 	TEST_RUN(test_validation);
 	TEST_RUN(test_read_cap8);
 	TEST_RUN(test_read_cap128);
