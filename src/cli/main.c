@@ -121,6 +121,7 @@ void cli_help(const char *cmd)
 
 /* ---- errors ---------------------------------------------------------------- */
 
+__attribute__((format(printf, 3, 0)))
 static void verror(const char *cmd, const char *file, const char *fmt, va_list ap)
 {
 	fputs("pgckpt: ", stderr);
