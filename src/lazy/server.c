@@ -1,0 +1,874 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * server.c - the userfaultfd page server: receive a consumer's handoff
+ * (regions as JSON, uffd as SCM_RIGHTS), then place every page of its
+ * regions from a MemoryFile that may still be loading in the background.
+ * Faults come first: the aligned chunk around a faulting page is mapped
+ * with pgc_map_internal (which makes the loader fetch it next) and placed
+ * with UFFDIO_COPY, holes and zero pages with UFFDIO_ZEROPAGE. Between
+ * faults, the remaining pages are pushed in memory-file offset order. One
+ * thread per session, no locks: a bitmap per region records placed pages.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lazy/lazy.h"
+
+#define PAGE        PGC_PAGE_SIZE
+#define UFFD_BATCH   64
+#define MAX_CHUNK   (4ULL << 20)
+
+enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
+
+struct region {
+	uint64_t base;
+	uint64_t size;
+	uint64_t offset;
+	uint64_t pages;
+	uint64_t *done;     /* page placed, or nothing left to place (removed) */
+	uint64_t *removed;  /* page removed by the consumer: serve zeros */
+};
+
+struct session {
+	pgc_memfile *mf;
+	struct pgc_lazy_serve_opts o;
+	struct pgc_lazy_stats *st;
+	int uffd;
+	int datafd;          /* for SEEK_DATA / SEEK_HOLE on the memory file */
+	bool own_datafd;
+	int pidfd;           /* the peer process, when it is another one */
+	struct region *r;    /* sorted by base */
+	size_t nr;
+	size_t *order;       /* region indices by memory-file offset: push order */
+	size_t push_i;
+	uint64_t push_page;
+	uint64_t pages_total;
+	uint64_t pages_done;
+	unsigned char *act;  /* per-page actions of one chunk */
+	uint64_t *stalled;   /* fault addresses to retry after EAGAIN */
+	size_t nstalled;
+	size_t stall_cap;
+	uint64_t t0;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static bool bit_test(const uint64_t *b, uint64_t i)
+{
+	return (b[i / 64] >> (i % 64)) & 1;
+}
+
+/* Set a bit; returns whether it was clear. */
+static bool bit_set(uint64_t *b, uint64_t i)
+{
+	uint64_t m = 1ULL << (i % 64);
+	bool was = b[i / 64] & m;
+
+	b[i / 64] |= m;
+	return !was;
+}
+
+static uint64_t next_clear(const uint64_t *b, uint64_t from, uint64_t n)
+{
+	while (from < n) {
+		uint64_t w = ~b[from / 64] >> (from % 64);
+
+		if (w)
+			return from + (uint64_t)__builtin_ctzll(w) < n ?
+			       from + (uint64_t)__builtin_ctzll(w) : n;
+		from = (from / 64 + 1) * 64;
+	}
+	return n;
+}
+
+static void mark_done(struct session *s, struct region *rg, uint64_t p0, uint64_t p1)
+{
+	for (; p0 < p1; p0++)
+		if (bit_set(rg->done, p0))
+			s->pages_done++;
+}
+
+static bool page_is_zero(const unsigned char *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t i;
+
+	for (i = 0; i < PAGE / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+void pgc_lazy_serve_opts_init(struct pgc_lazy_serve_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->fault_chunk = 64 << 10;
+	o->push_chunk = 256 << 10;
+	o->accept_timeout_ms = -1;
+	o->handshake_timeout_ms = 5000;
+	o->cancel_fd = -1;
+}
+
+int pgc_lazy_listen(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat stb;
+	int fd, ret;
+
+	if (!path || !*path)
+		return -EINVAL;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* Replace a stale socket, never any other kind of file. */
+	if (lstat(path, &stb) == 0) {
+		if (!S_ISSOCK(stb.st_mode))
+			return -EEXIST;
+		if (unlink(path) < 0)
+			return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* ---- handoff ------------------------------------------------------------ */
+
+static int remaining_ms(uint64_t deadline)
+{
+	uint64_t t;
+
+	if (!deadline)
+		return -1;
+	t = now_ns();
+	if (t >= deadline)
+		return 0;
+	return (int)((deadline - t) / 1000000) + 1;
+}
+
+static bool is_userfaultfd(int fd)
+{
+	char p[64], l[64];
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	n = readlink(p, l, sizeof(l) - 1);
+	if (n < 0)
+		return true;   /* no /proc: let the ioctls decide */
+	l[n] = '\0';
+	return strcmp(l, "anon_inode:[userfaultfd]") == 0;
+}
+
+/*
+ * Read the handoff from @conn: JSON into @buf until it parses, one fd.
+ * Returns 0 with *@uffd and the regions, or -errno.
+ */
+static int recv_handoff(int conn, int timeout_ms, char *buf, struct pgc_lazy_map *maps,
+			size_t *nmaps, int *uffd)
+{
+	uint64_t deadline = timeout_ms < 0 ? 0 : now_ns() + (uint64_t)timeout_ms * 1000000;
+	size_t len = 0;
+	int fd = -1, ret;
+
+	for (;;) {
+		union {
+			char b[CMSG_SPACE(8 * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { buf + len, PGC_LAZY_MAX_MSG - len };
+		struct msghdr msg = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = u.b, .msg_controllen = sizeof(u.b),
+		};
+		struct pollfd pfd = { .fd = conn, .events = POLLIN };
+		struct cmsghdr *cm;
+		bool bad = false;
+		ssize_t n;
+
+		ret = poll(&pfd, 1, remaining_ms(deadline));
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret < 0) {
+			ret = -errno;
+			goto exit;
+		}
+		if (ret == 0) {
+			ret = -ETIMEDOUT;
+			goto exit;
+		}
+		n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			ret = -errno;
+			goto exit;
+		}
+		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			size_t k, cnt;
+
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			cnt = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (k = 0; k < cnt; k++) {
+				int f;
+
+				memcpy(&f, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+				if (fd < 0 && !bad) {
+					fd = f;
+				} else {
+					close(f);
+					bad = true;
+				}
+			}
+		}
+		if (bad || (msg.msg_flags & MSG_CTRUNC)) {
+			ret = -EPROTO;   /* more than one fd */
+			goto exit;
+		}
+		if (n == 0) {
+			ret = -EPROTO;   /* peer closed before a complete message */
+			goto exit;
+		}
+		len += (size_t)n;
+		ret = pgc_lazy_parse_regions(buf, len, maps, PGC_LAZY_MAX_REGIONS, nmaps);
+		if (ret == -ENODATA && len < PGC_LAZY_MAX_MSG)
+			continue;
+		if (ret == -ENODATA || ret == -E2BIG)
+			ret = -EINVAL;
+		if (ret)
+			goto exit;
+		break;
+	}
+	if (fd < 0 || !is_userfaultfd(fd)) {
+		ret = -EPROTO;
+		goto exit;
+	}
+	*uffd = fd;
+	fd = -1;
+	ret = 0;
+exit:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int cmp_base(const void *a, const void *b)
+{
+	const struct region *x = a, *y = b;
+
+	return x->base < y->base ? -1 : x->base > y->base;
+}
+
+/* Is region @a before region @b in push order (memory-file offset)? */
+static bool before(const struct region *a, const struct region *b)
+{
+	return a->offset != b->offset ? a->offset < b->offset : a->base < b->base;
+}
+
+/* Validate the regions against @mf and build the session's tables. */
+static int setup_regions(struct session *s, const struct pgc_lazy_map *m, size_t n)
+{
+	uint64_t fsize = pgc_total_size(s->mf);
+	size_t i;
+
+	s->r = calloc(n, sizeof(*s->r));
+	s->order = calloc(n, sizeof(*s->order));
+	if (!s->r || !s->order)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		struct region *rg = &s->r[i];
+		size_t words;
+
+		if (m[i].page_size != PAGE)
+			return -EOPNOTSUPP;
+		if (!m[i].size || m[i].base % PAGE || m[i].size % PAGE || m[i].offset % PAGE ||
+		    m[i].base + m[i].size < m[i].base || m[i].offset + m[i].size < m[i].offset ||
+		    m[i].offset + m[i].size > fsize)
+			return -EINVAL;
+		rg->base = m[i].base;
+		rg->size = m[i].size;
+		rg->offset = m[i].offset;
+		rg->pages = m[i].size / PAGE;
+		s->nr++;
+		words = (size_t)((rg->pages + 63) / 64);
+		rg->done = calloc(words, sizeof(uint64_t));
+		rg->removed = calloc(words, sizeof(uint64_t));
+		if (!rg->done || !rg->removed)
+			return -ENOMEM;
+		s->pages_total += rg->pages;
+		s->st->bytes_total += rg->size;
+	}
+	s->st->regions = n;
+	qsort(s->r, n, sizeof(*s->r), cmp_base);
+	for (i = 0; i + 1 < n; i++)
+		if (s->r[i].base + s->r[i].size > s->r[i + 1].base)
+			return -EINVAL;
+	/* Insertion sort (n <= PGC_LAZY_MAX_REGIONS): qsort has no context. */
+	for (i = 0; i < n; i++) {
+		size_t j = i, v = i;
+
+		while (j > 0 && before(&s->r[v], &s->r[s->order[j - 1]])) {
+			s->order[j] = s->order[j - 1];
+			j--;
+		}
+		s->order[j] = v;
+	}
+	return 0;
+}
+
+static struct region *find_region(struct session *s, uint64_t addr)
+{
+	size_t lo = 0, hi = s->nr;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct region *rg = &s->r[mid];
+
+		if (addr < rg->base)
+			hi = mid;
+		else if (addr - rg->base >= rg->size)
+			lo = mid + 1;
+		else
+			return rg;
+	}
+	return NULL;
+}
+
+/* ---- placing pages ------------------------------------------------------ */
+
+/*
+ * Place @len bytes at consumer page @p of @rg with one action, retrying
+ * around pages that are already there. Returns 0, -EAGAIN (mappings are
+ * changing: read the pending events first), -ESRCH (consumer gone), or
+ * another -errno.
+ */
+static int place_run(struct session *s, struct region *rg, uint64_t p, uint64_t pages,
+		     int action, const unsigned char *src, bool push)
+{
+	while (pages) {
+		uint64_t addr = rg->base + p * PAGE, len = pages * PAGE, done_pages;
+		int64_t got;
+		int r, err = 0;
+
+		if (action == ACT_COPY) {
+			struct uffdio_copy c = { .dst = addr, .src = (uintptr_t)src, .len = len };
+
+			r = ioctl(s->uffd, UFFDIO_COPY, &c);
+			got = c.copy;
+		} else {
+			struct uffdio_zeropage z = { .range = { .start = addr, .len = len } };
+
+			r = ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
+			got = z.zeropage;
+		}
+		if (r < 0)
+			err = errno;
+		done_pages = got > 0 ? (uint64_t)got / PAGE : 0;
+		if (!err)
+			done_pages = pages;
+		mark_done(s, rg, p, p + done_pages);
+		if (action == ACT_COPY)
+			s->st->bytes_copied += done_pages * PAGE;
+		else
+			s->st->bytes_zeroed += done_pages * PAGE;
+		if (push)
+			s->st->bytes_pushed += done_pages * PAGE;
+		p += done_pages;
+		pages -= done_pages;
+		if (action == ACT_COPY)
+			src += done_pages * PAGE;
+		if (!err)
+			break;
+		switch (err) {
+		case EEXIST: {
+			/* Already there; wake a thread that may wait on it anyway. */
+			struct uffdio_range w = { .start = rg->base + p * PAGE, .len = PAGE };
+
+			(void)ioctl(s->uffd, UFFDIO_WAKE, &w);
+			s->st->eexist++;
+			mark_done(s, rg, p, p + 1);
+			p++;
+			pages--;
+			if (action == ACT_COPY)
+				src += PAGE;
+			break;
+		}
+		case EINTR:
+			break;
+		case ENOENT:
+			/* The consumer unmapped or unregistered it: nothing to place. */
+			mark_done(s, rg, p, p + pages);
+			return 0;
+		case EAGAIN:
+			return -EAGAIN;
+		case ESRCH:
+			return -ESRCH;
+		default:
+			return -err;
+		}
+	}
+	return 0;
+}
+
+/* Mark pages [@p, @p1) of a mapped chunk (file offset @off) as copy or zero. */
+static void classify(struct session *s, uint64_t off, const unsigned char *map,
+		     uint64_t p0, uint64_t p1, unsigned char *act)
+{
+	uint64_t end = off + (p1 - p0) * PAGE, pos = off;
+
+	while (pos < end) {
+		off_t d = lseek(s->datafd, (off_t)pos, SEEK_DATA);
+		off_t h;
+		uint64_t ds, de, q;
+
+		if (d < 0)
+			ds = errno == ENXIO ? end : pos;   /* ENXIO: all hole; else assume data */
+		else
+			ds = (uint64_t)d < end ? (uint64_t)d : end;
+		for (q = pos; q < ds; q += PAGE)
+			if (act[(q - off) / PAGE] == ACT_COPY)
+				act[(q - off) / PAGE] = ACT_ZERO;
+		if (ds >= end)
+			break;
+		h = lseek(s->datafd, (off_t)ds, SEEK_HOLE);
+		de = h < 0 || (uint64_t)h > end ? end : (uint64_t)h;
+		if (de <= ds)
+			de = ds + PAGE;
+		for (q = ds; q < de; q += PAGE) {
+			uint64_t i = (q - off) / PAGE;
+
+			if (act[i] == ACT_COPY && page_is_zero(map + (q - off)))
+				act[i] = ACT_ZERO;
+		}
+		pos = de;
+	}
+}
+
+/*
+ * Place the pages [@p0, @p1) of @rg that are not placed yet, and page
+ * @force (or UINT64_MAX) even if it is marked placed.
+ */
+static int place_chunk(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
+		       uint64_t force, bool push)
+{
+	unsigned char *act = s->act;
+	const unsigned char *map = NULL;
+	bool need_map = false;
+	uint64_t p, off = rg->offset + p0 * PAGE;
+	int ret = 0;
+
+	for (p = p0; p < p1; p++) {
+		unsigned char a;
+
+		if (bit_test(rg->done, p) && p != force)
+			a = ACT_SKIP;
+		else if (bit_test(rg->removed, p))
+			a = ACT_ZERO;
+		else
+			a = ACT_COPY;
+		act[p - p0] = a;
+		need_map |= a == ACT_COPY;
+	}
+	if (need_map) {
+		pgc_range r = { off, off + (p1 - p0) * PAGE };
+		struct iovec iov[2];
+		int n;
+
+		/* Waits for exactly these pages if they are still loading. */
+		n = pgc_map_internal(s->mf, r, PGC_ACCESS_READ, iov, 2);
+		if (n < 0)
+			return n;
+		if (n != 1 || iov[0].iov_len != r.end - r.start)
+			return -EIO;   /* chunks are aligned: never split across mappings */
+		map = iov[0].iov_base;
+		classify(s, off, map, p0, p1, act);
+	}
+	p = p0;
+	while (p < p1 && !ret) {
+		uint64_t q = p;
+		unsigned char a = act[p - p0];
+
+		while (q < p1 && act[q - p0] == a)
+			q++;
+		if (a != ACT_SKIP)
+			ret = place_run(s, rg, p, q - p, a, map ? map + (p - p0) * PAGE : NULL, push);
+		p = q;
+	}
+	return ret;
+}
+
+/* The @chunk-aligned (in memory-file offsets) pages around page @p of @rg. */
+static void chunk_around(const struct region *rg, uint64_t p, uint64_t chunk,
+			 uint64_t *p0, uint64_t *p1)
+{
+	uint64_t off = rg->offset + p * PAGE;
+	uint64_t cs = off & ~(chunk - 1), ce = cs + chunk;
+
+	if (cs < rg->offset)
+		cs = rg->offset;
+	if (ce > rg->offset + rg->size)
+		ce = rg->offset + rg->size;
+	*p0 = (cs - rg->offset) / PAGE;
+	*p1 = (ce - rg->offset) / PAGE;
+}
+
+/* Serve a fault at @addr. Returns 0, -EAGAIN (retry later) or an error. */
+static int serve_fault(struct session *s, uint64_t addr)
+{
+	struct region *rg = find_region(s, addr);
+	uint64_t p, p0, p1;
+
+	if (!rg)
+		return 0;   /* not one of the handed-off regions: not ours to serve */
+	p = (addr - rg->base) / PAGE;
+	chunk_around(rg, p, s->o.fault_chunk, &p0, &p1);
+	return place_chunk(s, rg, p0, p1, p, false);
+}
+
+static void on_remove(struct session *s, uint64_t start, uint64_t end)
+{
+	size_t i;
+
+	s->st->removes++;
+	for (i = 0; i < s->nr; i++) {
+		struct region *rg = &s->r[i];
+		uint64_t a = start > rg->base ? start : rg->base;
+		uint64_t b = end < rg->base + rg->size ? end : rg->base + rg->size;
+		uint64_t p;
+
+		if (a >= b)
+			continue;
+		/* Partial pages at the edges are not removed by the kernel. */
+		for (p = (a - rg->base + PAGE - 1) / PAGE; p < (b - rg->base) / PAGE; p++) {
+			bit_set(rg->removed, p);
+			if (bit_set(rg->done, p))
+				s->pages_done++;
+		}
+	}
+}
+
+/* Retry stalled faults; keep those that still get EAGAIN. */
+static int retry_stalled(struct session *s)
+{
+	size_t i, k = 0, n = s->nstalled;
+	int ret = 0;
+
+	for (i = 0; i < n; i++) {
+		int r = ret ? -EAGAIN : serve_fault(s, s->stalled[i]);
+
+		if (r == -EAGAIN)
+			s->stalled[k++] = s->stalled[i];
+		else if (r && !ret)
+			ret = r;
+	}
+	s->nstalled = k;
+	return ret;
+}
+
+/* Remember a fault to retry; at most one per blocked consumer thread. */
+static int stall(struct session *s, uint64_t addr)
+{
+	if (s->nstalled == s->stall_cap) {
+		size_t cap = s->stall_cap ? 2 * s->stall_cap : 64;
+		uint64_t *n = realloc(s->stalled, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		s->stalled = n;
+		s->stall_cap = cap;
+	}
+	s->stalled[s->nstalled++] = addr;
+	return 0;
+}
+
+/* Read and handle the pending uffd messages. */
+static int handle_msgs(struct session *s)
+{
+	struct uffd_msg msgs[UFFD_BATCH];
+	uint64_t t = now_ns();
+	ssize_t n;
+	size_t i, cnt;
+	int ret = 0;
+
+	n = read(s->uffd, msgs, sizeof(msgs));
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	if (n == 0)
+		return -ESRCH;
+	cnt = (size_t)n / sizeof(msgs[0]);
+	/* Removals first: a fault that raced with one may as well see zeros. */
+	for (i = 0; i < cnt; i++)
+		if (msgs[i].event == UFFD_EVENT_REMOVE)
+			on_remove(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+	for (i = 0; i < cnt && !ret; i++) {
+		uint64_t addr = msgs[i].arg.pagefault.address & ~(PAGE - 1), dt;
+
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		s->st->faults++;
+		ret = serve_fault(s, addr);
+		if (ret == -EAGAIN) {
+			ret = stall(s, addr);
+			continue;
+		}
+		dt = now_ns() - t;
+		s->st->fault_ns_total += dt;
+		if (dt > s->st->fault_ns_max)
+			s->st->fault_ns_max = dt;
+	}
+	return ret;
+}
+
+/* One push step. Returns 1 when nothing is left to push, else as place_chunk. */
+static int push_step(struct session *s)
+{
+	while (s->push_i < s->nr) {
+		struct region *rg = &s->r[s->order[s->push_i]];
+		uint64_t p = next_clear(rg->done, s->push_page, rg->pages), p0, p1;
+		int ret;
+
+		if (p >= rg->pages) {
+			s->push_i++;
+			s->push_page = 0;
+			continue;
+		}
+		chunk_around(rg, p, s->o.push_chunk, &p0, &p1);
+		ret = place_chunk(s, rg, p, p1, UINT64_MAX, true);
+		if (!ret)
+			s->push_page = p1;
+		return ret;
+	}
+	return 1;
+}
+
+static void unregister_all(struct session *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nr; i++) {
+		struct uffdio_range r = { .start = s->r[i].base, .len = s->r[i].size };
+
+		(void)ioctl(s->uffd, UFFDIO_UNREGISTER, &r);
+	}
+}
+
+static int serve_loop(struct session *s)
+{
+	for (;;) {
+		struct pollfd pfd[3];
+		int np = 0, icancel = 0, ipid = 0, timeout, ret;
+		bool push_left = !s->o.no_push && s->push_i < s->nr;
+
+		if (s->nstalled) {
+			ret = retry_stalled(s);
+			if (ret)
+				return ret;
+		}
+		if (s->pages_done >= s->pages_total && !s->nstalled) {
+			if (!s->st->ns_all_placed)
+				s->st->ns_all_placed = now_ns() - s->t0;
+			/* Later misses (after removals) are ordinary zero faults. */
+			unregister_all(s);
+			return 0;
+		}
+		timeout = s->nstalled ? 1 : push_left ? 0 : -1;
+		pfd[np++] = (struct pollfd){ .fd = s->uffd, .events = POLLIN };
+		if (s->o.cancel_fd >= 0) {
+			icancel = np;
+			pfd[np++] = (struct pollfd){ .fd = s->o.cancel_fd, .events = POLLIN };
+		}
+		if (s->pidfd >= 0) {
+			ipid = np;
+			pfd[np++] = (struct pollfd){ .fd = s->pidfd, .events = POLLIN };
+		}
+		ret = poll(pfd, (nfds_t)np, timeout);
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (icancel && pfd[icancel].revents)
+			return -ECANCELED;
+		if (ipid && pfd[ipid].revents)
+			return -ESRCH;
+		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+			return -ESRCH;
+		if (pfd[0].revents & POLLIN) {
+			ret = handle_msgs(s);
+		} else if (push_left) {
+			ret = push_step(s);
+			if (ret == 1 || ret == -EAGAIN)
+				ret = 0;
+		}
+		if (ret)
+			return ret;
+	}
+}
+
+static int open_peer(int conn)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int fd;
+
+	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.pid <= 0 ||
+	    cr.pid == getpid())
+		return -1;
+#ifdef SYS_pidfd_open
+	fd = (int)syscall(SYS_pidfd_open, cr.pid, 0);
+	return fd < 0 ? -1 : fd;
+#else
+	(void)fd;
+	return -1;
+#endif
+}
+
+static int open_datafd(pgc_memfile *mf, bool *own)
+{
+	char p[64];
+	int fd;
+
+	/* An open file description of our own: lseek does not move the shared one. */
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", pgc_memfile_fd(mf));
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	*own = fd >= 0;
+	return fd >= 0 ? fd : pgc_memfile_fd(mf);
+}
+
+static bool chunk_ok(uint64_t c)
+{
+	return c >= PAGE && c <= MAX_CHUNK && !(c & (c - 1));
+}
+
+int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_opts *opts,
+			struct pgc_lazy_stats *stats)
+{
+	struct pgc_lazy_stats local;
+	struct pgc_lazy_map *maps = NULL;
+	struct session *s = NULL;
+	char *buf = NULL;
+	size_t nmaps = 0, i;
+	int ret;
+
+	if (!stats)
+		stats = &local;
+	memset(stats, 0, sizeof(*stats));
+	s = calloc(1, sizeof(*s));
+	buf = malloc(PGC_LAZY_MAX_MSG);
+	maps = calloc(PGC_LAZY_MAX_REGIONS, sizeof(*maps));
+	if (!s || !buf || !maps) {
+		ret = -ENOMEM;
+		goto exit;
+	}
+	s->uffd = -1;
+	s->datafd = -1;
+	s->pidfd = -1;
+	s->mf = mf;
+	s->st = stats;
+	if (opts)
+		s->o = *opts;
+	else
+		pgc_lazy_serve_opts_init(&s->o);
+	if (!mf || conn < 0 || !chunk_ok(s->o.fault_chunk) || !chunk_ok(s->o.push_chunk)) {
+		ret = -EINVAL;
+		goto exit;
+	}
+	s->act = malloc((s->o.fault_chunk > s->o.push_chunk ? s->o.fault_chunk : s->o.push_chunk) /
+			PAGE);
+	if (!s->act) {
+		ret = -ENOMEM;
+		goto exit;
+	}
+	ret = recv_handoff(conn, s->o.handshake_timeout_ms, buf, maps, &nmaps, &s->uffd);
+	if (ret)
+		goto exit;
+	s->pidfd = open_peer(conn);
+	close(conn);
+	conn = -1;
+	s->t0 = now_ns();
+	ret = setup_regions(s, maps, nmaps);
+	if (ret)
+		goto exit;
+	s->datafd = open_datafd(mf, &s->own_datafd);
+	ret = serve_loop(s);
+	if (ret == -ESRCH) {
+		stats->consumer_gone = true;
+		ret = 0;
+	}
+	stats->ns_session = now_ns() - s->t0;
+exit:
+	if (conn >= 0)
+		close(conn);
+	if (s) {
+		if (s->uffd >= 0)
+			close(s->uffd);
+		if (s->own_datafd)
+			close(s->datafd);
+		if (s->pidfd >= 0)
+			close(s->pidfd);
+		for (i = 0; s->r && i < s->nr; i++) {
+			free(s->r[i].done);
+			free(s->r[i].removed);
+		}
+		free(s->r);
+		free(s->order);
+		free(s->act);
+		free(s->stalled);
+	}
+	free(s);
+	free(maps);
+	free(buf);
+	return ret;
+}
+
+int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_opts *opts,
+		   struct pgc_lazy_stats *stats)
+{
+	struct pgc_lazy_serve_opts def;
+	struct pollfd pfd = { .fd = listen_fd, .events = POLLIN };
+	int conn, ret;
+
+	if (!opts) {
+		pgc_lazy_serve_opts_init(&def);
+		opts = &def;
+	}
+	for (;;) {
+		ret = poll(&pfd, 1, opts->accept_timeout_ms);
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret < 0)
+			return -errno;
+		if (ret == 0)
+			return -ETIMEDOUT;
+		conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (conn >= 0)
+			break;
+		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+			return -errno;
+	}
+	return pgc_lazy_serve_conn(mf, conn, opts, stats);
+}
