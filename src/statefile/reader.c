@@ -161,7 +161,7 @@ int pgc_image_info(const char *path, struct pgc_image_info *out)
 		return ret;
 	memset(out, 0, sizeof(*out));
 	out->version = img->version;
-	out->file_size = img->file_size;
+	out->file_size = img->logical_size;
 	out->mem_bytes = img->mem_bytes;
 	out->pages_bytes = img->pages_bytes;
 	out->segments = img->nsegs;
