@@ -1,0 +1,480 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lazy.c - unit tests of lazy restore over userfaultfd: the handoff JSON
+ * parser (good, bad, truncated and mutated input); a consumer that
+ * attaches to a server restoring in the background reads a far page
+ * before the load is done, random pages, then everything, byte-exact;
+ * MADV_DONTNEED'd pages come back as zeros; bad handoffs are refused; a
+ * consumer that dies mid-way ends the session cleanly.
+ */
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "lazy/lazy.h"
+#include "memgen.h"
+#include "pgckpt.h"
+#include "test.h"
+
+#define PAGE PGC_PAGE_SIZE
+#define MIB (1ULL << 20)
+#define SIZE (64 * MIB)
+#define SOCK "lazy.sock"
+
+static uint64_t seed;
+static pgc_range whole;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static pgc_memfile *new_mf(void)
+{
+	struct pgc_memfile_opts o;
+	pgc_memfile *mf = NULL;
+
+	pgc_memfile_opts_init(&o);
+	if (pgc_memfile_new(&o, &mf) != 0) {
+		printf("  pgc_memfile_new failed\n");
+		exit(1);
+	}
+	return mf;
+}
+
+static void make_image(const char *path, uint64_t len)
+{
+	pgc_memfile *mf = new_mf();
+	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
+
+	CHECK_EQ(pgc_allocate(mf, len, &o, &whole), 0);
+	CHECK_EQ(memgen_fill(mf, seed, whole), 0);
+	CHECK_EQ(pgc_save(mf, path, NULL), 0);
+	pgc_memfile_destroy(mf);
+}
+
+static pgc_memfile *load_bg(const char *path, uint32_t inflight)
+{
+	pgc_memfile *mf = new_mf();
+	struct pgc_load_opts lo;
+
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.max_inflight = inflight;
+	CHECK_EQ(pgc_load(mf, path, &lo), 0);
+	return mf;
+}
+
+/* ---- JSON --------------------------------------------------------------- */
+
+static int parse(const char *s, struct pgc_lazy_map *m, size_t max, size_t *n)
+{
+	return pgc_lazy_parse_regions(s, strlen(s), m, max, n);
+}
+
+static void test_json(void)
+{
+	static const char *bad[] = {
+		"", "x", "{}", "[]", "[{}]", "[1]", "[{\"size\":1}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":-4}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4.0}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4e3}]",
+		"[{\"base_host_virt_addr\":01,\"size\":2,\"offset\":3,\"page_size\":4}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"size\":2,\"offset\":3,\"page_size\":4}]",
+		"[{\"base_host_virt_addr\":18446744073709551616,\"size\":2,\"offset\":3,\"page_size\":4}]",
+		"[{\"base_host_virt_addr\":1,\"size\":\"2\",\"offset\":3,\"page_size\":4}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4},]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4}] x",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4,}]",
+		"[{\"base_host_virt_addr\":1,\"si\\ze\":2,\"offset\":3,\"page_size\":4}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4,\"x\":null}]",
+		"[{\"base_host_virt_addr\" 1,\"size\":2,\"offset\":3,\"page_size\":4}]",
+	};
+	static const char *good =
+		" [ {\"base_host_virt_addr\": 140000000000, \"size\":4096,\n"
+		"\"offset\":0,\"page_size_kib\":4096, \"future\": 7},"
+		"{\"size\":8192,\"offset\":18446744073709551615,\"page_size\":4096,"
+		"\"base_host_virt_addr\":0}]\n";
+	struct pgc_lazy_map m[4], back[4];
+	char buf[512];
+	size_t n, i, k;
+	int len;
+
+	CHECK_EQ(parse(good, m, 4, &n), 0);
+	CHECK_EQ(n, 2);
+	CHECK_EQ(m[0].base, 140000000000ULL);
+	CHECK_EQ(m[0].page_size, 4096);
+	CHECK(m[1].offset == UINT64_MAX);
+	CHECK_EQ(m[1].size, 8192);
+	CHECK_EQ(parse(good, m, 1, &n), -E2BIG);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = parse(bad[i], m, 4, &n);
+
+		if (r != -EINVAL && r != -ENODATA)
+			printf("  bad[%zu] gave %d\n", i, r);
+		CHECK(r == -EINVAL || r == -ENODATA);
+	}
+	/* Every proper prefix of a good message is incomplete, never accepted. */
+	for (i = 0; i < strlen(good) - 1; i++)
+		CHECK_EQ(pgc_lazy_parse_regions(good, i, m, 4, &n) == 0, 0);
+	CHECK_EQ(pgc_lazy_parse_regions(good, 20, m, 4, &n), -ENODATA);
+	/* Round trip through the formatter. */
+	CHECK_EQ(parse(good, m, 4, &n), 0);
+	len = pgc_lazy_format_regions(m, n, buf, sizeof(buf));
+	CHECK(len > 0);
+	CHECK_EQ(pgc_lazy_parse_regions(buf, (size_t)len, back, 4, &k), 0);
+	CHECK_EQ(k, 2);
+	CHECK(!memcmp(m, back, sizeof(m[0]) * 2));
+	CHECK_EQ(pgc_lazy_format_regions(m, n, buf, 20), -ENOBUFS);
+	/* Mutations: any result but a crash (the sanitizer builds check). */
+	for (i = 0; i < 20000; i++) {
+		char mut[256];
+		size_t l = strlen(good), j;
+
+		memcpy(mut, good, l);
+		for (j = 0; j < 1 + test_rand_below(4); j++)
+			mut[test_rand_below(l)] = (char)test_rand();
+		l = test_rand_below(l + 1);
+		(void)pgc_lazy_parse_regions(mut, l, m, 4, &n);
+		CHECK(n <= 4);
+	}
+}
+
+/* ---- server in a thread ------------------------------------------------- */
+
+struct server {
+	pthread_t t;
+	pgc_memfile *mf;
+	int lfd;
+	struct pgc_lazy_serve_opts o;
+	struct pgc_lazy_stats st;
+	int ret;
+};
+
+static void *server_main(void *arg)
+{
+	struct server *sv = arg;
+
+	sv->ret = pgc_lazy_serve(sv->mf, sv->lfd, &sv->o, &sv->st);
+	return NULL;
+}
+
+static void server_start(struct server *sv, pgc_memfile *mf)
+{
+	sv->mf = mf;
+	sv->lfd = pgc_lazy_listen(SOCK);
+	CHECK(sv->lfd >= 0);
+	sv->o.accept_timeout_ms = 10000;
+	CHECK_EQ(pthread_create(&sv->t, NULL, server_main, sv), 0);
+}
+
+static void server_join(struct server *sv)
+{
+	pthread_join(sv->t, NULL);
+	close(sv->lfd);
+	unlink(SOCK);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool uffd_available(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+static void test_lazy_restore(void)
+{
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg;
+	struct pgc_load_stats ls;
+	uint64_t pages = SIZE / PAGE, lat[256], t, first, bad = 0, i;
+	unsigned char *mem;
+	pgc_memfile *mf;
+	int uffd;
+
+	mf = load_bg("img", 2);
+	pgc_lazy_serve_opts_init(&sv.o);
+	server_start(&sv, mf);
+	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	if (uffd < 0) {
+		server_join(&sv);   /* times out waiting for a consumer */
+		goto unmap;
+	}
+	/* A page near the end, long before the loader would get there. */
+	t = now_ns();
+	CHECK_EQ(memgen_check(seed, whole.start + SIZE - 3 * PAGE, mem + SIZE - 3 * PAGE, PAGE),
+		 UINT64_MAX);
+	first = now_ns() - t;
+	CHECK_EQ(pgc_load_stats(mf, &ls), 0);
+	printf("  first access %.3f ms, with %llu of %llu bytes loaded\n", first / 1e6,
+	       (unsigned long long)ls.bytes_loaded, (unsigned long long)ls.bytes_total);
+	CHECK(ls.done || ls.bytes_loaded < ls.bytes_total);
+	for (i = 0; i < 256; i++) {
+		uint64_t p = test_rand_below(pages);
+
+		t = now_ns();
+		if (memgen_check(seed, whole.start + p * PAGE, mem + p * PAGE, PAGE) != UINT64_MAX)
+			bad++;
+		lat[i] = now_ns() - t;
+	}
+	qsort(lat, 256, sizeof(lat[0]), cmp_u64);
+	printf("  random access p50 %.1f us, p99 %.1f us\n", lat[128] / 1e3, lat[253] / 1e3);
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(memgen_check(seed, whole.start, mem, SIZE), UINT64_MAX);
+	server_join(&sv);
+	CHECK_EQ(sv.ret, 0);
+	CHECK(!sv.st.consumer_gone);
+	CHECK_EQ(sv.st.bytes_copied + sv.st.bytes_zeroed, SIZE);
+	CHECK(sv.st.ns_all_placed > 0);
+	printf("  %llu faults (mean %.1f us, max %.1f us), %llu MiB copied, %llu MiB zero, "
+	       "%llu MiB pushed, all placed after %.1f ms\n",
+	       (unsigned long long)sv.st.faults,
+	       sv.st.faults ? sv.st.fault_ns_total / 1e3 / (double)sv.st.faults : 0.0,
+	       sv.st.fault_ns_max / 1e3, (unsigned long long)(sv.st.bytes_copied >> 20),
+	       (unsigned long long)(sv.st.bytes_zeroed >> 20),
+	       (unsigned long long)(sv.st.bytes_pushed >> 20), sv.st.ns_all_placed / 1e6);
+	/* Unregistered now: the memory stays, and DONTNEED reads zeros. */
+	CHECK_EQ(memgen_check(seed, whole.start, mem, SIZE), UINT64_MAX);
+	close(uffd);
+unmap:
+	munmap(mem, SIZE);
+	pgc_memfile_destroy(mf);
+}
+
+/* Faults only, one page at a time; removed pages come back as zeros. */
+static void test_naive_and_remove(void)
+{
+	static const unsigned char zero[PAGE];
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg;
+	uint64_t p = 0;
+	unsigned char *mem;
+	pgc_memfile *mf;
+	int uffd;
+
+	mf = load_bg("img", 8);
+	pgc_lazy_serve_opts_init(&sv.o);
+	sv.o.no_push = true;
+	sv.o.fault_chunk = PAGE;
+	server_start(&sv, mf);
+	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	/* A non-zero page: read it, drop it, read zeros. */
+	while (!memcmp(mem + p * PAGE, zero, PAGE))
+		p++;
+	CHECK_EQ(madvise(mem + p * PAGE, 4 * PAGE, MADV_DONTNEED), 0);
+	CHECK(!memcmp(mem + p * PAGE, zero, PAGE));
+	CHECK(!memcmp(mem + (p + 3) * PAGE, zero, PAGE));
+	mem[(p + 1) * PAGE] = 1;   /* a write fault on a removed page */
+	CHECK_EQ(mem[(p + 1) * PAGE], 1);
+	CHECK_EQ(memgen_check(seed, whole.start + (p + 4) * PAGE, mem + (p + 4) * PAGE, PAGE),
+		 UINT64_MAX);
+	/* Touching everything ends the session. */
+	CHECK_EQ(memgen_check(seed, whole.start + (p + 4) * PAGE, mem + (p + 4) * PAGE,
+			      SIZE - (p + 4) * PAGE), UINT64_MAX);
+	CHECK_EQ(memgen_check(seed, whole.start, mem, p * PAGE), UINT64_MAX);
+	server_join(&sv);
+	CHECK_EQ(sv.ret, 0);
+	CHECK_EQ(sv.st.removes, 1);
+	CHECK_EQ(sv.st.bytes_pushed, 0);
+	printf("  naive: %llu faults, mean %.1f us, max %.1f us\n",
+	       (unsigned long long)sv.st.faults,
+	       sv.st.faults ? sv.st.fault_ns_total / 1e3 / (double)sv.st.faults : 0.0,
+	       sv.st.fault_ns_max / 1e3);
+	if (uffd >= 0)
+		close(uffd);
+	munmap(mem, SIZE);
+	pgc_memfile_destroy(mf);
+}
+
+/* ---- bad handoffs ------------------------------------------------------- */
+
+static int connect_sock(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strcpy(sa.sun_path, SOCK);
+	CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void send_with_fd(int sock, const char *s, int fd)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { (void *)s, strlen(s) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.b;
+		msg.msg_controllen = sizeof(u.b);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	CHECK_EQ(sendmsg(sock, &msg, MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+/* Queue one client message, then serve it in this thread. */
+static int serve_one(pgc_memfile *mf, const char *json, int fd, bool close_after)
+{
+	struct pgc_lazy_serve_opts o;
+	int lfd = pgc_lazy_listen(SOCK), c, ret;
+
+	pgc_lazy_serve_opts_init(&o);
+	o.accept_timeout_ms = 1000;
+	o.handshake_timeout_ms = 200;
+	c = connect_sock();
+	if (json)
+		send_with_fd(c, json, fd);
+	if (close_after) {
+		close(c);
+		c = -1;
+	}
+	ret = pgc_lazy_serve(mf, lfd, &o, NULL);
+	if (c >= 0)
+		close(c);
+	close(lfd);
+	unlink(SOCK);
+	return ret;
+}
+
+static void test_bad_handoff(void)
+{
+	pgc_memfile *mf = load_bg("img", 8);
+	struct pgc_lazy_serve_opts o;
+	char ok[256], out[256];
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int lfd;
+
+	snprintf(ok, sizeof(ok),
+		 "[{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":%llu,\"page_size\":4096}]",
+		 (unsigned long long)whole.start);
+	snprintf(out, sizeof(out),
+		 "[{\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":%llu,\"page_size\":4096}]",
+		 (unsigned long long)(pgc_total_size(mf) - 4096));
+	CHECK(uffd >= 0);
+	CHECK_EQ(serve_one(mf, "[{\"base_host_virt_addr\":", uffd, true), -EPROTO);
+	CHECK_EQ(serve_one(mf, "[{\"base_host_virt_addr\":x}]", uffd, false), -EINVAL);
+	CHECK_EQ(serve_one(mf, "garbage", uffd, false), -EINVAL);
+	CHECK_EQ(serve_one(mf, ok, -1, false), -EPROTO);             /* no fd */
+	CHECK_EQ(serve_one(mf, ok, 0, false), -EPROTO);              /* not a uffd */
+	CHECK_EQ(serve_one(mf, out, uffd, false), -EINVAL);          /* outside the file */
+	ok[strlen(ok) - 6] = '1';                                    /* page_size 1096 */
+	CHECK_EQ(serve_one(mf, ok, uffd, false), -EOPNOTSUPP);
+	CHECK_EQ(serve_one(mf, NULL, -1, false), -ETIMEDOUT);        /* silent peer */
+	CHECK_EQ(serve_one(mf, NULL, -1, true), -EPROTO);            /* peer closes */
+	/* Nobody connects. */
+	lfd = pgc_lazy_listen(SOCK);
+	pgc_lazy_serve_opts_init(&o);
+	o.accept_timeout_ms = 50;
+	CHECK_EQ(pgc_lazy_serve(mf, lfd, &o, NULL), -ETIMEDOUT);
+	close(lfd);
+	/* Only sockets are replaced. */
+	CHECK_EQ(pgc_lazy_listen("img"), -EEXIST);
+	close(uffd);
+	pgc_memfile_destroy(mf);
+}
+
+/* A consumer process that dies after a few pages. */
+static void test_consumer_dies(void)
+{
+	struct pgc_lazy_serve_opts o;
+	struct pgc_lazy_stats st;
+	int lfd, status = 0, ret, k;
+	pgc_memfile *mf;
+	pid_t pid;
+
+	for (k = 0; k < 2; k++) {
+		lfd = pgc_lazy_listen(SOCK);
+		CHECK(lfd >= 0);
+		pid = fork();
+		if (pid == 0) {
+			unsigned char *mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE,
+						  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			struct pgc_lazy_region reg = { mem, SIZE, whole.start };
+			volatile unsigned char sink;
+
+			close(lfd);
+			if (mem == MAP_FAILED || pgc_lazy_attach(SOCK, &reg, 1) < 0)
+				_exit(2);
+			sink = mem[SIZE / 2];
+			(void)sink;
+			if (k)
+				raise(SIGKILL);
+			_exit(memgen_check(seed, whole.start + SIZE / 2, mem + SIZE / 2, PAGE) ==
+			      UINT64_MAX ? 0 : 1);
+		}
+		mf = load_bg("img", 2);
+		pgc_lazy_serve_opts_init(&o);
+		o.accept_timeout_ms = 10000;
+		ret = pgc_lazy_serve(mf, lfd, &o, &st);
+		CHECK_EQ(ret, 0);
+		CHECK_EQ(waitpid(pid, &status, 0), pid);
+		if (k)
+			CHECK(WIFSIGNALED(status));
+		else
+			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		printf("  consumer %s: session %.1f ms, %s, %llu MiB placed\n",
+		       k ? "killed" : "exited", st.ns_session / 1e6,
+		       st.consumer_gone ? "consumer gone" : "all placed",
+		       (unsigned long long)((st.bytes_copied + st.bytes_zeroed) >> 20));
+		close(lfd);
+		unlink(SOCK);
+		pgc_memfile_destroy(mf);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	test_init(argc, argv);
+	seed = test_rand();
+	TEST_RUN(test_json);
+	if (!uffd_available()) {
+		printf("userfaultfd unavailable (%s)\n", strerror(errno));
+		test_done();
+		test_skip("userfaultfd unavailable");
+	}
+	make_image("img", SIZE);
+	TEST_RUN(test_lazy_restore);
+	TEST_RUN(test_naive_and_remove);
+	TEST_RUN(test_bad_handoff);
+	TEST_RUN(test_consumer_dies);
+	CHECK_EQ(system("rm -rf img"), 0);
+	return test_done();
+}
