@@ -315,6 +315,43 @@ static void test_naive_and_remove(void)
 	pgc_memfile_destroy(mf);
 }
 
+/*
+ * Two regions in reverse file order; the consumer checks one, unmaps both
+ * and closes its uffd early: the session still ends cleanly.
+ */
+static void test_two_regions_early_close(void)
+{
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg[2];
+	unsigned char *a, *b;
+	pgc_memfile *mf;
+	int uffd;
+
+	mf = load_bg("img", 4);
+	pgc_lazy_serve_opts_init(&sv.o);
+	server_start(&sv, mf);
+	a = mmap(NULL, SIZE / 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	b = mmap(NULL, SIZE / 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(a != MAP_FAILED && b != MAP_FAILED);
+	reg[0] = (struct pgc_lazy_region){ a, SIZE / 2, whole.start + SIZE / 2 };
+	reg[1] = (struct pgc_lazy_region){ b, SIZE / 2, whole.start };
+	uffd = pgc_lazy_attach(SOCK, reg, 2);
+	CHECK(uffd >= 0);
+	if (uffd >= 0) {
+		CHECK_EQ(memgen_check(seed, whole.start, b, SIZE / 2), UINT64_MAX);
+		CHECK_EQ(memgen_check(seed, whole.start + SIZE - PAGE, a + SIZE / 2 - PAGE, PAGE),
+			 UINT64_MAX);
+	}
+	munmap(a, SIZE / 2);
+	munmap(b, SIZE / 2);
+	if (uffd >= 0)
+		close(uffd);
+	server_join(&sv);
+	CHECK_EQ(sv.ret, 0);
+	CHECK_EQ(sv.st.regions, 2);
+	pgc_memfile_destroy(mf);
+}
+
 /* ---- bad handoffs ------------------------------------------------------- */
 
 static int connect_sock(void)
@@ -473,6 +510,7 @@ int main(int argc, char **argv)
 	make_image("img", SIZE);
 	TEST_RUN(test_lazy_restore);
 	TEST_RUN(test_naive_and_remove);
+	TEST_RUN(test_two_regions_early_close);
 	TEST_RUN(test_bad_handoff);
 	TEST_RUN(test_consumer_dies);
 	CHECK_EQ(system("rm -rf img"), 0);
