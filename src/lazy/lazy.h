@@ -56,7 +56,7 @@ int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, char *buf,
 
 struct pgc_lazy_serve_opts {
 	uint64_t fault_chunk;      /* bytes served around a fault: power of two, >= 4 KiB (64 KiB) */
-	uint64_t push_chunk;       /* bytes per background push step: power of two (256 KiB) */
+	uint64_t push_chunk;       /* bytes per background push step: power of two (1 MiB) */
 	bool no_push;              /* serve faults only: no background push (a baseline) */
 	int accept_timeout_ms;     /* pgc_lazy_serve: wait for a consumer (-1: forever) */
 	int handshake_timeout_ms;  /* wait for the handoff message (5000; -1: forever) */

@@ -121,7 +121,7 @@ void pgc_lazy_serve_opts_init(struct pgc_lazy_serve_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->fault_chunk = 64 << 10;
-	o->push_chunk = 256 << 10;
+	o->push_chunk = 1 << 20;
 	o->accept_timeout_ms = -1;
 	o->handshake_timeout_ms = 5000;
 	o->cancel_fd = -1;
