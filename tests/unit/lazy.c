@@ -352,6 +352,49 @@ static void test_two_regions_early_close(void)
 	pgc_memfile_destroy(mf);
 }
 
+/* Two consumers of one MemoryFile, served by two sessions at once. */
+static void test_two_consumers(void)
+{
+	struct server sv[2] = { { 0 }, { 0 } };
+	struct pgc_lazy_region reg;
+	unsigned char *mem[2];
+	pgc_memfile *mf;
+	int uffd[2], i;
+
+	mf = load_bg("img", 4);
+	pgc_lazy_serve_opts_init(&sv[0].o);
+	server_start(&sv[0], mf);
+	/* The second session accepts on the same socket. */
+	sv[1].o = sv[0].o;
+	sv[1].mf = mf;
+	sv[1].lfd = sv[0].lfd;
+	CHECK_EQ(pthread_create(&sv[1].t, NULL, server_main, &sv[1]), 0);
+	for (i = 0; i < 2; i++) {
+		mem[i] = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mem[i] != MAP_FAILED);
+		reg = (struct pgc_lazy_region){ mem[i], SIZE, whole.start };
+		uffd[i] = pgc_lazy_attach(SOCK, &reg, 1);
+		CHECK(uffd[i] >= 0);
+	}
+	for (i = 0; i < 2; i++)
+		if (uffd[i] >= 0)
+			CHECK_EQ(memgen_check(seed, whole.start + SIZE / 2, mem[i] + SIZE / 2, SIZE / 2),
+				 UINT64_MAX);
+	for (i = 0; i < 2; i++)
+		if (uffd[i] >= 0)
+			CHECK_EQ(memgen_check(seed, whole.start, mem[i], SIZE / 2), UINT64_MAX);
+	pthread_join(sv[1].t, NULL);
+	server_join(&sv[0]);
+	for (i = 0; i < 2; i++) {
+		CHECK_EQ(sv[i].ret, 0);
+		CHECK_EQ(sv[i].st.bytes_copied + sv[i].st.bytes_zeroed, SIZE);
+		if (uffd[i] >= 0)
+			close(uffd[i]);
+		munmap(mem[i], SIZE);
+	}
+	pgc_memfile_destroy(mf);
+}
+
 /* ---- bad handoffs ------------------------------------------------------- */
 
 static int connect_sock(void)
@@ -511,6 +554,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_lazy_restore);
 	TEST_RUN(test_naive_and_remove);
 	TEST_RUN(test_two_regions_early_close);
+	TEST_RUN(test_two_consumers);
 	TEST_RUN(test_bad_handoff);
 	TEST_RUN(test_consumer_dies);
 	CHECK_EQ(system("rm -rf img"), 0);
