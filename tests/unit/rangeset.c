@@ -262,7 +262,7 @@ static void test_random_ops(void)
 		}
 		default: { /* gaps */
 			uint64_t key = test_rand_below(NKEYS + 1), min = test_rand_below(40);
-			struct rs_gap g, mg = { 0, 0 }, got, want;
+			struct rs_gap g, mg = { 0, 0 }, got = { 0, 0 }, want = { 0, 0 };
 			bool ok = rs_find_gap(&set, key, &g);
 
 			CHECK_EQ(ok, model_gap(key, &mg));
