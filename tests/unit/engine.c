@@ -15,19 +15,6 @@
 
 #define PAGE PGC_PAGE_SIZE
 
-static pgc_memfile *new_mf(void)
-{
-	struct pgc_memfile_opts o;
-	pgc_memfile *mf = NULL;
-
-	pgc_memfile_opts_init(&o);
-	if (pgc_memfile_new(&o, &mf) != 0) {
-		printf("  pgc_memfile_new failed\n");
-		exit(1);
-	}
-	return mf;
-}
-
 struct segs {
 	struct pgc_segment s[4096];
 	size_t n;
@@ -81,7 +68,7 @@ static bool check_contents(pgc_memfile *mf, uint64_t seed, const struct segs *s)
 /* Allocate and fill a random MemoryFile; some ranges get extra refs or are freed. */
 static pgc_memfile *random_mf(uint64_t seed, int nallocs)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	pgc_range r[256];
 	int i, n = 0;
 
@@ -119,7 +106,7 @@ static pgc_memfile *random_mf(uint64_t seed, int nallocs)
 static void roundtrip(enum pgc_compress c, uint32_t block, int jobs)
 {
 	uint64_t seed = test_rand();
-	pgc_memfile *mf = random_mf(seed, 40), *mf2 = new_mf();
+	pgc_memfile *mf = random_mf(seed, 40), *mf2 = memgen_memfile();
 	struct pgc_save_opts so;
 	struct pgc_load_opts lo;
 	struct pgc_image_info info;
@@ -163,7 +150,7 @@ static void test_roundtrip_big_blocks(void) { roundtrip(PGC_COMPRESS_NONE, 4u <<
 
 static void test_zero_pages_not_stored(void)
 {
-	pgc_memfile *mf = new_mf(), *mf2 = new_mf();
+	pgc_memfile *mf = memgen_memfile(), *mf2 = memgen_memfile();
 	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS, .mode = PGC_ALLOC_COMMIT };
 	struct pgc_image_info info;
 	struct pgc_save_opts so;
@@ -206,7 +193,7 @@ static void test_zero_pages_not_stored(void)
 static void save_small(const char *path, enum pgc_compress c)
 {
 	uint64_t seed = 42;
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = { .kind = PGC_KIND_TMPFS };
 	struct pgc_save_opts so;
 	pgc_range r;
@@ -256,7 +243,7 @@ static void test_corrupt_metadata(void)
 	CHECK_EQ(read_file("img/memfile.img", &orig, &len), 0);
 	copy = malloc(len);
 	for (i = 0; i < len && copy; i++) {
-		pgc_memfile *mf = new_mf();
+		pgc_memfile *mf = memgen_memfile();
 		int ret;
 
 		memcpy(copy, orig, len);
@@ -284,7 +271,7 @@ static void test_corrupt_block(void)
 	size_t k;
 
 	for (k = 0; k < 2; k++) {
-		pgc_memfile *mf = new_mf();
+		pgc_memfile *mf = memgen_memfile();
 		uint8_t *buf;
 		size_t len;
 		int ret;
@@ -307,7 +294,7 @@ static void test_corrupt_block(void)
 static void test_replace_and_refuse(void)
 {
 	struct pgc_image_info info;
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 
 	save_small("img", PGC_COMPRESS_ZSTD);
 	save_small("img", PGC_COMPRESS_NONE);   /* replaces it atomically */
@@ -328,7 +315,7 @@ static void test_replace_and_refuse(void)
 
 static void test_bad_args(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
 	struct pgc_save_opts so;
 	pgc_range r;

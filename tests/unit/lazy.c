@@ -39,22 +39,9 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static pgc_memfile *new_mf(void)
-{
-	struct pgc_memfile_opts o;
-	pgc_memfile *mf = NULL;
-
-	pgc_memfile_opts_init(&o);
-	if (pgc_memfile_new(&o, &mf) != 0) {
-		printf("  pgc_memfile_new failed\n");
-		exit(1);
-	}
-	return mf;
-}
-
 static void make_image(const char *path, uint64_t len)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
 
 	CHECK_EQ(pgc_allocate(mf, len, &o, &whole), 0);
@@ -65,7 +52,7 @@ static void make_image(const char *path, uint64_t len)
 
 static pgc_memfile *load_bg(const char *path, uint32_t inflight)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_load_opts lo;
 
 	pgc_load_opts_init(&lo);

@@ -21,23 +21,10 @@
 static uint64_t seed;
 static pgc_range whole;
 
-static pgc_memfile *new_mf(void)
-{
-	struct pgc_memfile_opts o;
-	pgc_memfile *mf = NULL;
-
-	pgc_memfile_opts_init(&o);
-	if (pgc_memfile_new(&o, &mf) != 0) {
-		printf("  pgc_memfile_new failed\n");
-		exit(1);
-	}
-	return mf;
-}
-
 /* Save one @len allocation of generated contents as @path. */
 static void make_image(const char *path, uint64_t len, enum pgc_compress c)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
 	struct pgc_save_opts so;
 
@@ -51,7 +38,7 @@ static void make_image(const char *path, uint64_t len, enum pgc_compress c)
 
 static pgc_memfile *load_bg(const char *path, uint32_t inflight, int *ret)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_load_opts lo;
 
 	pgc_load_opts_init(&lo);
@@ -233,7 +220,7 @@ static void test_error_wakes_everyone(void)
 	struct pgc_load_opts lo;
 	struct reader rd[3];
 	pthread_t t[3];
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct iovec iov;
 	int i, ret, errs = 0;
 
@@ -266,7 +253,7 @@ static void test_error_wakes_everyone(void)
 
 static void test_save_waits_for_load(void)
 {
-	pgc_memfile *mf, *mf2 = new_mf();
+	pgc_memfile *mf, *mf2 = memgen_memfile();
 	struct iovec iov;
 	int ret;
 

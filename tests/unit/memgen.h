@@ -9,6 +9,8 @@
 #define PGC_MEMGEN_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pgckpt.h"
@@ -95,6 +97,20 @@ static inline uint64_t memgen_check(uint64_t seed, uint64_t off, const unsigned 
 		off += n;
 	}
 	return UINT64_MAX;
+}
+
+/* A fresh memfd-backed MemoryFile with default options; exits on failure. */
+static inline pgc_memfile *memgen_memfile(void)
+{
+	struct pgc_memfile_opts o;
+	pgc_memfile *mf = NULL;
+
+	pgc_memfile_opts_init(&o);
+	if (pgc_memfile_new(&o, &mf) != 0) {
+		printf("  pgc_memfile_new failed\n");
+		exit(1);
+	}
+	return mf;
 }
 
 #endif /* PGC_MEMGEN_H */
