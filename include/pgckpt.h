@@ -306,7 +306,7 @@ typedef void (*pgc_progress_fn)(void *arg, uint64_t done, uint64_t total);
 struct pgc_save_opts {
 	enum pgc_compress compress;
 	int level;               /* zstd level 1..19 (default 1) */
-	uint32_t block_size;     /* bytes of memory per block, page multiple <= 4 MiB (default 256 KiB) */
+	uint32_t block_size;     /* bytes of memory per block, page multiple <= 4 MiB (default 1 MiB) */
 	int jobs;                /* compression threads (default: online CPUs) */
 	const char *aio;         /* "auto", "threads", "libaio", "uring"; NULL: $PGCKPT_AIO or auto */
 	bool decommit_zero;      /* punch out zero pages found in the live file */
@@ -330,7 +330,7 @@ struct pgc_load_opts {
 	const char *aio;         /* as in pgc_save_opts */
 	bool background;         /* return after the metadata; load pages in the background */
 	bool direct;             /* O_DIRECT reads of raw images */
-	uint32_t max_read;       /* background: bytes per merged read (default 256 KiB) */
+	uint32_t max_read;       /* background: bytes per merged read (default 1 MiB) */
 	uint32_t max_iovecs;     /* background: iovecs per read (default 64) */
 	uint32_t max_inflight;   /* background: reads in flight (default 128) */
 	/* Called once from the loader thread when a background load ends (0 or error). */
@@ -423,6 +423,83 @@ struct pgc_lazy_region {
  */
 int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regions,
 		    size_t nregions);
+
+/*
+ * The page server: restore an image into a MemoryFile with background
+ * loading (pgc_load, opts.background), listen on a unix socket, and hand
+ * each consumer that connects to pgc_lazy_serve_conn (one thread per
+ * consumer; sessions may share the MemoryFile). docs/lazy.md describes the
+ * protocol and the server's behaviour.
+ */
+struct pgc_lazy_serve_opts {
+	uint64_t fault_chunk;      /* bytes served around a fault: power of two, 4 KiB..4 MiB (64 KiB) */
+	uint64_t push_chunk;       /* bytes per background push step: power of two, 4 KiB..4 MiB (1 MiB) */
+	bool no_push;              /* serve faults only: no background push (a baseline) */
+	int accept_timeout_ms;     /* pgc_lazy_serve: wait for a consumer (-1: forever) */
+	int handshake_timeout_ms;  /* wait for the handoff message (5000; -1: forever) */
+	int cancel_fd;             /* -1, or an fd whose readability stops serving (-ECANCELED) */
+};
+
+/* Fill @o with the defaults above (cancel_fd -1, accept timeout -1). */
+void pgc_lazy_serve_opts_init(struct pgc_lazy_serve_opts *o);
+
+struct pgc_lazy_stats {
+	uint64_t regions;
+	uint64_t bytes_total;      /* bytes of all regions */
+	uint64_t faults;           /* UFFD_EVENT_PAGEFAULT messages */
+	uint64_t removes;          /* UFFD_EVENT_REMOVE messages */
+	uint64_t bytes_copied;     /* placed with UFFDIO_COPY (faults and push) */
+	uint64_t bytes_zeroed;     /* placed with UFFDIO_ZEROPAGE */
+	uint64_t bytes_pushed;     /* of those, by the background push */
+	uint64_t eexist;           /* pages found already present */
+	uint64_t fault_ns_total;   /* fault message read to its page in place */
+	uint64_t fault_ns_max;
+	uint64_t ns_all_placed;    /* handoff to every page placed (0: never) */
+	uint64_t ns_session;       /* handoff to end of session */
+	bool consumer_gone;        /* ended because the consumer went away */
+};
+
+/*
+ * pgc_lazy_listen - create a unix stream socket bound to @path (a stale
+ * socket file is replaced) and listening. Returns the fd (O_CLOEXEC) or
+ * -errno: -EINVAL for an empty path, -ENAMETOOLONG for a path that does
+ * not fit sun_path, -EEXIST if @path exists and is not a socket, or the
+ * errno of socket/bind/listen. The caller unlinks @path when done.
+ */
+int pgc_lazy_listen(const char *path);
+
+/*
+ * pgc_lazy_serve - accept one consumer on @listen_fd (waiting at most
+ * opts->accept_timeout_ms) and serve it as pgc_lazy_serve_conn.
+ * Returns as pgc_lazy_serve_conn, or -ETIMEDOUT if no consumer connected
+ * in time, or -errno from poll/accept.
+ */
+int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_opts *opts,
+		   struct pgc_lazy_stats *stats);
+
+/*
+ * pgc_lazy_serve_conn - receive the handoff on the connected socket @conn
+ * (closed before returning) and serve the consumer's page faults from @mf,
+ * which may still be loading in the background: a fault maps the aligned
+ * fault_chunk around it (so it jumps the loader's queue) and places it with
+ * UFFDIO_COPY, or UFFDIO_ZEROPAGE for holes and zero pages; meanwhile every
+ * other page is pushed in memory-file offset order. After UFFD_EVENT_REMOVE
+ * the removed pages are served as zeros. When every page is placed, the
+ * regions are unregistered from the uffd (later misses are ordinary zero
+ * faults) and the session ends.
+ * Several sessions may serve the same @mf concurrently from different
+ * threads. @opts and @stats may be NULL.
+ * Returns 0 when the session ended normally (all placed, or the consumer
+ * went away: stats->consumer_gone); -EPROTO (no fd, several fds, not a
+ * userfaultfd, peer closed early), -EINVAL (bad JSON or regions outside
+ * the memory file), -EOPNOTSUPP (page_size other than 4 KiB), -ETIMEDOUT
+ * (no handoff in time), -ECANCELED (cancel_fd), the load error if the
+ * background load failed (the consumer's faulting threads then stay
+ * blocked: never wrong memory; the caller should stop the consumer), or
+ * another -errno.
+ */
+int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_opts *opts,
+			struct pgc_lazy_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,7 @@
 /* Bytes of memory handed to one worker at a time. */
 #define ENGINE_BATCH_BYTES (4u << 20)
 /* Default block size of an image (bytes of memory per block). */
-#define ENGINE_DEFAULT_BLOCK (256u << 10)
+#define ENGINE_DEFAULT_BLOCK (1u << 20)
 /* Largest block size accepted. */
 #define ENGINE_MAX_BLOCK (4u << 20)
 

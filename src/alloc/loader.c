@@ -46,6 +46,8 @@ enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 
 /* Reads the background fill keeps in flight (waiters may add more). */
 #define FILL_DEPTH_BACKGROUND 8
+/* Memory for compressed reads in flight. */
+#define LOADER_BUFFER_BYTES (8u << 20)
 
 /* One read in flight: consecutive blocks [b0, b1) of pages.img. */
 struct ld_read {
@@ -88,6 +90,10 @@ struct pgc_loader {
 	struct ld_waiter *waiters;      /* round-robin list */
 	struct ld_waiter *rr;           /* whose turn it is */
 	struct ld_read *work_head, *work_tail;
+	void **pool;                    /* free read buffers of pool_size bytes */
+	unsigned npool;
+	size_t pool_size;
+	unsigned max_reads;             /* reads in flight (buffers bound memory) */
 	unsigned reads;                 /* reads started, not yet decoded */
 	unsigned fill_reads;
 	bool stopping;                  /* workers: exit when the queue is empty */
@@ -230,6 +236,28 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 	return 0;
 }
 
+/*
+ * Read buffers are recycled: a fresh malloc of this size is a fresh
+ * mmap, and faulting its pages in costs more than the read itself.
+ */
+static void *buf_get_locked(struct pgc_loader *l, size_t len)
+{
+	if (len > l->pool_size)
+		return malloc(len);
+	if (l->npool)
+		return l->pool[--l->npool];
+	return malloc(l->pool_size);
+}
+
+static void buf_put_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	if (rd->buf && rd->len <= l->pool_size && l->npool < l->max_reads)
+		l->pool[l->npool++] = rd->buf;
+	else
+		free(rd->buf);
+	rd->buf = NULL;
+}
+
 static void read_free(struct ld_read *rd)
 {
 	if (!rd)
@@ -280,7 +308,7 @@ static struct ld_read *read_start_locked(struct pgc_loader *l, uint32_t b0, uint
 	if (!rd->blk_iov)
 		goto fail;
 	if (!raw) {
-		rd->buf = malloc(rd->len);
+		rd->buf = buf_get_locked(l, rd->len);
 		if (!rd->buf)
 			goto fail;
 	}
@@ -304,6 +332,8 @@ static struct ld_read *read_start_locked(struct pgc_loader *l, uint32_t b0, uint
 		l->fill_reads++;
 	return rd;
 fail:
+	if (rd)
+		buf_put_locked(l, rd);
 	read_free(rd);
 	fail_locked(l, ret);
 	return NULL;
@@ -487,6 +517,7 @@ static void *worker_main(void *arg)
 				l->fill_reads--;
 			pthread_cond_signal(&l->loader_cv);
 		}
+		buf_put_locked(l, rd);
 		pthread_mutex_unlock(&l->mu);
 		read_free(rd);
 		pthread_mutex_lock(&l->mu);
@@ -543,7 +574,7 @@ static void *loader_main(void *arg)
 {
 	struct pgc_loader *l = arg;
 	struct aio_completion comp[64];
-	unsigned cap = aio_capacity(l->q);
+	unsigned cap = l->max_reads;
 	uint64_t last_ns = 0;
 	int n, i, ret;
 
@@ -561,6 +592,7 @@ static void *loader_main(void *arg)
 				l->reads--;
 				if (rd->fill)
 					l->fill_reads--;
+				buf_put_locked(l, rd);
 				read_free(rd);
 				break;
 			}
@@ -623,6 +655,9 @@ static void *loader_main(void *arg)
 
 static void loader_free(struct pgc_loader *l)
 {
+	while (l->npool)
+		free(l->pool[--l->npool]);
+	free(l->pool);
 	rs_clear(&l->unloaded);
 	free(l->bstate);
 	free(l->workers);
@@ -679,10 +714,30 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 		}
 	}
 	update_lowest_locked(l);
+
+	/*
+	 * Compressed reads land in recycled buffers big enough for a merged
+	 * read or the largest block; their number bounds the reads in flight
+	 * so that buffers stay within LOADER_BUFFER_BYTES.
+	 */
+	l->pool_size = opts->max_read;
+	for (i = 0; i < img->nblocks; i++)
+		if (img->blocks[i].stored_len > l->pool_size)
+			l->pool_size = img->blocks[i].stored_len;
+	l->max_reads = opts->max_inflight;
+	if (img->compress != PGC_COMPRESS_NONE &&
+	    l->max_reads > LOADER_BUFFER_BYTES / l->pool_size)
+		l->max_reads = LOADER_BUFFER_BYTES / l->pool_size;
+	if (l->max_reads < 2)
+		l->max_reads = 2;
+	ret = -ENOMEM;
+	l->pool = calloc(l->max_reads, sizeof(*l->pool));
+	if (!l->pool)
+		goto fail;
 	ret = aio_parse_backend(opts->aio, &backend);
 	if (ret)
 		goto fail;
-	ret = aio_queue_new(backend, opts->max_inflight, &l->q, NULL);
+	ret = aio_queue_new(backend, l->max_reads, &l->q, NULL);
 	if (ret)
 		goto fail;
 	l->jobs = engine_jobs(opts->jobs);

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "aio/aio.h"
@@ -29,6 +30,10 @@
 #include "statefile/statefile.h"
 
 #define WINDOW ((uint64_t)ENGINE_BATCH_BYTES)
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 /* A data extent inside one window. */
 struct sv_extent {
@@ -73,6 +78,8 @@ struct sv_ctx {
 	size_t committed;                  /* windows committed by the caller */
 	size_t ahead;                      /* windows a worker may run ahead */
 	bool stop;
+	void **out_pool;                   /* free output buffers of out_cap bytes */
+	size_t nout_pool, out_cap;
 	pthread_mutex_t mu;
 	pthread_cond_t worker_cv;          /* a window may be claimed */
 	pthread_cond_t done_cv;            /* a window is done */
@@ -171,6 +178,34 @@ static int make_windows(struct sv_ctx *c)
 }
 
 /* ---- encoding a window (workers) ------------------------------------------- */
+
+/*
+ * Output buffers are recycled: a fresh malloc of a few MiB is a fresh mmap
+ * whose pages fault in one by one, which costs more than compressing.
+ */
+static void *out_get(struct sv_ctx *c)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->nout_pool)
+		p = c->out_pool[--c->nout_pool];
+	pthread_mutex_unlock(&c->mu);
+	return p ? p : malloc(c->out_cap);
+}
+
+static void out_put(struct sv_ctx *c, void *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (c->nout_pool < c->ahead) {
+		c->out_pool[c->nout_pool++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);
+	free(p);
+}
 
 struct sv_enc {
 	struct sv_ctx *c;
@@ -278,8 +313,8 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 		if (!w->iov)
 			return -ENOMEM;
 	} else {
-		e.out_cap = maxblocks * sf_encode_bound(c->o.compress, c->o.block_size);
-		w->out = malloc(e.out_cap);
+		e.out_cap = c->out_cap;
+		w->out = out_get(c);
 		if (!w->out)
 			return -ENOMEM;
 	}
@@ -292,6 +327,8 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 				  PGC_ACCESS_READ, &v, 1);
 		if (ret < 0)
 			return ret;
+		/* Map the extent's pages in one call rather than fault by fault. */
+		(void)madvise(v.iov_base, v.iov_len, MADV_POPULATE_READ);
 		e.new_extent = true;
 		for (p = 0; p < x->len; p += PGC_PAGE_SIZE) {
 			if (engine_page_is_zero((uint8_t *)v.iov_base + p)) {
@@ -339,11 +376,11 @@ static void *worker_main(void *arg)
 
 /* ---- committing windows in order (the calling thread) ---------------------- */
 
-static void window_release(struct sv_window *w)
+static void window_release(struct sv_ctx *c, struct sv_window *w)
 {
 	free(w->runs);
 	free(w->blocks);
-	free(w->out);
+	out_put(c, w->out);
 	free(w->iov);
 	w->runs = NULL;
 	w->blocks = NULL;
@@ -411,7 +448,7 @@ static int reap(struct sv_ctx *c, struct aio_queue *q, unsigned min)
 		else if ((uint64_t)comp[i].res != window_bytes(w) && !ret)
 			ret = -EIO;   /* the layer completes short writes: this is final */
 		w->writing = false;
-		window_release(w);
+		window_release(c, w);
 	}
 	return ret;
 }
@@ -483,7 +520,7 @@ static int save_windows(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue
 		if (ret)
 			break;
 		if (!w->writing)
-			window_release(w);
+			window_release(c, w);
 		pthread_mutex_lock(&c->mu);
 		c->committed = idx + 1;
 		pthread_cond_broadcast(&c->worker_cv);
@@ -562,9 +599,11 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 
 	jobs = engine_jobs(o.jobs);
 	c.ahead = (size_t)jobs * 2 + 8;
+	c.out_cap = (WINDOW / o.block_size + 1) * sf_encode_bound(o.compress, o.block_size);
+	c.out_pool = calloc(c.ahead, sizeof(*c.out_pool));
 	thr = calloc((size_t)jobs, sizeof(*thr));
 	ret = -ENOMEM;
-	if (!thr)
+	if (!thr || !c.out_pool)
 		goto exit;
 	for (i = 0; i < jobs; i++) {
 		ret = memfile_thread_create(&thr[i], worker_main, &c);
@@ -601,9 +640,12 @@ exit:
 	sf_writer_abort(wr);
 	aio_queue_destroy(q);
 	for (k = 0; k < c.nwin; k++) {
-		window_release(&c.win[k]);
+		window_release(&c, &c.win[k]);
 		free(c.win[k].zeros);
 	}
+	while (c.nout_pool)
+		free(c.out_pool[--c.nout_pool]);
+	free(c.out_pool);
 	free(c.win);
 	free(c.ext);
 	free(snap.segs);

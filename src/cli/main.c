@@ -50,7 +50,7 @@ static const char usage_save[] =
 	"\n"
 	"  -c, --compress zstd[:N]|none  compression, zstd level N in 1..19 (default zstd:1)\n"
 	"      --block-size S            memory per block, a page multiple up to 4M\n"
-	"                                (K/M/G suffixes; default 256K)\n"
+	"                                (K/M/G suffixes; default 1M)\n"
 	"  -j, --jobs N                  compression threads (default: online CPUs)\n"
 	"      --aio B                   auto, threads, libaio or uring (default: $PGCKPT_AIO or auto)\n"
 	"  -h, --help                    show this help\n";

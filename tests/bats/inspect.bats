@@ -42,7 +42,7 @@ assert d["pages_bytes"] == int(sys.argv[1]), (d["pages_bytes"], sys.argv[1])
 assert abs(d["ratio"] - d["mem_bytes"] / d["pages_bytes"]) < 0.01
 assert d["segments"] == 1
 assert d["blocks"] >= d["mem_bytes"] // d["block_size"]
-assert d["block_size"] == 256 * 1024
+assert d["block_size"] == 1024 * 1024
 assert d["compression"] == "zstd" and d["level"] == 1
 EOF
 }
