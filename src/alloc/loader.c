@@ -14,9 +14,11 @@
  *   served round-robin one read each per turn, so one huge wait cannot
  *   starve a small one; then the fill goes on in offset order, merging
  *   consecutive blocks into reads of up to max_read bytes and max_iovecs
- *   iovecs. In background mode the fill keeps only a few reads in flight,
- *   so a waiter's read never queues behind a deep fill.
- * - decode workers check each block's checksum and decode it straight
+ *   iovecs. In background mode the fill keeps only jobs + 1 reads in
+ *   flight, so a waiter's read never queues behind a deep fill.
+ *   Compressed reads land in recycled buffers, 8 MiB in flight at most.
+ * - decode workers take waiters' reads before the fill's, check each
+ *   block's checksum and decode it straight
  *   into the mapping (raw blocks were read straight into it), populating
  *   the destination in bulk first; then they drop the block's pages from
  *   the unloaded set and wake waiters.
@@ -44,8 +46,6 @@
 
 enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 
-/* Reads the background fill keeps in flight (waiters may add more). */
-#define FILL_DEPTH_BACKGROUND 8
 /* Memory for compressed reads in flight. */
 #define LOADER_BUFFER_BYTES (8u << 20)
 
@@ -383,7 +383,12 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 			break;
 	}
 	/* The fill: in offset order, merging consecutive unstarted blocks. */
-	if (!l->opts.background || l->fill_reads < FILL_DEPTH_BACKGROUND) {
+	/*
+	 * In the background, the fill keeps just enough reads in flight to
+	 * feed the decode workers, so that a waiter's read never queues
+	 * behind a deep fill.
+	 */
+	if (!l->opts.background || l->fill_reads < (unsigned)l->jobs + 1) {
 		while (l->fill_next < l->img->nblocks && l->bstate[l->fill_next] != BLK_UNSTARTED)
 			l->fill_next++;
 		if (l->fill_next >= l->img->nblocks)
@@ -546,14 +551,22 @@ static int read_submit(struct pgc_loader *l, struct ld_read *rd)
 	return aio_add(l->q, &req);
 }
 
+/* Hand a completed read to the decode workers; a waiter's read goes first. */
 static void queue_work_locked(struct pgc_loader *l, struct ld_read *rd)
 {
-	rd->next = NULL;
-	if (l->work_tail)
-		l->work_tail->next = rd;
-	else
+	if (!rd->fill) {
+		rd->next = l->work_head;
 		l->work_head = rd;
-	l->work_tail = rd;
+		if (!l->work_tail)
+			l->work_tail = rd;
+	} else {
+		rd->next = NULL;
+		if (l->work_tail)
+			l->work_tail->next = rd;
+		else
+			l->work_head = rd;
+		l->work_tail = rd;
+	}
 	pthread_cond_signal(&l->work_cv);
 }
 
