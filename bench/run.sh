@@ -119,6 +119,19 @@ for f in "${files[@]}"; do
 	echo "bench: $f done" >&2
 done
 
+# Background restore of each image, from the consumer's side (bench/load_bench):
+# time until pgc_load returns, until every page is in, and random 4 KiB
+# accesses made during the load.
+lb="$top/$B/bench/load_bench"
+bg_rows=()
+for f in "${files[@]}"; do
+	"$bin" save "$dir/$f" "$dir/img" >/dev/null
+	bg_rows+=("| $f | $("$lb" "$dir/img" | sed -E 's/.*eager +([0-9.]+) ms \| ready +([0-9.]+) ms, all +([0-9.]+) ms \| +([0-9]+) accesses p50 +([0-9.]+) us p99 +([0-9.]+) us max +([0-9.]+) us \(([0-9]+) waits\)/\1 | \2 | \3 | \4 | \8 | \5 | \6 | \7/') |")
+	rm -rf "$dir/img"
+done
+bg_table=$(printf '%s\n' "| file | eager load ms | background: ready ms | all loaded ms | accesses | waits | p50 us | p99 us | max us |" "|---|---|---|---|---|---|---|---|---|" "${bg_rows[@]}")
+echo "$bg_table"
+
 header="| file | MiB | save s | zstd -1 s | **save ratio** | restore s | zstd -d s | **restore ratio** | save+restore none s | cp s | **none ratio** | restore none / cp | limit s | **restore vs limit** | image KiB | zstd KiB | **size ratio** |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 table=$(printf '%s\n' "$header" "${rows[@]}")
@@ -157,6 +170,17 @@ Ratios are pgckpt / baseline: below 1.0 pgckpt is faster or smaller.
 $table
 
 Machine limit probe for the last file: \`$limit_json\`
+
+## Background loads
+
+\`build/bench/load_bench IMAGE\` on the zstd image of each file, in the same
+run: an eager \`pgc_load\` (in-process, no process start), then a background
+one: the time until \`pgc_load\` returns (the consumer may run), until every
+page is in, and the latency of random 4 KiB \`pgc_map_internal\` + read
+accesses made one after another while the load runs ("waits" of them had
+to wait for their block; the others found it loaded).
+
+$bg_table
 EOF
 	} >"$out"
 	echo "bench: wrote $out" >&2
