@@ -117,6 +117,60 @@ $(EXAMPLES): $(B)/examples/%: $(B)/examples/%.o $(LIBA)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
+# ---- fuzzing ---------------------------------------------------------------
+# tests/fuzz/fuzz_NAME.c are libFuzzer harnesses. The normal build links each
+# with tests/fuzz/replay.c into $(B)/tests/fuzz_replay_NAME, which replays
+# tests/fuzz/corpus/NAME/ (so `make check` does). `make fuzz` builds them
+# with clang -fsanitize=fuzzer,address,undefined into $(B)/fuzz/ and runs
+# each for FUZZ_SECONDS, new inputs going to $(B)/fuzz/corpus-NAME/.
+# `make fuzz-seeds` rewrites the image seeds from images the library saves.
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+REPLAYS      := $(FUZZ_NAMES:%=$(B)/tests/fuzz_replay_%)
+FUZZERS      := $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%)
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_OPT     := -std=c11 -O1 -g -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(B)/fuzz/obj/%.o) $(PROTO_C:$(B)/gen/%.c=$(B)/fuzz/obj/gen/%.o)
+
+.PHONY: fuzz-seeds
+all: $(REPLAYS)
+
+$(REPLAYS): $(B)/tests/fuzz_replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBA)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -DREPLAY \
+		-DFUZZ_NAME='"$*"' -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c $(LIBA) $(LDLIBS)
+
+$(B)/fuzz/obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_OPT) -fsanitize=fuzzer-no-link -w -c -o $@ $<
+
+$(B)/fuzz/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_OPT) $(WARN) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZERS): $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	@echo "  FUZZLD  $@"
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_OPT) $(WARN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+$(B)/fuzz/mkcorpus: tests/fuzz/mkcorpus.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+fuzz-seeds: $(B)/fuzz/mkcorpus
+	$(Q)$(B)/fuzz/mkcorpus tests/fuzz/corpus/image
+
+fuzz: $(FUZZERS)
+	$(Q)for f in $(FUZZ_NAMES); do \
+		mkdir -p $(B)/fuzz/corpus-$$f && \
+		$(B)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			-rss_limit_mb=2048 -timeout=10 -artifact_prefix=$(B)/fuzz/$$f- \
+			$(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f || exit 1; \
+	done
+
 # ---- tests -----------------------------------------------------------------
 
 check: all

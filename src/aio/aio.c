@@ -7,11 +7,14 @@
  * split a request into kernel calls and complete short transfers.
  *
  * The backends are threads.c, libaio.c and uring.c; see docs/aio.md.
+ *
+ * Test hook: $PGCKPT_FAULT_AIO (see fault_parse) makes one completion fail.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +119,58 @@ static int usable_cpus(void)
 	return n > 0 ? n : 1;
 }
 
+/*
+ * Fault injection, a test hook (tests/unit/faults.c, docs/failure.md):
+ * PGCKPT_FAULT_AIO="read:N:ERRNO" (or "write:N:ERRNO") makes the Nth read
+ * (READ / READV) or write completion, counted from 1 over the queues of
+ * the process since the last aio_queue_new, report -ERRNO instead of its
+ * result, as an I/O error from the kernel would. ERRNO is a number (5 for
+ * EIO). Read at every aio_queue_new; when unset, the cost is one relaxed
+ * atomic load per completion. Not for production use.
+ */
+enum { FAULT_NONE, FAULT_READ, FAULT_WRITE };
+static atomic_int fault_op;
+static atomic_int fault_err;
+static atomic_uint_fast64_t fault_nth;
+static atomic_uint_fast64_t fault_count;
+
+static void fault_parse(void)
+{
+	const char *s = getenv("PGCKPT_FAULT_AIO");
+	unsigned long long nth;
+	int op = FAULT_NONE, err, used = 0;
+
+	if (s && *s) {
+		if (strncmp(s, "read:", 5) == 0)
+			op = FAULT_READ;
+		else if (strncmp(s, "write:", 6) == 0)
+			op = FAULT_WRITE;
+		if (op != FAULT_NONE &&
+		    (sscanf(strchr(s, ':') + 1, "%llu:%d%n", &nth, &err, &used) != 2 ||
+		     strchr(s, ':')[1 + used] != '\0' || nth == 0 || err <= 0))
+			op = FAULT_NONE;
+	}
+	if (op != FAULT_NONE) {
+		atomic_store(&fault_nth, (uint_fast64_t)nth);
+		atomic_store(&fault_err, err);
+		atomic_store(&fault_count, 0);
+	}
+	atomic_store(&fault_op, op);
+}
+
+/* The injected result of a completion of @op (AIO_OP_*) with result @res. */
+static int64_t fault_apply(enum aio_op op, int64_t res)
+{
+	int f = atomic_load_explicit(&fault_op, memory_order_relaxed);
+	bool write = op == AIO_OP_WRITE || op == AIO_OP_WRITEV;
+
+	if (f == FAULT_NONE || write != (f == FAULT_WRITE))
+		return res;
+	if (atomic_fetch_add(&fault_count, 1) + 1 != atomic_load(&fault_nth))
+		return res;
+	return -(int64_t)atomic_load(&fault_err);
+}
+
 static void queue_free(struct aio_queue *q)
 {
 	if (!q)
@@ -188,6 +243,7 @@ int aio_queue_new(enum aio_backend b, unsigned capacity, struct aio_queue **out,
 		*notice = NULL;
 	if (!out || capacity < 1 || capacity > 4096)
 		return -EINVAL;
+	fault_parse();
 	if (b != AIO_AUTO)
 		return backend_ops(b) ? queue_new_on(b, capacity, out) : -EINVAL;
 
@@ -324,7 +380,7 @@ void aio_slot_finish(struct aio_queue *q, struct aio_slot *s)
 	unsigned tail = (q->ready_head + q->nready) % q->capacity;
 
 	q->ready[tail].id = s->req.id;
-	q->ready[tail].res = s->res;
+	q->ready[tail].res = fault_apply(s->req.op, s->res);
 	q->nready++;
 	q->held--;
 	s->next = q->free;

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fuzz_handoff.c - libFuzzer harness for the lazy-restore handoff JSON
+ * parser (pgc_lazy_parse_regions), input from another process. The input
+ * is parsed as is, with a small and the full region limit; an accepted
+ * message must format back (pgc_lazy_format_regions) into JSON that parses
+ * to the same regions, and every prefix of it tried here must be either
+ * complete or -ENODATA (never -EINVAL: the server waits for more bytes).
+ *
+ * Built with -fsanitize=fuzzer by `make fuzz`, and with -DREPLAY plus
+ * replay.c by the normal build, which runs tests/fuzz/corpus/handoff/.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lazy/lazy.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct pgc_lazy_map maps[PGC_LAZY_MAX_REGIONS], again[PGC_LAZY_MAX_REGIONS];
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static char out[PGC_LAZY_MAX_REGIONS * 128];
+	const char *buf;
+	char *copy;
+	size_t n = 0, n2 = 0, cut;
+	int ret, len;
+
+	if (size > PGC_LAZY_MAX_MSG)
+		return 0;
+	/* An exact-size copy so that reading past the end is caught. */
+	copy = malloc(size ? size : 1);
+	if (!copy)
+		return 0;
+	memcpy(copy, data, size);
+	buf = copy;
+	ret = pgc_lazy_parse_regions(buf, size, maps, 4, &n);
+	if (ret != 0 && ret != -ENODATA && ret != -E2BIG && ret != -EINVAL)
+		abort();
+	if (ret == 0 && (n == 0 || n > 4))
+		abort();
+	ret = pgc_lazy_parse_regions(buf, size, maps, PGC_LAZY_MAX_REGIONS, &n);
+	if (ret == 0) {
+		if (n == 0 || n > PGC_LAZY_MAX_REGIONS)
+			abort();
+		len = pgc_lazy_format_regions(maps, n, out, sizeof(out));
+		if (len < 0)
+			abort();
+		if (pgc_lazy_parse_regions(out, (size_t)len, again, PGC_LAZY_MAX_REGIONS, &n2) ||
+		    n2 != n || memcmp(maps, again, n * sizeof(*maps)))
+			abort();
+		/* Prefixes of the canonical form are incomplete, not invalid. */
+		for (cut = 0; cut < (size_t)len; cut += 1 + (size_t)len / 16) {
+			ret = pgc_lazy_parse_regions(out, cut, again, PGC_LAZY_MAX_REGIONS, &n2);
+			if (ret != -ENODATA)
+				abort();
+		}
+	}
+	free(copy);
+	return 0;
+}

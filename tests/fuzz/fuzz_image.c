@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fuzz_image.c - libFuzzer harness for everything that parses an image:
+ * memfile.img (magics, head, meta, segment / run / block records, trailer,
+ * table validation), pages.img against the index, every block's decode,
+ * and the CRIU pagemap encoder fed from the decoded runs.
+ *
+ * Input: one flag byte, a u32 LE length M, M bytes of memfile.img, the
+ * rest is pages.img. Flag bit 0 asks the harness to patch memfile.img's
+ * size field and trailer checksum so mutations get past the checksum to
+ * the table decoding; without it the file is used as is. Both files are
+ * written into a private temporary directory and opened with
+ * sf_image_open(). An accepted image must satisfy every invariant of
+ * statefile.h (checked here; a violation aborts). Each block is then read
+ * and decoded as stored (sf_image_read_block) and once more with its
+ * checksum replaced by the stored bytes' own, so the zstd decoder sees
+ * the mutated frames too, into one buffer and into per-run iovecs.
+ *
+ * Built with -fsanitize=fuzzer by `make fuzz`, and with -DREPLAY plus
+ * replay.c by the normal build, which runs tests/fuzz/corpus/image/.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "statefile/sf_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_FIX_CHECKSUMS 1u
+
+static char fuzz_dir[256];
+
+static void remove_dir(void)
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/%s", fuzz_dir, SF_MEMFILE_NAME);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/%s", fuzz_dir, SF_PAGES_NAME);
+	unlink(p);
+	rmdir(fuzz_dir);
+}
+
+static int make_dir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	if (fuzz_dir[0])
+		return 0;
+	if (!t || !*t)
+		t = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/pgckpt-fuzz.XXXXXX", t);
+	if (!mkdtemp(fuzz_dir)) {
+		perror("fuzz_image: mkdtemp");
+		abort();
+	}
+	atexit(remove_dir);
+	return 0;
+}
+
+static void write_file(const char *name, const uint8_t *p, size_t len)
+{
+	char path[300];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", fuzz_dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || sf_write_all(fd, p, len) != 0) {
+		perror("fuzz_image: write");
+		abort();
+	}
+	close(fd);
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * Patch meta.memfile_bytes (field 1, fixed64, packed first by the writer)
+ * to @len and the trailer's checksum, where they are where the writer
+ * puts them.
+ */
+static void fix_checksums(uint8_t *p, size_t len)
+{
+	size_t pos, hl, ml;
+
+	if (len < 12)
+		return;
+	hl = sf_get_u32(p + 8);
+	if (hl > len - 12)
+		return;
+	pos = 12 + hl;
+	if (len - pos < 4)
+		return;
+	ml = sf_get_u32(p + pos);
+	pos += 4;
+	if (ml < 9 || ml > len - pos)
+		return;
+	if (p[pos] == 0x09)
+		put_u64(p + pos + 1, len);
+	if (len - pos - ml < SF_TRAILER_BYTES)
+		return;
+	if (sf_get_u32(p + len - SF_TRAILER_BYTES) == SF_TRAILER_BYTES - 4 &&
+	    p[len - 9] == 0x09)
+		put_u64(p + len - 8, sf_checksum(p, len - SF_TRAILER_BYTES));
+}
+
+/* What sf_image_open() promises; any violation is a parser bug. */
+static void check_invariants(const struct sf_image *img)
+{
+	uint64_t prev = 0, mem = 0, off = 0, sum;
+	size_t i, k, run = 0;
+
+	if (img->file_size % SF_PAGE_SIZE || img->logical_size > img->file_size ||
+	    img->block_size < SF_PAGE_SIZE || img->block_size > SF_MAX_BLOCK)
+		abort();
+	for (i = 0; i < img->nsegs; i++) {
+		const struct pgc_segment *s = &img->segs[i];
+
+		if (s->range.start < prev || s->range.end <= s->range.start ||
+		    s->range.end > img->file_size || (unsigned)s->kind >= PGC_KIND_COUNT)
+			abort();
+		prev = s->range.end;
+	}
+	prev = 0;
+	for (i = 0; i < img->nruns; i++) {
+		if (img->runs[i].off < prev || !img->runs[i].len ||
+		    img->runs[i].off + img->runs[i].len > img->file_size)
+			abort();
+		prev = img->runs[i].off + img->runs[i].len;
+	}
+	for (i = 0; i < img->nblocks; i++) {
+		const struct sf_block *b = &img->blocks[i];
+
+		if (b->first_run != run || b->nruns == 0 || run + b->nruns > img->nruns ||
+		    b->file_off != off || b->mem_len > img->block_size ||
+		    b->stored_len > sf_encode_bound(img->compress, b->mem_len))
+			abort();
+		for (sum = 0, k = run; k < run + b->nruns; k++)
+			sum += img->runs[k].len;
+		if (sum != b->mem_len)
+			abort();
+		run += b->nruns;
+		off += b->stored_len;
+		mem += b->mem_len;
+	}
+	if (run != img->nruns || off != img->pages_bytes || mem != img->mem_bytes)
+		abort();
+}
+
+/* Decode block @i again, its checksum replaced by the stored bytes' own. */
+static void decode_unchecked(const struct sf_image *img, struct sf_codec *c, size_t i,
+			     uint8_t *scratch, uint8_t *mem, struct iovec *iov)
+{
+	struct sf_block b = img->blocks[i];
+	size_t k, n = 0, at = 0;
+	ssize_t got;
+
+	got = sf_pread_all(img->pages_fd, scratch, b.stored_len, b.file_off);
+	if (got != (ssize_t)b.stored_len)
+		abort();   /* sf_image_open checked the size of pages.img */
+	b.checksum = sf_checksum(scratch, b.stored_len);
+	iov[0].iov_base = mem;
+	iov[0].iov_len = b.mem_len;
+	if (sf_block_decode(c, &b, scratch, iov, 1) == -PGC_ECHECKSUM)
+		abort();
+	/* The same into one iovec per run, as the loaders decode. */
+	for (k = b.first_run; k < b.first_run + b.nruns; k++) {
+		iov[n].iov_base = mem + at;
+		iov[n].iov_len = img->runs[k].len;
+		at += img->runs[k].len;
+		n++;
+	}
+	if (sf_block_decode(c, &b, scratch, iov, (int)n) == -PGC_ECHECKSUM)
+		abort();
+}
+
+static void exercise(const struct sf_image *img)
+{
+	struct sf_codec *c = NULL;
+	uint8_t *scratch = NULL, *mem = NULL;
+	struct iovec *iov = NULL;
+	struct sf_buf pm = { 0 };
+	size_t i;
+
+	check_invariants(img);
+	if (sf_codec_new(img->compress, img->level, &c) != 0)
+		goto exit;
+	scratch = malloc(sf_encode_bound(img->compress, img->block_size));
+	mem = malloc(img->block_size);
+	iov = calloc(img->block_size / SF_PAGE_SIZE, sizeof(*iov));
+	if (!scratch || !mem || !iov)
+		goto exit;
+	for (i = 0; i < img->nblocks; i++) {
+		sf_image_read_block(img, c, i, scratch, mem);
+		decode_unchecked(img, c, i, scratch, mem, iov);
+	}
+	if (sf_pagemap_encode(img->runs, img->nruns, &pm) == 0 && pm.len < 8)
+		abort();
+exit:
+	sf_buf_free(&pm);
+	free(iov);
+	free(scratch);
+	free(mem);
+	sf_codec_free(c);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct sf_image *img = NULL;
+	uint8_t *mf;
+	size_t mlen;
+	uint8_t flags;
+
+	if (size < 5)
+		return 0;
+	make_dir();
+	flags = data[0];
+	mlen = sf_get_u32(data + 1);
+	data += 5;
+	size -= 5;
+	if (mlen > size)
+		mlen = size;
+	mf = malloc(mlen ? mlen : 1);
+	if (!mf)
+		return 0;
+	memcpy(mf, data, mlen);
+	if (flags & FUZZ_FIX_CHECKSUMS)
+		fix_checksums(mf, mlen);
+	write_file(SF_MEMFILE_NAME, mf, mlen);
+	write_file(SF_PAGES_NAME, data + mlen, size - mlen);
+	free(mf);
+	if (sf_image_open(fuzz_dir, false, &img) == 0) {
+		exercise(img);
+		sf_image_close(img);
+	}
+	return 0;
+}

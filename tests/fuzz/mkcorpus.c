@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mkcorpus.c - writes the seed corpus of fuzz_image: real images saved by
+ * the library (zstd and raw, several block sizes, holes, several usage
+ * segments), each as a harness input (flag byte, u32 memfile.img length,
+ * memfile.img, pages.img), plus hand-made mutations of them: truncations,
+ * a flipped pages byte, and meta records claiming absurd sizes and counts
+ * (re-encoded with a correct size field and trailer checksum, so that the
+ * reader's limits, not the checksum, must refuse them).
+ * Usage: mkcorpus OUTDIR    (built by `make fuzz`; the corpus is committed)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pgckpt.h"
+#include "statefile/sf_internal.h"
+#include "statefile/memfile.pb-c.h"
+
+static const char *outdir;
+static int nseeds;
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *p;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		perror(path);
+		exit(1);
+	}
+	p = malloc((size_t)st.st_size + 1);
+	if (!p || sf_pread_all(fd, p, (size_t)st.st_size, 0) != st.st_size)
+		exit(1);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+static void emit(const char *name, uint8_t flags, const uint8_t *m, size_t mlen,
+		 const uint8_t *pg, size_t plen)
+{
+	char path[512];
+	uint8_t hdr[5] = { flags, mlen & 0xff, (mlen >> 8) & 0xff, (mlen >> 16) & 0xff,
+			   (mlen >> 24) & 0xff };
+	int fd;
+
+	if (5 + mlen + plen > 65536) {
+		fprintf(stderr, "mkcorpus: %s is %zu bytes, skipped\n", name, 5 + mlen + plen);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/%s", outdir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || sf_write_all(fd, hdr, 5) || sf_write_all(fd, m, mlen) ||
+	    sf_write_all(fd, pg, plen)) {
+		perror(path);
+		exit(1);
+	}
+	close(fd);
+	nseeds++;
+}
+
+/* Re-encode @m with meta changed by @edit; size field and trailer made right. */
+static uint8_t *edit_meta(const uint8_t *m, size_t mlen, void (*edit)(PgcImgMeta *),
+			  size_t *outlen)
+{
+	struct sf_buf b = { 0 };
+	size_t hl = sf_get_u32(m + 8), at = 12 + hl, ml = sf_get_u32(m + at);
+	PgcImgMeta *meta = pgc_img_meta__unpack(NULL, ml, m + at + 4);
+	PgcImgTrailer tr = PGC_IMG_TRAILER__INIT;
+	size_t rest = at + 4 + ml, meta_at;
+
+	if (!meta)
+		exit(1);
+	edit(meta);
+	sf_buf_put(&b, m, at);
+	meta_at = b.len;
+	sf_buf_put_record(&b, &meta->base);
+	sf_buf_put(&b, m + rest, mlen - SF_TRAILER_BYTES - rest);
+	meta->memfile_bytes = b.len + SF_TRAILER_BYTES;
+	protobuf_c_message_pack(&meta->base, b.p + meta_at + 4);
+	tr.checksum = sf_checksum(b.p, b.len);
+	sf_buf_put_record(&b, &tr.base);
+	pgc_img_meta__free_unpacked(meta, NULL);
+	*outlen = b.len;
+	return b.p;
+}
+
+static void huge_blocks(PgcImgMeta *m) { m->nblocks = 1ULL << 40; }
+static void huge_runs(PgcImgMeta *m) { m->nruns = 1ULL << 40; }
+static void huge_segs(PgcImgMeta *m) { m->nsegs = 1ULL << 40; }
+static void huge_file(PgcImgMeta *m) { m->file_size = 1ULL << 62; }
+static void max_file(PgcImgMeta *m) { m->file_size = SF_MAX_FILE_SIZE; }
+static void huge_block(PgcImgMeta *m) { m->block_size = 1u << 31; }
+static void huge_pages(PgcImgMeta *m) { m->pages_bytes = UINT64_MAX; }
+
+static void fill(pgc_memfile *mf, pgc_range r, unsigned seed)
+{
+	struct iovec iov[4];
+	uint64_t pg = 0;
+	int n, i;
+	size_t k;
+
+	n = pgc_map_internal(mf, r, PGC_ACCESS_WRITE, iov, 4);
+	if (n < 0)
+		exit(1);
+	for (i = 0; i < n; i++)
+		for (k = 0; k < iov[i].iov_len; k += PGC_PAGE_SIZE, pg++) {
+			uint8_t *p = (uint8_t *)iov[i].iov_base + k;
+			size_t j;
+
+			if ((pg + seed) % 3 == 2)
+				continue;   /* a hole */
+			for (j = 0; j < PGC_PAGE_SIZE; j++)
+				p[j] = (pg + seed) % 3 ? (uint8_t)(j * seed + pg)
+						       : (uint8_t)(j / 64 + pg);
+		}
+}
+
+static void one(enum pgc_compress c, uint32_t block_size, unsigned pages, unsigned seed,
+		int mutations)
+{
+	struct pgc_alloc_opts ao = { .kind = PGC_KIND_ANONYMOUS };
+	struct pgc_memfile_opts mo;
+	struct pgc_save_opts so;
+	pgc_memfile *mf;
+	pgc_range r1, r2, r3;
+	char img[256], path[300], name[128];
+	uint8_t *m, *pg, *x;
+	size_t mlen, plen, xlen;
+	int ret;
+
+	pgc_memfile_opts_init(&mo);
+	if (pgc_memfile_new(&mo, &mf))
+		exit(1);
+	if (pgc_allocate(mf, (uint64_t)pages * PGC_PAGE_SIZE, &ao, &r1) ||
+	    pgc_allocate(mf, 2 * PGC_PAGE_SIZE, &ao, &r2))
+		exit(1);
+	ao.kind = PGC_KIND_PAGECACHE;
+	ao.memcg_id = 7;
+	if (pgc_allocate(mf, 3 * PGC_PAGE_SIZE, &ao, &r3))
+		exit(1);
+	fill(mf, r1, seed);
+	fill(mf, r3, seed + 1);
+	pgc_decref(mf, r2);   /* a free gap between segments */
+	pgc_save_opts_init(&so);
+	so.compress = c;
+	so.block_size = block_size;
+	so.jobs = 1;
+	snprintf(img, sizeof(img), "%s/.mkcorpus-img", outdir);
+	ret = pgc_save(mf, img, &so);
+	pgc_memfile_destroy(mf);
+	if (ret) {
+		fprintf(stderr, "mkcorpus: save: %d\n", ret);
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "%s/memfile.img", img);
+	m = slurp(path, &mlen);
+	snprintf(path, sizeof(path), "%s/pages.img", img);
+	pg = slurp(path, &plen);
+	snprintf(name, sizeof(name), "seed-%s-bs%u-p%u-s%u", c == PGC_COMPRESS_ZSTD ? "zstd" : "raw",
+		 block_size / 1024, pages, seed);
+	emit(name, 0, m, mlen, pg, plen);
+	if (mutations) {
+#define EMIT(suffix, fl, a, al, b, bl)                                               \
+	do {                                                                         \
+		char n2[200];                                                        \
+		snprintf(n2, sizeof(n2), "%s-%s", name, suffix);                    \
+		emit(n2, fl, a, al, b, bl);                                          \
+	} while (0)
+		EMIT("fix", 1, m, mlen, pg, plen);
+		EMIT("short-memfile", 0, m, mlen - 1, pg, plen);
+		EMIT("short-memfile-fix", 1, m, mlen / 2, pg, plen);
+		if (plen) {
+			EMIT("short-pages", 0, m, mlen, pg, plen - 1);
+			pg[plen / 2] ^= 0x40;
+			EMIT("flipped-page", 0, m, mlen, pg, plen);
+			pg[plen / 2] ^= 0x40;
+		}
+		m[mlen / 2] ^= 1;
+		EMIT("flipped-index", 0, m, mlen, pg, plen);
+		EMIT("flipped-index-fix", 1, m, mlen, pg, plen);
+		m[mlen / 2] ^= 1;
+#define META(fn)                                                                     \
+	do {                                                                         \
+		x = edit_meta(m, mlen, fn, &xlen);                                   \
+		EMIT(#fn, 0, x, xlen, pg, plen);                                     \
+		free(x);                                                             \
+	} while (0)
+		META(huge_blocks);
+		META(huge_runs);
+		META(huge_segs);
+		META(huge_file);
+		META(max_file);
+		META(huge_block);
+		META(huge_pages);
+	}
+	free(m);
+	free(pg);
+	snprintf(path, sizeof(path), "rm -rf '%s'", img);
+	if (system(path) != 0)
+		exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: mkcorpus OUTDIR\n");
+		return 2;
+	}
+	outdir = argv[1];
+	mkdir(outdir, 0755);
+	one(PGC_COMPRESS_ZSTD, 256 << 10, 16, 1, 1);
+	one(PGC_COMPRESS_ZSTD, 4096, 12, 2, 1);
+	one(PGC_COMPRESS_ZSTD, 8192, 9, 3, 0);
+	one(PGC_COMPRESS_ZSTD, 16384, 24, 4, 0);
+	one(PGC_COMPRESS_ZSTD, 64 << 10, 40, 5, 0);
+	one(PGC_COMPRESS_NONE, 4096, 3, 6, 1);
+	one(PGC_COMPRESS_NONE, 8192, 5, 7, 0);
+	one(PGC_COMPRESS_NONE, 16384, 6, 8, 0);
+	one(PGC_COMPRESS_NONE, 256 << 10, 2, 9, 0);
+	printf("mkcorpus: %d seeds in %s\n", nseeds, outdir);
+	return 0;
+}
