@@ -25,6 +25,8 @@ enum {
 /* The subcommands; each returns an exit status. */
 int cmd_save(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+/* restore --background --listen: the lazy page server (lazy.c). */
+int cmd_restore_lazy(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_export(int argc, char **argv);

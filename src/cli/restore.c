@@ -96,6 +96,12 @@ int cmd_restore(int argc, char **argv)
 	struct stat st;
 	int opt, fd = -1, mfd, ret;
 	long n;
+	int i;
+
+	/* The lazy page server (lazy.c) has options of its own. */
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--background") == 0 || strncmp(argv[i], "--listen", 8) == 0)
+			return cmd_restore_lazy(argc, argv);
 
 	pgc_load_opts_init(&lo);
 	opterr = 0;

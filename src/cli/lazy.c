@@ -1,0 +1,513 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lazy.c - `pgckpt restore --background --listen SOCKET IMAGE`: a page
+ * server for other processes. IMAGE is restored into a memfd MemoryFile
+ * with background loading; consumers connect to SOCKET with Firecracker's
+ * UFFD handoff and are served by pgc_lazy_serve_conn, one thread each, all
+ * sharing the MemoryFile. The main thread accepts, starts and joins the
+ * session threads and prints one line per event on stderr; the session
+ * threads print nothing and report back through a pipe. A bad consumer
+ * only ends its own session. SIGINT / SIGTERM are handled by main.c's
+ * signal thread, which removes the socket file (registered as the cleanup
+ * file) and exits with 128 + N.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define CMD "restore"
+#define MAX_SESSIONS 64
+
+enum {
+	OPT_AIO = 256, OPT_BACKGROUND, OPT_LISTEN, OPT_TIMEOUT, OPT_ONCE, OPT_DIRECT,
+	OPT_HANDSHAKE, OPT_FAULT_CHUNK, OPT_NO_PUSH,
+};
+
+static const struct option lazy_options[] = {
+	{ "background",        no_argument,       NULL, OPT_BACKGROUND },
+	{ "listen",            required_argument, NULL, OPT_LISTEN },
+	{ "timeout",           required_argument, NULL, OPT_TIMEOUT },
+	{ "once",              no_argument,       NULL, OPT_ONCE },
+	{ "jobs",              required_argument, NULL, 'j' },
+	{ "aio",               required_argument, NULL, OPT_AIO },
+	{ "direct",            no_argument,       NULL, OPT_DIRECT },
+	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE },
+	{ "fault-chunk",       required_argument, NULL, OPT_FAULT_CHUNK },
+	{ "no-push",           no_argument,       NULL, OPT_NO_PUSH },
+	{ "help",              no_argument,       NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct server;
+
+/* One consumer connection and its session thread. */
+struct session {
+	struct server *srv;
+	bool used;
+	unsigned id;           /* 1, 2, ... in order of connection */
+	long pid;              /* peer process (SO_PEERCRED), 0 if unknown */
+	int conn;              /* handed to pgc_lazy_serve_conn, which closes it */
+	int conn_dup;          /* ours: shutdown() stops a pending handshake */
+	pthread_t tid;
+	int ret;
+	struct pgc_lazy_stats st;
+};
+
+struct server {
+	pgc_memfile *mf;
+	struct pgc_lazy_serve_opts so;
+	int notify[2];         /* session threads write their index when done */
+	int cancel_efd;        /* readable: every session stops (-ECANCELED) */
+	int load_efd;          /* the background load has ended */
+	atomic_int load_err;
+	struct session s[MAX_SESSIONS];
+	unsigned nactive;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+/* pgc_load_opts.done: called once from the loader thread. */
+static void load_done(void *arg, int err)
+{
+	struct server *srv = arg;
+	uint64_t one = 1;
+
+	atomic_store(&srv->load_err, err);
+	if (write(srv->load_efd, &one, sizeof(one)) < 0) {
+		/* An eventfd write of 1 cannot fail short of a bug; the poll below times out anyway. */
+	}
+}
+
+static void *session_main(void *arg)
+{
+	struct session *s = arg;
+	int idx = (int)(s - s->srv->s);
+
+	s->ret = pgc_lazy_serve_conn(s->srv->mf, s->conn, &s->srv->so, &s->st);
+	/* At most MAX_SESSIONS ints are ever queued: the pipe never fills. */
+	while (write(s->srv->notify[1], &idx, sizeof(idx)) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+/* Why a handoff was refused, in words. */
+static const char *refusal(int err, const struct pgc_lazy_serve_opts *so, char *buf,
+			   size_t len)
+{
+	switch (err) {
+	case -EINVAL:
+		return "bad handoff: invalid JSON, or regions misaligned, overlapping or outside the memory file";
+	case -EOPNOTSUPP:
+		return "bad handoff: page size other than 4096";
+	case -EPROTO:
+		return "bad handoff: no userfaultfd attached (or several fds, or the peer closed before a complete message)";
+	case -ETIMEDOUT:
+		snprintf(buf, len, "no complete handoff within %d ms", so->handshake_timeout_ms);
+		return buf;
+	case -ECANCELED:
+		return "server stopping";
+	default:
+		return pgc_strerror(err);
+	}
+}
+
+/* Log the end of session @s; returns the exit status it stands for. */
+static int report(struct server *srv, struct session *s)
+{
+	const struct pgc_lazy_stats *st = &s->st;
+	char tot[32], cp[32], zr[32], pu[32], why[96];
+
+	if (s->ret && !st->regions) {
+		cli_error(CMD, NULL, "consumer %u: refused: %s", s->id,
+			  refusal(s->ret, &srv->so, why, sizeof(why)));
+		return EXIT_IO;
+	}
+	cli_human_bytes(st->bytes_total, tot, sizeof(tot));
+	cli_human_bytes(st->bytes_copied, cp, sizeof(cp));
+	cli_human_bytes(st->bytes_zeroed, zr, sizeof(zr));
+	cli_human_bytes(st->bytes_pushed, pu, sizeof(pu));
+	if (s->ret) {
+		cli_error(CMD, NULL, "consumer %u: failed after %.1f ms: %s (%s in %" PRIu64
+			  " region(s), %s copied, %s zero-filled)", s->id, ms(st->ns_session),
+			  pgc_strerror(s->ret), tot, st->regions, cp, zr);
+		return pgc_is_image_error(s->ret) ? EXIT_IMAGE : EXIT_IO;
+	}
+	cli_error(CMD, NULL, "consumer %u: done: %s in %" PRIu64 " region(s), %s after %.1f ms; %"
+		  PRIu64 " faults (mean %.1f us, max %.1f ms), %s copied, %s zero-filled, %s pushed",
+		  s->id, tot, st->regions,
+		  st->ns_all_placed ? "all placed" : "consumer went away",
+		  ms(st->ns_all_placed ? st->ns_all_placed : st->ns_session),
+		  st->faults,
+		  st->faults ? (double)st->fault_ns_total / (double)st->faults / 1e3 : 0.0,
+		  ms(st->fault_ns_max), cp, zr, pu);
+	return EXIT_OK;
+}
+
+/* Join the session at index @idx and free its slot. */
+static int reap(struct server *srv, int idx, bool *served)
+{
+	struct session *s;
+	int status;
+
+	if (idx < 0 || idx >= MAX_SESSIONS || !srv->s[idx].used)
+		return EXIT_OK;
+	s = &srv->s[idx];
+	pthread_join(s->tid, NULL);
+	close(s->conn_dup);
+	status = report(srv, s);
+	*served = s->st.regions > 0;
+	s->used = false;
+	srv->nactive--;
+	return status;
+}
+
+/* Accept one connection and start its session. Never fails the server. */
+static void accept_one(struct server *srv, int lfd, unsigned *next_id)
+{
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	struct session *s = NULL;
+	int conn, i, err;
+
+	conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (conn < 0) {
+		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+			cli_error(CMD, NULL, "accept: %s", strerror(errno));
+		return;
+	}
+	(*next_id)++;
+	for (i = 0; i < MAX_SESSIONS && !s; i++)
+		if (!srv->s[i].used)
+			s = &srv->s[i];
+	if (!s) {
+		cli_error(CMD, NULL, "consumer %u: refused: too many consumers (%d)", *next_id,
+			  MAX_SESSIONS);
+		close(conn);
+		return;
+	}
+	memset(s, 0, sizeof(*s));
+	s->srv = srv;
+	s->id = *next_id;
+	s->conn = conn;
+	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0)
+		s->pid = cr.pid;
+	s->conn_dup = fcntl(conn, F_DUPFD_CLOEXEC, 0);
+	if (s->conn_dup < 0) {
+		cli_error(CMD, NULL, "consumer %u: refused: %s", s->id, strerror(errno));
+		close(conn);
+		return;
+	}
+	err = pthread_create(&s->tid, NULL, session_main, s);
+	if (err) {
+		cli_error(CMD, NULL, "consumer %u: refused: cannot start a thread: %s", s->id,
+			  strerror(err));
+		close(conn);
+		close(s->conn_dup);
+		return;
+	}
+	s->used = true;
+	srv->nactive++;
+	cli_error(CMD, NULL, "consumer %u (pid %ld): connected", s->id, s->pid);
+}
+
+/* Parse a number of seconds, 1..86400, into milliseconds. */
+static int parse_seconds(const char *s, int *out_ms)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !(v >= 0.001 && v <= 86400))
+		return -EINVAL;
+	*out_ms = (int)(v * 1000 + 0.5);
+	return 0;
+}
+
+int cmd_restore_lazy(int argc, char **argv)
+{
+	struct server *srv = NULL;
+	struct pgc_memfile_opts mo;
+	struct pgc_load_opts lo;
+	struct pgc_image_info info;
+	const char *img, *sock = NULL;
+	char sz[32];
+	bool background = false, once = false, stopping = false, load_ended = false;
+	bool fatal = false, cancelled = false;
+	unsigned next_id = 0, served = 0;
+	uint64_t idle_since, t0;
+	struct stat sst = { 0 };
+	int opt, lfd = -1, timeout_ms = -1, ret, status = EXIT_OK, i;
+	long n;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return cli_fail(CMD, NULL, -ENOMEM);
+	srv->notify[0] = srv->notify[1] = srv->load_efd = srv->cancel_efd = -1;
+	pgc_lazy_serve_opts_init(&srv->so);
+	pgc_load_opts_init(&lo);
+	opterr = 0;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "+:j:h", lazy_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_BACKGROUND:
+			background = true;
+			break;
+		case OPT_LISTEN:
+			sock = optarg;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_seconds(optarg, &timeout_ms)) {
+				status = cli_usage(CMD, "bad timeout '%s' (seconds, up to 86400)", optarg);
+				goto exit;
+			}
+			break;
+		case OPT_HANDSHAKE:
+			if (parse_seconds(optarg, &srv->so.handshake_timeout_ms)) {
+				status = cli_usage(CMD, "bad handshake timeout '%s' (seconds, up to 86400)",
+						   optarg);
+				goto exit;
+			}
+			break;
+		case OPT_ONCE:
+			once = true;
+			break;
+		case 'j':
+			if (cli_parse_int(optarg, 1, 1024, &n)) {
+				status = cli_usage(CMD, "bad job count '%s' (1..1024)", optarg);
+				goto exit;
+			}
+			lo.jobs = (int)n;
+			break;
+		case OPT_AIO:
+			if (!cli_valid_aio(optarg)) {
+				status = cli_usage(CMD, "bad aio backend '%s' (auto, threads, libaio, uring)",
+						   optarg);
+				goto exit;
+			}
+			lo.aio = optarg;
+			break;
+		case OPT_DIRECT:
+			lo.direct = true;
+			break;
+		case OPT_FAULT_CHUNK:
+			if (cli_parse_size(optarg, &srv->so.fault_chunk) ||
+			    srv->so.fault_chunk < PGC_PAGE_SIZE || srv->so.fault_chunk > (4u << 20) ||
+			    (srv->so.fault_chunk & (srv->so.fault_chunk - 1))) {
+				status = cli_usage(CMD, "bad fault chunk '%s' (a power of two, 4K..4M)",
+						   optarg);
+				goto exit;
+			}
+			break;
+		case OPT_NO_PUSH:
+			srv->so.no_push = true;
+			break;
+		case 'h':
+			cli_help(CMD);
+			goto exit;
+		default:
+			status = cli_bad_option(CMD, opt, argv);
+			goto exit;
+		}
+	}
+	if (!sock) {
+		status = cli_usage(CMD, "--background needs --listen SOCKET");
+		goto exit;
+	}
+	if (!background) {
+		status = cli_usage(CMD, "--listen needs --background");
+		goto exit;
+	}
+	if (argc - optind != 1) {
+		status = cli_usage(CMD, "expected IMAGE (and no TARGET) with --listen");
+		goto exit;
+	}
+	img = argv[optind];
+
+	ret = pgc_image_info(img, &info);
+	if (ret) {
+		status = cli_fail_image(CMD, img, ret);
+		goto exit;
+	}
+	if (pipe2(srv->notify, O_CLOEXEC) < 0 ||
+	    (srv->load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    (srv->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		status = cli_fail(CMD, NULL, -errno);
+		goto exit;
+	}
+	srv->so.cancel_fd = srv->cancel_efd;
+	pgc_memfile_opts_init(&mo);
+	ret = pgc_memfile_new(&mo, &srv->mf);
+	if (ret) {
+		status = cli_fail(CMD, NULL, ret);
+		goto exit;
+	}
+	lo.background = true;
+	lo.done = load_done;
+	lo.done_arg = srv;
+	t0 = now_ns();
+	/* Returns after the metadata: sessions need the memory file's size. */
+	ret = pgc_load(srv->mf, img, &lo);
+	if (ret) {
+		status = cli_fail(CMD, img, ret);
+		goto exit;
+	}
+	cli_cleanup_lock();
+	lfd = pgc_lazy_listen(sock);
+	if (lfd >= 0)
+		cli_cleanup_file(sock);
+	cli_cleanup_unlock();
+	if (lfd < 0) {
+		status = cli_fail(CMD, sock, lfd);
+		goto exit;
+	}
+	if (stat(sock, &sst) < 0)
+		memset(&sst, 0, sizeof(sst));
+	cli_human_bytes(pgc_total_size(srv->mf), sz, sizeof(sz));
+	cli_error(CMD, NULL, "listening on %s: %s, memory file %s (%" PRIu64 " bytes)",
+		  sock, img, sz, pgc_total_size(srv->mf));
+
+	idle_since = now_ns();
+	for (;;) {
+		struct pollfd pfd[3];
+		int np = 0, il = -1, ie = -1, wait_ms = -1;
+
+		if (stopping && !srv->nactive)
+			break;
+		if (timeout_ms >= 0 && !stopping && !srv->nactive) {
+			uint64_t end = idle_since + (uint64_t)timeout_ms * 1000000, t = now_ns();
+
+			if (t >= end) {
+				if (!served) {
+					cli_error(CMD, sock, "no consumer within %.3g s", timeout_ms / 1e3);
+					status = EXIT_IO;
+				} else {
+					cli_error(CMD, sock, "no consumer for %.3g s: stopping",
+						  timeout_ms / 1e3);
+				}
+				break;
+			}
+			wait_ms = (int)((end - t) / 1000000) + 1;
+		}
+		pfd[np++] = (struct pollfd){ .fd = srv->notify[0], .events = POLLIN };
+		if (!stopping && srv->nactive < MAX_SESSIONS) {
+			il = np;
+			pfd[np++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		}
+		if (!load_ended) {
+			ie = np;
+			pfd[np++] = (struct pollfd){ .fd = srv->load_efd, .events = POLLIN };
+		}
+		ret = poll(pfd, (nfds_t)np, wait_ms);
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			status = cli_fail(CMD, NULL, -errno);
+			stopping = fatal = true;
+			continue;
+		}
+		if (pfd[0].revents & POLLIN) {
+			int idx;
+			bool was_served = false;
+
+			if (read(srv->notify[0], &idx, sizeof(idx)) == (ssize_t)sizeof(idx)) {
+				int st = reap(srv, idx, &was_served);
+
+				if (was_served)
+					served++;
+				if (once && was_served && !stopping) {
+					stopping = true;
+					status = st;
+				}
+				if (!srv->nactive)
+					idle_since = now_ns();
+			}
+		}
+		if (ie >= 0 && (pfd[ie].revents & POLLIN)) {
+			int err = atomic_load(&srv->load_err);
+
+			load_ended = true;
+			if (err) {
+				cli_error(CMD, img, "background load failed: %s", pgc_strerror(err));
+				status = pgc_is_image_error(err) ? EXIT_IMAGE : EXIT_IO;
+				stopping = fatal = true;
+			} else {
+				cli_human_bytes(info.mem_bytes, sz, sizeof(sz));
+				cli_error(CMD, NULL, "image loaded: %s in %.1f ms", sz,
+					  ms(now_ns() - t0));
+			}
+		}
+		if (il >= 0 && (pfd[il].revents & POLLIN))
+			accept_one(srv, lfd, &next_id);
+		if (stopping && lfd >= 0) {
+			/* No new consumers; those being served finish first. */
+			close(lfd);
+			lfd = -1;
+		}
+		if (fatal && srv->nactive && !cancelled) {
+			/* A failure of the server itself: stop every session. */
+			uint64_t one = 1;
+
+			if (write(srv->cancel_efd, &one, sizeof(one)) < 0)
+				cli_error(CMD, NULL, "cannot cancel the sessions: %s", strerror(errno));
+			for (i = 0; i < MAX_SESSIONS; i++)
+				if (srv->s[i].used)
+					shutdown(srv->s[i].conn_dup, SHUT_RDWR);
+			cancelled = true;
+		}
+	}
+exit:
+	/* Sessions still running here only on the error paths above: none. */
+	if (lfd >= 0)
+		close(lfd);
+	if (sock && sst.st_ino) {
+		struct stat now;
+
+		cli_cleanup_lock();
+		/* Remove the socket only if it is still the one we bound. */
+		if (lstat(sock, &now) == 0 && now.st_ino == sst.st_ino && now.st_dev == sst.st_dev)
+			unlink(sock);
+		cli_cleanup_file(NULL);
+		cli_cleanup_unlock();
+	}
+	if (srv) {
+		pgc_memfile_destroy(srv->mf);
+		if (srv->notify[0] >= 0)
+			close(srv->notify[0]);
+		if (srv->notify[1] >= 0)
+			close(srv->notify[1]);
+		if (srv->load_efd >= 0)
+			close(srv->load_efd);
+		if (srv->cancel_efd >= 0)
+			close(srv->cancel_efd);
+	}
+	free(srv);
+	return status;
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: Apache-2.0
+#
+# lazy.bats - `pgckpt restore --background --listen SOCKET IMAGE`, the page
+# server for other processes: examples/lazy_consumer attaches, reads random
+# pages then every page, byte-exact against the original memory file; the
+# server survives a consumer killed mid-way, garbage, a handoff without a
+# uffd, regions outside the image and a silent peer, then still serves a
+# good consumer; several consumers at once; --once, --timeout, SIGTERM (the
+# socket file is removed) and usage errors. Every wait is bounded.
+
+load helpers
+
+CONSUMER="$PGCKPT_BUILD/examples/lazy_consumer"
+
+setup() {
+	common_setup
+	[ -x "$CONSUMER" ] || fail "lazy_consumer not built: $CONSUMER"
+}
+
+# start_server IMAGE [OPTION]...: a server on ./s.sock, its stderr in
+# server.log; sets SRV_PID and waits (at most 10 s) for the socket.
+start_server() {
+	local img=$1 i
+	shift
+	"$PGCKPT" restore --background --listen s.sock "$@" "$img" 2>server.log 3>&- &
+	SRV_PID=$!
+	BG_PIDS+=("$SRV_PID")
+	for i in $(seq 200); do
+		[ -S s.sock ] && return 0
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	cat server.log
+	fail "server did not listen"
+}
+
+# wait_server: wait (at most 15 s) for the server to exit; sets SRV_STATUS.
+wait_server() {
+	local i
+	for i in $(seq 300); do
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$SRV_PID" 2>/dev/null; then
+		kill -9 "$SRV_PID"
+		cat server.log
+		fail "server did not exit"
+	fi
+	SRV_STATUS=0
+	wait "$SRV_PID" || SRV_STATUS=$?
+}
+
+# consumer [OPTION]...: the example consumer on ./s.sock, at most 20 s.
+consumer() {
+	timeout 20 "$CONSUMER" "$@" s.sock
+}
+
+# bad_client KIND: a misbehaving consumer written in Python.
+bad_client() {
+	timeout 10 python3 - "$1" <<'EOF'
+import ctypes, json, os, socket, sys, time
+kind = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("s.sock")
+region = {"base_host_virt_addr": 0x7f0000000000, "size": 1 << 20, "offset": 0, "page_size": 4096}
+if kind == "garbage":
+    s.sendall(b"\x00\xffnot json at all]]]" * 10)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)                      # wait for the server to close
+elif kind == "nofd":
+    s.sendall(json.dumps([region]).encode())
+    s.recv(1)
+elif kind in ("outside", "notuffd"):
+    if kind == "outside":
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.syscall(323, os.O_CLOEXEC | os.O_NONBLOCK)   # userfaultfd (x86_64)
+        if fd < 0:
+            sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
+        region["offset"] = 1 << 40
+    else:
+        fd = os.open("/dev/null", os.O_RDONLY)
+    socket.send_fds(s, [json.dumps([region]).encode()], [fd])
+    s.recv(1)
+elif kind == "silent":
+    s.recv(1)                      # the server gives up after the handshake timeout
+EOF
+}
+
+@test "lazy: consumer reads random pages then all pages, byte-exact" {
+	mkmem mem 32M --holes 0.1 --zero 0.1 --random 0.2
+	pgckpt save mem img
+	start_server img --once --timeout 10
+	run consumer -n 500 -r 3 -v mem
+	assert_success
+	assert_output --regexp 'bytes=33554432 regions=3 .*first_access_ms=.* p50_us=.* p99_us=.* all_ms=.* verified=yes$'
+	wait_server
+	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	grep -q 'consumer 1 (pid [0-9]*): connected' server.log
+	grep -q 'consumer 1: done: 32.0 MiB in 3 region(s), all placed' server.log
+	[ ! -e s.sock ]
+}
+
+@test "lazy: size learnt from inspect --json, odd-sized file, raw image" {
+	mkmem mem 5M --seed 9
+	head -c 1234567 mem >odd
+	pgckpt save -c none odd img
+	start_server img --once --timeout 10
+	PGCKPT="$PGCKPT" run consumer -n 50 -i img
+	assert_success
+	assert_output --partial 'bytes=1236992 '
+	wait_server
+	[ "$SRV_STATUS" = 0 ]
+	start_server img --once --timeout 10
+	run consumer -n 50 -v odd
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ]
+}
+
+@test "lazy: server survives a killed consumer and bad handoffs, then serves a good one" {
+	mkmem mem 32M --seed 3
+	pgckpt save mem img
+	# Without the push, the killed consumer surely leaves pages unplaced.
+	start_server img --timeout 10 --handshake-timeout 0.5 --no-push
+	# A consumer that dies (SIGKILL) after 20 random pages.
+	run consumer -n 1000 --kill-after 20 -v mem
+	[ "$status" -eq 137 ] || fail "consumer exited $status"
+	for kind in garbage nofd notuffd outside silent; do
+		run bad_client "$kind"
+		assert_success
+	done
+	run consumer -n 300 -v mem
+	assert_success
+	assert_output --partial 'verified=yes'
+	kill -0 "$SRV_PID"
+	kill -TERM "$SRV_PID"
+	wait_server
+	[ "$SRV_STATUS" = 143 ]
+	[ ! -e s.sock ]
+	grep -q 'consumer 1: done: .*consumer went away' server.log
+	grep -q 'consumer 2: refused: bad handoff: invalid JSON' server.log
+	grep -q 'consumer 3: refused: bad handoff: no userfaultfd attached' server.log
+	grep -q 'consumer 4: refused: bad handoff: no userfaultfd attached' server.log
+	grep -q 'consumer 5: refused: bad handoff: .*outside the memory file' server.log
+	grep -q 'consumer 6: refused: no complete handoff within 500 ms' server.log
+	grep -q 'consumer 7: done: 32.0 MiB in 1 region(s), all placed' server.log
+	[ "$(grep -c 'connected$' server.log)" = 7 ]
+}
+
+@test "lazy: several consumers at once, each byte-exact" {
+	mkmem mem 16M --seed 4
+	pgckpt save mem img
+	start_server img --timeout 10
+	local i pids=()
+	for i in 1 2 3; do
+		consumer -n 200 -r "$i" --seed "$i" -v mem >"out$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in 0 1 2; do
+		wait "${pids[$i]}" || { cat "out$((i + 1))" server.log; fail "consumer $((i + 1)) failed"; }
+	done
+	grep -q 'verified=yes' out1
+	grep -q 'verified=yes' out2
+	grep -q 'verified=yes' out3
+	kill -INT "$SRV_PID"
+	wait_server
+	[ "$SRV_STATUS" = 130 ]
+	[ "$(grep -c 'done: 16.0 MiB' server.log)" = 3 ]
+	[ ! -e s.sock ]
+}
+
+@test "lazy: naive one-page-per-fault mode serves byte-exact" {
+	mkmem mem 8M --seed 5
+	pgckpt save mem img
+	start_server img --once --timeout 10 --no-push --fault-chunk 4K
+	run consumer -n 100 -v mem
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ]
+	grep -q 'consumer 1: done: 8.0 MiB in 1 region(s), .* 0 B pushed' server.log
+}
+
+@test "lazy: --timeout with no consumer exits 2 and removes the socket" {
+	mkmem mem 1M
+	pgckpt save mem img
+	run timeout 10 "$PGCKPT" restore --background --listen s.sock --timeout 0.3 img
+	assert_failure 2
+	assert_output --partial 'pgckpt: restore: s.sock: no consumer within 0.3 s'
+	[ ! -e s.sock ]
+}
+
+@test "lazy: usage and image errors" {
+	mkmem mem 1M
+	pgckpt save mem img
+	run pgckpt restore --listen s.sock img
+	assert_failure 1
+	assert_output --partial '--listen needs --background'
+	run pgckpt restore --background img
+	assert_failure 1
+	assert_output --partial '--background needs --listen SOCKET'
+	run pgckpt restore --background --listen s.sock img out
+	assert_failure 1
+	run pgckpt restore --background --listen s.sock --timeout -1 img
+	assert_failure 1
+	run pgckpt restore --background --listen s.sock --fault-chunk 3K img
+	assert_failure 1
+	run pgckpt restore --background --listen s.sock nosuch
+	assert_failure 2
+	echo junk >plain
+	run pgckpt restore --background --listen s.sock plain
+	assert_failure 3
+	touch notsock
+	run timeout 10 "$PGCKPT" restore --background --listen notsock --timeout 1 img
+	assert_failure 2
+	[ -f notsock ]
+	[ ! -e s.sock ]
+}
