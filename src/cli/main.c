@@ -32,6 +32,7 @@ static const char usage_main[] =
 	"Commands:\n"
 	"  save    [-c zstd[:N]|none] [--aio B] [-j N] [--block-size S] SOURCE IMAGE\n"
 	"  restore [--aio B] [-j N] [--direct] [--force] IMAGE TARGET\n"
+	"  restore --background --listen SOCKET [--once] [--timeout SEC] IMAGE\n"
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
 	"  export  --criu IMAGE DIR\n"
@@ -65,7 +66,23 @@ static const char usage_restore[] =
 	"      --direct   read raw (-c none) images with O_DIRECT\n"
 	"  -j, --jobs N   decompression threads (default: online CPUs)\n"
 	"      --aio B    auto, threads, libaio or uring (default: $PGCKPT_AIO or auto)\n"
-	"  -h, --help     show this help\n";
+	"  -h, --help     show this help\n"
+	"\n"
+	"   or: pgckpt restore --background --listen SOCKET [OPTION]... IMAGE\n"
+	"Lazy restore for other processes: load IMAGE into memory in the background\n"
+	"and serve it over userfaultfd to consumers that connect to SOCKET with\n"
+	"Firecracker's UFFD handoff (docs/lazy.md), each in its own thread, until\n"
+	"SIGINT or SIGTERM. One line per consumer on stderr. The socket file is\n"
+	"removed on exit.\n"
+	"\n"
+	"      --once                    stop after the first consumer is served\n"
+	"      --timeout SEC             stop after SEC seconds without a consumer\n"
+	"                                (exit 2 if none was served)\n"
+	"      --handshake-timeout SEC   wait for a consumer's handoff (default 5)\n"
+	"      --fault-chunk S           bytes served around a fault, 4K..4M (default 64K)\n"
+	"      --no-push                 serve faults only (with --fault-chunk 4K: the\n"
+	"                                naive one-page-per-fault baseline)\n"
+	"  -j N, --aio B, --direct       as above, for the background load\n";
 
 static const char usage_inspect[] =
 	"Usage: pgckpt inspect [--json] IMAGE\n"
