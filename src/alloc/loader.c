@@ -34,9 +34,12 @@
  * loader drains what is in flight and stops.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "aio/aio.h"
 #include "engine.h"
@@ -480,6 +483,54 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	pthread_cond_signal(&l->loader_cv);
 }
 
+/*
+ * Read @rd synchronously (eager loads): into its buffer, or for raw
+ * blocks straight into the mapping after populating it in bulk.
+ * Returns 0, -PGC_ETRUNCATED at a premature end of file, or -errno.
+ */
+static int read_sync(struct pgc_loader *l, struct ld_read *rd)
+{
+	int fd = l->img->pages_fd, i = 0;
+	uint64_t done = 0, skip;
+	ssize_t n;
+
+	if (rd->buf) {
+		while (done < rd->len) {
+			n = pread(fd, rd->buf + done, rd->len - done, (off_t)(rd->file_off + done));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n ? -errno : -PGC_ETRUNCATED;
+			done += (uint64_t)n;
+		}
+		return 0;
+	}
+	for (i = 0; i < rd->niov; i++)
+		engine_populate(rd->iov[i].iov_base, rd->iov[i].iov_len);
+	/* One preadv; a short one is finished iovec by iovec. */
+	n = preadv(fd, rd->iov, rd->niov < IOV_MAX ? rd->niov : IOV_MAX, (off_t)rd->file_off);
+	done = n > 0 ? (uint64_t)n : 0;
+	for (i = 0, skip = done; i < rd->niov; i++) {
+		uint8_t *base = rd->iov[i].iov_base;
+		uint64_t len = rd->iov[i].iov_len, at;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		for (at = skip, skip = 0; at < len;) {
+			n = pread(fd, base + at, len - at, (off_t)(rd->file_off + done));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n ? -errno : -PGC_ETRUNCATED;
+			at += (uint64_t)n;
+			done += (uint64_t)n;
+		}
+	}
+	return 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct pgc_loader *l = arg;
@@ -498,14 +549,32 @@ static void *worker_main(void *arg)
 	if (ret)
 		fail_locked(l, ret);
 	for (;;) {
-		while (!l->work_head && !l->stopping)
+		rd = NULL;
+		for (;;) {
+			if (l->work_head) {
+				rd = l->work_head;
+				l->work_head = rd->next;
+				if (!l->work_head)
+					l->work_tail = NULL;
+				break;
+			}
+			if (l->stopping)
+				break;
+			/*
+			 * Eager loads read for themselves: no hand-offs, each
+			 * worker reading and decoding on its own core.
+			 */
+			if (!l->opts.background && !l->error &&
+			    (rd = pick_locked(l, l->max_reads)) != NULL) {
+				pthread_mutex_unlock(&l->mu);
+				rd->err = read_sync(l, rd);
+				pthread_mutex_lock(&l->mu);
+				break;
+			}
 			pthread_cond_wait(&l->work_cv, &l->mu);
-		rd = l->work_head;
+		}
 		if (!rd)
 			break;
-		l->work_head = rd->next;
-		if (!l->work_head)
-			l->work_tail = NULL;
 		ret = rd->err;
 		if (!ret && !l->error && codec) {
 			pthread_mutex_unlock(&l->mu);
@@ -597,7 +666,8 @@ static void *loader_main(void *arg)
 		unsigned added = 0;
 
 		/* Start what may be started. */
-		while (!l->error && aio_inflight(l->q) + added < cap &&
+		/* Background loads read here; eager workers read for themselves. */
+		while (l->q && !l->error && aio_inflight(l->q) + added < cap &&
 		       (rd = pick_locked(l, cap)) != NULL) {
 			ret = read_submit(l, rd);
 			if (ret) {
@@ -613,7 +683,7 @@ static void *loader_main(void *arg)
 		}
 		if (l->reads == 0 && (l->error || rs_empty(&l->unloaded)))
 			break;
-		if (added || aio_inflight(l->q)) {
+		if (added || (l->q && aio_inflight(l->q))) {
 			pthread_mutex_unlock(&l->mu);
 			ret = added ? aio_submit(l->q) : 0;
 			n = ret ? ret : aio_wait(l->q, 1, comp, 64);
@@ -750,9 +820,12 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	ret = aio_parse_backend(opts->aio, &backend);
 	if (ret)
 		goto fail;
-	ret = aio_queue_new(backend, l->max_reads, &l->q, NULL);
-	if (ret)
-		goto fail;
+	/* Only the background loader thread reads through the queue. */
+	if (opts->background) {
+		ret = aio_queue_new(backend, l->max_reads, &l->q, NULL);
+		if (ret)
+			goto fail;
+	}
 	l->jobs = engine_jobs(opts->jobs);
 	l->workers = calloc((size_t)l->jobs, sizeof(*l->workers));
 	ret = -ENOMEM;
