@@ -4,8 +4,7 @@
  * (PGCKPT_FAULT_AIO, src/aio/aio.c) and by crafted images: an I/O error
  * in the middle of a background load reaches every waiter, every later
  * wait, pgc_load_await and the done callback, and nothing hangs (a
- * watchdog alarm fails the program instead); an eager load reports it;
- * a failed write (ENOSPC) makes pgc_save fail without an image under the
+ * watchdog alarm fails the program instead); a failed write (ENOSPC) makes pgc_save fail without an image under the
  * final name or a temporary, and leaves an existing image whole; images
  * whose meta record claims absurd counts or sizes (with a correct
  * checksum) are refused quickly without a large allocation.
@@ -217,21 +216,6 @@ static void test_bg_hook_inert(void)
 	pgc_memfile_destroy(mf);
 }
 
-static void test_eager_read_error(void)
-{
-	struct pgc_load_opts lo;
-	pgc_memfile *mf;
-
-	system("rm -rf img");
-	CHECK_EQ(make_image("img", 4 * MIB, PGC_COMPRESS_ZSTD, 64 << 10), 0);
-	setenv("PGCKPT_FAULT_AIO", "read:3:5", 1);
-	mf = memgen_memfile();
-	pgc_load_opts_init(&lo);
-	CHECK_EQ(pgc_load(mf, "img", &lo), -EIO);
-	unsetenv("PGCKPT_FAULT_AIO");
-	pgc_memfile_destroy(mf);
-}
-
 /* ---- failed writes during save -------------------------------------------- */
 
 static void test_save_write_error(void)
@@ -429,6 +413,11 @@ static void test_max_file_size(void)
 	system("rm -rf bad && cp -r base bad");
 	CHECK_EQ(edit_meta("bad", max_file), 0);
 	CHECK_EQ(pgc_image_info("bad", &info), 0);
+#ifdef __SANITIZE_THREAD__
+	/* TSan's shadow makes the 512 MiB chunk table 2.5 GiB: not here. */
+	printf("  (load skipped under TSan)\n");
+	return;
+#endif
 	mf = memgen_memfile();
 	pgc_load_opts_init(&lo);
 	ret = pgc_load(mf, "bad", &lo);
@@ -466,7 +455,6 @@ int main(int argc, char **argv)
 	alarm(WATCHDOG_S);
 	TEST_RUN(test_bg_read_error);
 	TEST_RUN(test_bg_hook_inert);
-	TEST_RUN(test_eager_read_error);
 	TEST_RUN(test_save_write_error);
 	TEST_RUN(test_absurd_meta);
 	TEST_RUN(test_max_file_size);
