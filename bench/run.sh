@@ -119,17 +119,19 @@ for f in "${files[@]}"; do
 	echo "bench: $f done" >&2
 done
 
-# Background restore of each image, from the consumer's side (bench/load_bench):
-# time until pgc_load returns, until every page is in, and random 4 KiB
-# accesses made during the load.
-lb="$top/$B/bench/load_bench"
+# pgckpt's own view of each file (pgckpt bench, in-process): eager load,
+# and a background load from the consumer's side — time until pgc_load
+# returns, until every page is in, random 4 KiB reads during the load.
 bg_rows=()
 for f in "${files[@]}"; do
-	"$bin" save "$dir/$f" "$dir/img" >/dev/null
-	bg_rows+=("| $f | $("$lb" "$dir/img" | sed -E 's/.*eager +([0-9.]+) ms \| ready +([0-9.]+) ms, all +([0-9.]+) ms \| +([0-9]+) accesses p50 +([0-9.]+) us p99 +([0-9.]+) us max +([0-9.]+) us \(([0-9]+) waits\)/\1 | \2 | \3 | \4 | \8 | \5 | \6 | \7/') |")
-	rm -rf "$dir/img"
+	bg_rows+=("$("$bin" bench --json --runs "$runs" "$dir/$f" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+name = sys.argv[1]
+print("| %s | %.1f | %.2f | %.1f | %d | %d | %.1f | %.1f | %.1f |" % (name, d["restore_s"] * 1e3, d["ready_ms"], d["all_s"] * 1e3, d["accesses"], d["waits"], d["p50_us"], d["p99_us"], d["max_us"]))
+' "$f")")
 done
-bg_table=$(printf '%s\n' "| file | eager load ms | background: ready ms | all loaded ms | accesses | waits | p50 us | p99 us | max us |" "|---|---|---|---|---|---|---|---|---|" "${bg_rows[@]}")
+bg_table=$(printf '%s\n' "| file | eager load ms | background: ready ms | all loaded ms | reads | waited | p50 us | p99 us | max us |" "|---|---|---|---|---|---|---|---|---|" "${bg_rows[@]}")
 echo "$bg_table"
 
 header="| file | MiB | save s | zstd -1 s | **save ratio** | restore s | zstd -d s | **restore ratio** | save+restore none s | cp s | **none ratio** | restore none / cp | limit s | **restore vs limit** | image KiB | zstd KiB | **size ratio** |
@@ -173,12 +175,13 @@ Machine limit probe for the last file: \`$limit_json\`
 
 ## Background loads
 
-\`build/bench/load_bench IMAGE\` on the zstd image of each file, in the same
-run: an eager \`pgc_load\` (in-process, no process start), then a background
-one: the time until \`pgc_load\` returns (the consumer may run), until every
-page is in, and the latency of random 4 KiB \`pgc_map_internal\` + read
-accesses made one after another while the load runs ("waits" of them had
-to wait for their block; the others found it loaded).
+\`pgckpt bench --json --runs $runs FILE\` for each file, in the same run
+(in-process, so no process start or exit is counted): an eager
+\`pgc_load\`, then a background one: the time until \`pgc_load\` returns
+(the consumer may run), until every page is in, and the latency of random
+4 KiB \`pgc_map_internal\` + read accesses made one after another while
+the load runs ("waited" of them had to wait for their block; the others
+found it loaded).
 
 $bg_table
 EOF

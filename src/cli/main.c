@@ -36,6 +36,7 @@ static const char usage_main[] =
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
 	"  export  --criu IMAGE DIR\n"
+	"  bench   [--json] [-c zstd[:N]|none] [--block-size S] [--runs N] FILE\n"
 	"\n"
 	"  -h, --help     show this help, or a command's with 'pgckpt COMMAND --help'\n"
 	"  -V, --version  show the version\n"
@@ -107,6 +108,23 @@ static const char usage_export[] =
 	"      --criu     CRIU format (the only one)\n"
 	"  -h, --help     show this help\n";
 
+static const char usage_bench[] =
+	"Usage: pgckpt bench [OPTION]... FILE\n"
+	"Measure pgckpt on the memory file FILE, in-process: save, eager restore\n"
+	"into fresh memory, and a background restore seen from the consumer\n"
+	"(time until ready, until every page is in, random 4 KiB reads during\n"
+	"the load). The image is written to a temporary directory and removed.\n"
+	"\n"
+	"  -c, --compress zstd[:N]|none  compression (default zstd:1)\n"
+	"      --block-size S            memory per block (default 1M)\n"
+	"  -j, --jobs N                  worker threads (default: online CPUs)\n"
+	"      --aio B                   auto, threads, libaio or uring\n"
+	"      --runs N                  best of N runs (default 3)\n"
+	"      --accesses N              random reads during the load (default 2000)\n"
+	"      --dir D                   where the image goes (default /dev/shm)\n"
+	"      --json                    one JSON object (keys in docs/cli.md)\n"
+	"  -h, --help                    show this help\n";
+
 struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -119,6 +137,7 @@ static const struct command commands[] = {
 	{ "inspect", cmd_inspect, usage_inspect },
 	{ "verify",  cmd_verify,  usage_verify },
 	{ "export",  cmd_export,  usage_export },
+	{ "bench",   cmd_bench,   usage_bench },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

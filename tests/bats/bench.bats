@@ -1,0 +1,51 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: Apache-2.0
+#
+# bench.bats - `pgckpt bench`: the table, the JSON object and its keys,
+# usage errors, and no temporary image left behind.
+
+load helpers
+
+@test "bench prints a table and cleans up after itself" {
+	python3 "$MKMEM" mem 8M
+	run pgckpt bench --runs 1 --accesses 50 --dir "$PWD" mem
+	assert_success
+	assert_output --partial "save"
+	assert_output --partial "restore (eager)"
+	assert_output --partial "restore (background) ready"
+	run ls -d "$PWD"/pgckpt-bench.*
+	assert_failure
+}
+
+@test "bench --json is one object with the documented keys" {
+	python3 "$MKMEM" mem 8M
+	pgckpt bench --json --runs 2 --accesses 100 -c zstd:3 --block-size 256K --dir "$PWD" mem >out.json
+	python3 - <<'PY'
+import json, os
+d = json.load(open("out.json"))
+keys = {"file", "size", "mem_bytes", "image_bytes", "compress", "level", "block_size",
+        "runs", "save_s", "restore_s", "ready_ms", "all_s", "accesses", "waits",
+        "p50_us", "p99_us", "max_us"}
+assert set(d) == keys, set(d) ^ keys
+assert d["size"] == os.path.getsize("mem")
+assert d["compress"] == "zstd" and d["level"] == 3 and d["block_size"] == 256 * 1024
+assert d["runs"] == 2 and 0 < d["image_bytes"] < d["mem_bytes"] <= d["size"]
+assert d["save_s"] > 0 and d["restore_s"] > 0 and d["all_s"] > 0
+assert 0 <= d["p50_us"] <= d["p99_us"] <= d["max_us"]
+PY
+}
+
+@test "bench with raw images and usage errors" {
+	python3 "$MKMEM" mem 4M
+	run pgckpt bench --json --runs 1 -c none --dir "$PWD" mem
+	assert_success
+	assert_output --partial '"compress":"none"'
+	run pgckpt bench
+	assert_failure 1
+	run pgckpt bench --runs 0 mem
+	assert_failure 1
+	run pgckpt bench --block-size 3K mem
+	assert_failure 1
+	run pgckpt bench --dir "$PWD" missing
+	assert_failure 2
+}
