@@ -61,6 +61,7 @@ struct ld_read {
 	uint8_t *buf;                   /* zstd: the stored bytes */
 	uint8_t *scratch;               /* raw: destination of cancelled pages */
 	struct iovec *iov;              /* destinations, block after block */
+	uint64_t *ioff;                 /* their file offsets (UINT64_MAX: scratch) */
 	int niov;
 	int *blk_iov;                   /* first iovec of each block, + end */
 	int blk_first;                  /* first iovec of the block being built */
@@ -108,6 +109,7 @@ struct pgc_loader {
 	/* --- lock-free fast path -------------------------------------------- */
 	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */
 	atomic_bool done;               /* loaded completely, or failed */
+	atomic_bool use_pwrite;         /* decoded blocks go in with pwrite */
 	atomic_int result;
 
 	pthread_t thread;
@@ -152,28 +154,42 @@ static const struct sf_block *blk(const struct pgc_loader *l, uint32_t b)
 
 /* ---- building reads ------------------------------------------------------ */
 
-/* Append one iovec to @rd, growing its array as needed. Returns 0 or -ENOMEM. */
-static int push_iov(struct ld_read *rd, int *cap, void *base, size_t len)
+/*
+ * Append one destination (@len bytes at @base, file offset @off or
+ * UINT64_MAX for scratch) to @rd, growing its arrays as needed.
+ * Returns 0 or -ENOMEM.
+ */
+static int push_iov(struct ld_read *rd, int *cap, void *base, size_t len, uint64_t off)
 {
+	int last = rd->niov - 1;
+
 	if (!len)
 		return 0;
 	/* Merge with the previous iovec, but never across blocks. */
-	if (rd->niov > rd->blk_first && (uint8_t *)rd->iov[rd->niov - 1].iov_base +
-			rd->iov[rd->niov - 1].iov_len == (uint8_t *)base) {
-		rd->iov[rd->niov - 1].iov_len += len;
+	if (rd->niov > rd->blk_first &&
+	    (uint8_t *)rd->iov[last].iov_base + rd->iov[last].iov_len == (uint8_t *)base &&
+	    (off == UINT64_MAX ? rd->ioff[last] == UINT64_MAX
+			       : rd->ioff[last] + rd->iov[last].iov_len == off)) {
+		rd->iov[last].iov_len += len;
 		return 0;
 	}
 	if (rd->niov == *cap) {
 		int ncap = *cap ? *cap * 2 : 16;
 		struct iovec *n = realloc(rd->iov, (size_t)ncap * sizeof(*n));
+		uint64_t *o;
 
 		if (!n)
 			return -ENOMEM;
 		rd->iov = n;
+		o = realloc(rd->ioff, (size_t)ncap * sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		rd->ioff = o;
 		*cap = ncap;
 	}
 	rd->iov[rd->niov].iov_base = base;
 	rd->iov[rd->niov].iov_len = len;
+	rd->ioff[rd->niov] = off;
 	rd->niov++;
 	return 0;
 }
@@ -214,7 +230,8 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 				if (nv < 0)
 					return nv;
 				for (k = 0; k < nv; k++) {
-					ret = push_iov(rd, cap, v[k].iov_base, v[k].iov_len);
+					ret = push_iov(rd, cap, v[k].iov_base, v[k].iov_len,
+						       k ? at + v[0].iov_len : at);
 					if (ret)
 						return ret;
 				}
@@ -228,7 +245,7 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 				uint64_t o = pos + (at - run->off);
 				void *base = scratch ? (void *)(scratch + o) : (void *)(uintptr_t)o;
 
-				ret = push_iov(rd, cap, base, upto - at);
+				ret = push_iov(rd, cap, base, upto - at, UINT64_MAX);
 				if (ret)
 					return ret;
 			}
@@ -245,11 +262,12 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
  */
 static void *buf_get_locked(struct pgc_loader *l, size_t len)
 {
+	/* Page-aligned: raw reads may use O_DIRECT. */
 	if (len > l->pool_size)
-		return malloc(len);
+		return aligned_alloc(PGC_PAGE_SIZE, (len + MF_PAGE_MASK) & ~MF_PAGE_MASK);
 	if (l->npool)
 		return l->pool[--l->npool];
-	return malloc(l->pool_size);
+	return aligned_alloc(PGC_PAGE_SIZE, l->pool_size);
 }
 
 static void buf_put_locked(struct pgc_loader *l, struct ld_read *rd)
@@ -268,6 +286,7 @@ static void read_free(struct ld_read *rd)
 	free(rd->buf);
 	free(rd->scratch);
 	free(rd->iov);
+	free(rd->ioff);
 	free(rd->blk_iov);
 	free(rd);
 }
@@ -310,21 +329,22 @@ static struct ld_read *read_start_locked(struct pgc_loader *l, uint32_t b0, uint
 	rd->blk_iov = calloc(b1 - b0 + 1, sizeof(*rd->blk_iov));
 	if (!rd->blk_iov)
 		goto fail;
-	if (!raw) {
+	/* Raw blocks are read straight into the mapping unless pwritten. */
+	if (!raw || atomic_load_explicit(&l->use_pwrite, memory_order_relaxed)) {
 		rd->buf = buf_get_locked(l, rd->len);
 		if (!rd->buf)
 			goto fail;
 	}
 	for (b = b0; b < b1; b++) {
 		rd->blk_iov[b - b0] = rd->blk_first = rd->niov;
-		if (raw && !rd->scratch && !block_whole_locked(l, b)) {
+		if (raw && !rd->buf && !rd->scratch && !block_whole_locked(l, b)) {
 			/* Page-aligned: pages.img may be open with O_DIRECT. */
 			rd->scratch = aligned_alloc(PGC_PAGE_SIZE, l->img->block_size);
 			if (!rd->scratch)
 				goto fail;
 		}
 		/* zstd blocks decode into a worker's own scratch when cancelled. */
-		ret = block_dests_locked(l, rd, &cap, b, raw ? rd->scratch : NULL);
+		ret = block_dests_locked(l, rd, &cap, b, rd->scratch);
 		if (ret)
 			goto fail;
 		l->bstate[b] = BLK_STARTED;
@@ -419,33 +439,106 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 /* ---- decode workers ------------------------------------------------------ */
 
 /* Check and decode every block of @rd. Returns 0 or the first error. */
+/* pwrite all of @len bytes. Returns 0 or -errno. */
+static int pwrite_full(int fd, const uint8_t *p, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n ? -errno : -EIO;
+		p += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Place block @sb (stored bytes at @src, in memory) at its destinations
+ * @iov/@ioff[0..n). Into a file the host can write (tmpfs, disk), a zstd
+ * block is decoded into @scratch (a raw one is used where it is) and
+ * pwritten: the host allocates the pages without page-table work, which
+ * on VMs costs more than the copy. Where pwrite does not work
+ * (hugetlbfs), zstd blocks are decoded straight into the mapping,
+ * populated in bulk first, and raw ones copied into it.
+ */
+static int place_block(struct pgc_loader *l, const struct sf_block *sb, const uint8_t *src,
+		       struct iovec *iov, const uint64_t *ioff, int n,
+		       struct sf_codec *codec, uint8_t *scratch)
+{
+	uint64_t pos = 0;
+	int i, ret;
+
+	if (l->img->compress == PGC_COMPRESS_NONE) {
+		/* Raw: the stored bytes are the pages; check them, then place them. */
+		if (sf_checksum(src, sb->stored_len) != sb->checksum)
+			return -PGC_ECHECKSUM;
+		scratch = (uint8_t *)src;
+	}
+	if (l->img->compress == PGC_COMPRESS_NONE ||
+	    atomic_load_explicit(&l->use_pwrite, memory_order_relaxed)) {
+		struct iovec whole = { scratch, sb->mem_len };
+
+		if (l->img->compress != PGC_COMPRESS_NONE) {
+			ret = sf_block_decode(codec, sb, src, &whole, 1);
+			if (ret)
+				return ret;
+		}
+		bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
+
+		for (i = 0; i < n; pos += iov[i].iov_len, i++) {
+			if (ioff[i] == UINT64_MAX)
+				continue;   /* cancelled */
+			if (pw) {
+				ret = pwrite_full(l->mf->fd, scratch + pos, iov[i].iov_len, ioff[i]);
+				if (!ret)
+					continue;
+				if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
+					return ret;
+				/* No write(2) here: use the mapping from now on. */
+				atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
+				pw = false;
+			}
+			memcpy(iov[i].iov_base, scratch + pos, iov[i].iov_len);
+		}
+		return 0;
+	}
+	/* Cancelled pieces were left NULL-based: point them at scratch. */
+	for (i = 0; i < n; i++) {
+		uintptr_t a = (uintptr_t)iov[i].iov_base;
+
+		if (a < l->img->block_size)
+			iov[i].iov_base = scratch + a;
+		else
+			engine_populate(iov[i].iov_base, iov[i].iov_len);
+	}
+	return sf_block_decode(codec, sb, src, iov, n);
+}
+
+/* Check and decode every block of @rd. Returns 0 or the first error. */
 static int read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *codec,
 		       uint8_t *scratch)
 {
 	bool raw = l->img->compress == PGC_COMPRESS_NONE;
 	uint32_t b;
-	int ret, i;
+	int ret;
 
 	for (b = rd->b0; b < rd->b1; b++) {
 		const struct sf_block *sb = blk(l, b);
-		struct iovec *iov = rd->iov + rd->blk_iov[b - rd->b0];
-		int n = rd->blk_iov[b - rd->b0 + 1] - rd->blk_iov[b - rd->b0];
+		int first = rd->blk_iov[b - rd->b0];
+		int n = rd->blk_iov[b - rd->b0 + 1] - first;
 
-		if (raw) {
-			if (sf_checksum_iov(iov, n) != sb->checksum)
+		if (raw && !rd->buf) {
+			/* Read straight into the mapping: check it there. */
+			if (sf_checksum_iov(rd->iov + first, n) != sb->checksum)
 				return -PGC_ECHECKSUM;
 			continue;
 		}
-		/* Cancelled pieces were left NULL-based: point them at scratch. */
-		for (i = 0; i < n; i++) {
-			uintptr_t a = (uintptr_t)iov[i].iov_base;
-
-			if (a < l->img->block_size)
-				iov[i].iov_base = scratch + a;
-			else
-				engine_populate(iov[i].iov_base, iov[i].iov_len);
-		}
-		ret = sf_block_decode(codec, sb, rd->buf + (sb->file_off - rd->file_off), iov, n);
+		ret = place_block(l, sb, rd->buf + (sb->file_off - rd->file_off), rd->iov + first,
+				  rd->ioff + first, n, codec, scratch);
 		if (ret)
 			return ret;
 	}
@@ -776,6 +869,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	rs_init(&l->unloaded, &block_ops);
 	atomic_init(&l->lowest, UINT64_MAX);
 	atomic_init(&l->done, false);
+	atomic_init(&l->use_pwrite, true);
 	atomic_init(&l->result, 0);
 	l->stats.bytes_total = img->mem_bytes;
 	l->start_ns = engine_now_ns();
@@ -807,9 +901,9 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	for (i = 0; i < img->nblocks; i++)
 		if (img->blocks[i].stored_len > l->pool_size)
 			l->pool_size = img->blocks[i].stored_len;
+	l->pool_size = (l->pool_size + MF_PAGE_MASK) & ~MF_PAGE_MASK;
 	l->max_reads = opts->max_inflight;
-	if (img->compress != PGC_COMPRESS_NONE &&
-	    l->max_reads > LOADER_BUFFER_BYTES / l->pool_size)
+	if (l->max_reads > LOADER_BUFFER_BYTES / l->pool_size)
 		l->max_reads = LOADER_BUFFER_BYTES / l->pool_size;
 	if (l->max_reads < 2)
 		l->max_reads = 2;
