@@ -869,7 +869,8 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	rs_init(&l->unloaded, &block_ops);
 	atomic_init(&l->lowest, UINT64_MAX);
 	atomic_init(&l->done, false);
-	atomic_init(&l->use_pwrite, true);
+	/* Test hook: exercise the mapping path that hugetlbfs files take. */
+	atomic_init(&l->use_pwrite, !getenv("PGCKPT_LOADER_NO_PWRITE"));
 	atomic_init(&l->result, 0);
 	l->stats.bytes_total = img->mem_bytes;
 	l->start_ns = engine_now_ns();

@@ -137,6 +137,15 @@ static void concurrent(enum pgc_compress c)
 static void test_concurrent_zstd(void) { concurrent(PGC_COMPRESS_ZSTD); }
 static void test_concurrent_raw(void) { concurrent(PGC_COMPRESS_NONE); }
 
+/* The same through the mapping path (files pwrite cannot fill: hugetlbfs). */
+static void test_concurrent_mapped(void)
+{
+	setenv("PGCKPT_LOADER_NO_PWRITE", "1", 1);
+	concurrent(PGC_COMPRESS_ZSTD);
+	concurrent(PGC_COMPRESS_NONE);
+	unsetenv("PGCKPT_LOADER_NO_PWRITE");
+}
+
 static void test_wait_jumps_queue(void)
 {
 	struct pgc_load_stats st;
@@ -289,6 +298,7 @@ int main(int argc, char **argv)
 	seed = test_rand();
 	TEST_RUN(test_concurrent_zstd);
 	TEST_RUN(test_concurrent_raw);
+	TEST_RUN(test_concurrent_mapped);
 	TEST_RUN(test_wait_jumps_queue);
 	TEST_RUN(test_decref_cancels);
 	TEST_RUN(test_error_wakes_everyone);
