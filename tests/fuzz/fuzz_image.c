@@ -15,10 +15,15 @@
  * and decoded as stored (sf_image_read_block) and once more with its
  * checksum replaced by the stored bytes' own, so the zstd decoder sees
  * the mutated frames too, into one buffer and into per-run iovecs.
+ * Flag bit 1 also restores an accepted image (small enough: memory file
+ * <= 1 TiB, stored memory <= 16 MiB) with pgc_load, eagerly and in the
+ * background: the load must fail exactly when a block does not decode,
+ * and every run that maps must hold the decoded bytes - never wrong data.
  *
  * Built with -fsanitize=fuzzer by `make fuzz`, and with -DREPLAY plus
  * replay.c by the normal build, which runs tests/fuzz/corpus/image/.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +31,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "pgckpt.h"
 #include "statefile/sf_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_FIX_CHECKSUMS 1u
+#define FUZZ_RESTORE 2u
+#define FUZZ_RESTORE_MAX_FILE (1ULL << 40)
+#define FUZZ_RESTORE_MAX_MEM (16ULL << 20)
 
 static char fuzz_dir[256];
 
@@ -184,13 +193,84 @@ static void decode_unchecked(const struct sf_image *img, struct sf_codec *c, siz
 		abort();
 }
 
-static void exercise(const struct sf_image *img)
+/*
+ * Compare every run of @img in @mf with @all (the decoded blocks back to
+ * back). Runs whose map fails are skipped (background: the load error).
+ * Returns the first map error, or 0.
+ */
+static int compare_runs(pgc_memfile *mf, const struct sf_image *img, const uint8_t *all)
+{
+	struct iovec iov[4];
+	size_t i, at = 0;
+	int n, k, err = 0;
+
+	for (i = 0; i < img->nruns; i++) {
+		const struct sf_run *r = &img->runs[i];
+		pgc_range range = { r->off, r->off + r->len };
+		size_t done = 0;
+
+		n = pgc_map_internal(mf, range, PGC_ACCESS_READ, iov, 4);
+		if (n < 0) {
+			if (!err)
+				err = n;
+		} else {
+			for (k = 0; k < n; k++) {
+				if (memcmp(iov[k].iov_base, all + at + done, iov[k].iov_len))
+					abort();   /* wrong data restored */
+				done += iov[k].iov_len;
+			}
+			if (done != r->len)
+				abort();
+		}
+		at += r->len;
+	}
+	return err;
+}
+
+/* Restore @img, eagerly and in the background; @all_ok: every block decoded. */
+static void restore(const struct sf_image *img, const uint8_t *all, bool all_ok)
+{
+	struct pgc_load_opts lo;
+	pgc_memfile *mf;
+	int bg;
+
+	for (bg = 0; bg < 2; bg++) {
+		struct pgc_memfile_opts mo;
+		int ret;
+
+		pgc_memfile_opts_init(&mo);
+		if (pgc_memfile_new(&mo, &mf) != 0)
+			return;
+		pgc_load_opts_init(&lo);
+		lo.background = bg;
+		lo.jobs = 2;
+		ret = pgc_load(mf, fuzz_dir, &lo);
+		if (ret == -ENOMEM) {
+			pgc_memfile_destroy(mf);
+			continue;
+		}
+		if (!bg && (ret == 0) != all_ok)
+			abort();   /* a bad block accepted, or a good image refused */
+		if (!ret) {
+			ret = compare_runs(mf, img, all);
+			if (all_ok && ret)
+				abort();
+			ret = pgc_load_await(mf);
+			if ((ret == 0) != all_ok)
+				abort();
+		}
+		pgc_memfile_destroy(mf);
+	}
+}
+
+static void exercise(const struct sf_image *img, bool do_restore)
 {
 	struct sf_codec *c = NULL;
-	uint8_t *scratch = NULL, *mem = NULL;
+	uint8_t *scratch = NULL, *mem = NULL, *all = NULL;
 	struct iovec *iov = NULL;
 	struct sf_buf pm = { 0 };
-	size_t i;
+	bool all_ok = true;
+	size_t i, at = 0;
 
 	check_invariants(img);
 	if (sf_codec_new(img->compress, img->level, &c) != 0)
@@ -200,12 +280,20 @@ static void exercise(const struct sf_image *img)
 	iov = calloc(img->block_size / SF_PAGE_SIZE, sizeof(*iov));
 	if (!scratch || !mem || !iov)
 		goto exit;
+	if (do_restore && img->file_size <= FUZZ_RESTORE_MAX_FILE &&
+	    img->mem_bytes <= FUZZ_RESTORE_MAX_MEM)
+		all = malloc(img->mem_bytes ? img->mem_bytes : 1);
 	for (i = 0; i < img->nblocks; i++) {
-		sf_image_read_block(img, c, i, scratch, mem);
-		decode_unchecked(img, c, i, scratch, mem, iov);
+		if (sf_image_read_block(img, c, i, scratch, all ? all + at : mem))
+			all_ok = false;
+		at += img->blocks[i].mem_len;
 	}
+	for (i = 0; i < img->nblocks; i++)
+		decode_unchecked(img, c, i, scratch, mem, iov);
 	if (sf_pagemap_encode(img->runs, img->nruns, &pm) == 0 && pm.len < 8)
 		abort();
+	if (all)
+		restore(img, all, all_ok);
 exit:
 	sf_buf_free(&pm);
 	free(iov);
@@ -240,7 +328,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	write_file(SF_PAGES_NAME, data + mlen, size - mlen);
 	free(mf);
 	if (sf_image_open(fuzz_dir, false, &img) == 0) {
-		exercise(img);
+		exercise(img, flags & FUZZ_RESTORE);
 		sf_image_close(img);
 	}
 	return 0;
