@@ -296,6 +296,7 @@ static void exercise(const struct sf_image *img, bool do_restore)
 		restore(img, all, all_ok);
 exit:
 	sf_buf_free(&pm);
+	free(all);
 	free(iov);
 	free(scratch);
 	free(mem);
