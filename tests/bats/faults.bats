@@ -69,10 +69,11 @@ fill_fs() {
 	pgckpt save big img
 	run pgckpt restore img fs/out
 	if [ "$status" -eq 135 ]; then
-		# Known, outside the image code: engine_populate() ignores the
-		# EFAULT of MADV_POPULATE_WRITE on a full tmpfs, and the next
-		# write into the mapping raises SIGBUS (docs/failure.md).
-		skip "restore onto a full tmpfs dies of SIGBUS (known bug, src/alloc/engine.c)"
+		# The mapping placement path: engine_populate() ignores the
+		# EFAULT of MADV_POPULATE_WRITE on a full file system, and the
+		# next write into the mapping raises SIGBUS (docs/failure.md).
+		# Blocks are placed with pwrite on tmpfs since 0f229aa.
+		skip "restore onto a full tmpfs died of SIGBUS (mapping placement, src/alloc/engine.c)"
 	fi
 	assert_failure 2
 	assert_output --partial "No space left on device"
