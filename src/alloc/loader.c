@@ -32,91 +32,16 @@
  * The first error (read error, short read, checksum or decode failure) is
  * recorded once: every waiter wakes with it, no new read starts, and the
  * loader drains what is in flight and stops.
+ *
+ * This file holds the threads, the choice of reads, waiting and
+ * cancelling; building, reading and placing a read is loader_read.c.
  */
 #include <errno.h>
-#include <limits.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
-#include "aio/aio.h"
 #include "engine.h"
-#include "loader.h"
-#include "memfile.h"
-#include "statefile/statefile.h"
-
-enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
-
-/* Memory for compressed reads in flight. */
-#define LOADER_BUFFER_BYTES (8u << 20)
-
-/* One read in flight: consecutive blocks [b0, b1) of pages.img. */
-struct ld_read {
-	struct ld_read *next;           /* worker queue */
-	uint32_t b0, b1;
-	uint64_t file_off, len;
-	bool fill;                      /* started by the fill, not a waiter */
-	uint8_t *buf;                   /* zstd: the stored bytes */
-	uint8_t *scratch;               /* raw: destination of cancelled pages */
-	struct iovec *iov;              /* destinations, block after block */
-	uint64_t *ioff;                 /* their file offsets (UINT64_MAX: scratch) */
-	int niov;
-	int *blk_iov;                   /* first iovec of each block, + end */
-	int blk_first;                  /* first iovec of the block being built */
-	int err;
-};
-
-/* A thread in loader_wait. */
-struct ld_waiter {
-	struct ld_waiter *next, *prev;
-	pgc_range r;
-	uint64_t cursor;                /* where the next unstarted piece may be */
-};
-
-struct pgc_loader {
-	struct pgc_memfile *mf;
-	struct sf_image *img;
-	struct pgc_load_opts opts;
-	struct aio_queue *q;
-	int jobs;
-
-	pthread_mutex_t mu;
-	pthread_cond_t wait_cv;         /* waiters: pages loaded, or failure */
-	pthread_cond_t loader_cv;       /* loader thread: new waiter, read decoded */
-	pthread_cond_t work_cv;         /* workers: read queued, or stop */
-
-	/* --- under mu ------------------------------------------------------ */
-	struct rangeset unloaded;       /* value: uint32_t block index */
-	uint8_t *bstate;                /* per block */
-	uint32_t fill_next;             /* first block the fill has not passed */
-	struct ld_waiter *waiters;      /* round-robin list */
-	struct ld_waiter *rr;           /* whose turn it is */
-	struct ld_read *work_head, *work_tail;
-	void **pool;                    /* free read buffers of pool_size bytes */
-	unsigned npool;
-	size_t pool_size;
-	unsigned max_reads;             /* reads in flight (buffers bound memory) */
-	unsigned reads;                 /* reads started, not yet decoded */
-	unsigned fill_reads;
-	bool stopping;                  /* workers: exit when the queue is empty */
-	bool ended;                     /* the loader thread has finished */
-	int error;
-	struct pgc_load_stats stats;
-	uint64_t start_ns;
-
-	/* --- lock-free fast path -------------------------------------------- */
-	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */
-	atomic_bool done;               /* loaded completely, or failed */
-	atomic_bool use_pwrite;         /* decoded blocks go in with pwrite */
-	atomic_int result;
-
-	pthread_t thread;
-	pthread_t *workers;
-	int nworkers;
-	bool thread_started;
-};
+#include "loader_int.h"
 
 static const struct rs_ops block_ops = { .value_size = sizeof(uint32_t) };
 
@@ -130,236 +55,11 @@ static void update_lowest_locked(struct pgc_loader *l)
 			      memory_order_release);
 }
 
-static void fail_locked(struct pgc_loader *l, int err)
-{
-	if (l->error)
-		return;
-	l->error = err;
-	l->stats.error = err;
-	pthread_cond_broadcast(&l->wait_cv);
-	pthread_cond_broadcast(&l->loader_cv);
-}
-
 static bool range_pending_locked(struct pgc_loader *l, pgc_range r)
 {
 	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
 
 	return n && rs_range(n).start < r.end;
-}
-
-static const struct sf_block *blk(const struct pgc_loader *l, uint32_t b)
-{
-	return &l->img->blocks[b];
-}
-
-/* ---- building reads ------------------------------------------------------ */
-
-/*
- * Append one destination (@len bytes at @base, file offset @off or
- * UINT64_MAX for scratch) to @rd, growing its arrays as needed.
- * Returns 0 or -ENOMEM.
- */
-static int push_iov(struct ld_read *rd, int *cap, void *base, size_t len, uint64_t off)
-{
-	int last = rd->niov - 1;
-
-	if (!len)
-		return 0;
-	/* Merge with the previous iovec, but never across blocks. */
-	if (rd->niov > rd->blk_first &&
-	    (uint8_t *)rd->iov[last].iov_base + rd->iov[last].iov_len == (uint8_t *)base &&
-	    (off == UINT64_MAX ? rd->ioff[last] == UINT64_MAX
-			       : rd->ioff[last] + rd->iov[last].iov_len == off)) {
-		rd->iov[last].iov_len += len;
-		return 0;
-	}
-	if (rd->niov == *cap) {
-		int ncap = *cap ? *cap * 2 : 16;
-		struct iovec *n = realloc(rd->iov, (size_t)ncap * sizeof(*n));
-		uint64_t *o;
-
-		if (!n)
-			return -ENOMEM;
-		rd->iov = n;
-		o = realloc(rd->ioff, (size_t)ncap * sizeof(*o));
-		if (!o)
-			return -ENOMEM;
-		rd->ioff = o;
-		*cap = ncap;
-	}
-	rd->iov[rd->niov].iov_base = base;
-	rd->iov[rd->niov].iov_len = len;
-	rd->ioff[rd->niov] = off;
-	rd->niov++;
-	return 0;
-}
-
-/*
- * Destinations of block @b, appended to @rd: its pages still in the
- * unloaded set go to the mapping, cancelled ones to @scratch (at the same
- * offset within the block). Returns 0 or -errno.
- */
-static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap,
-			      uint32_t b, uint8_t *scratch)
-{
-	const struct sf_block *sb = blk(l, b);
-	uint64_t pos = 0;
-	uint32_t i;
-	int ret;
-
-	for (i = 0; i < sb->nruns; i++) {
-		const struct sf_run *run = &l->img->runs[sb->first_run + i];
-		uint64_t at = run->off, end = run->off + run->len;
-		rs_node *n = rs_lower_bound(&l->unloaded, at);
-
-		while (at < end) {
-			uint64_t upto = end;
-			bool present = false;
-
-			if (n && rs_range(n).start <= at) {
-				upto = rs_range(n).end < end ? rs_range(n).end : end;
-				present = true;
-			} else if (n && rs_range(n).start < end) {
-				upto = rs_range(n).start;
-			}
-			if (present) {
-				struct iovec v[2];
-				int k, nv = memfile_map(l->mf, (pgc_range){ at, upto },
-							PGC_ACCESS_WRITE, v, 2);
-
-				if (nv < 0)
-					return nv;
-				for (k = 0; k < nv; k++) {
-					ret = push_iov(rd, cap, v[k].iov_base, v[k].iov_len,
-						       k ? at + v[0].iov_len : at);
-					if (ret)
-						return ret;
-				}
-				n = rs_next(n);
-			} else {
-				/*
-				 * Cancelled pages: raw blocks read them into the
-				 * read's scratch; zstd blocks record their offset in
-				 * the block, rebased on a worker's scratch at decode.
-				 */
-				uint64_t o = pos + (at - run->off);
-				void *base = scratch ? (void *)(scratch + o) : (void *)(uintptr_t)o;
-
-				ret = push_iov(rd, cap, base, upto - at, UINT64_MAX);
-				if (ret)
-					return ret;
-			}
-			at = upto;
-		}
-		pos += run->len;
-	}
-	return 0;
-}
-
-/*
- * Read buffers are recycled: a fresh malloc of this size is a fresh
- * mmap, and faulting its pages in costs more than the read itself.
- */
-static void *buf_get_locked(struct pgc_loader *l, size_t len)
-{
-	/* Page-aligned: raw reads may use O_DIRECT. */
-	if (len > l->pool_size)
-		return aligned_alloc(PGC_PAGE_SIZE, (len + MF_PAGE_MASK) & ~MF_PAGE_MASK);
-	if (l->npool)
-		return l->pool[--l->npool];
-	return aligned_alloc(PGC_PAGE_SIZE, l->pool_size);
-}
-
-static void buf_put_locked(struct pgc_loader *l, struct ld_read *rd)
-{
-	if (rd->buf && rd->len <= l->pool_size && l->npool < l->max_reads)
-		l->pool[l->npool++] = rd->buf;
-	else
-		free(rd->buf);
-	rd->buf = NULL;
-}
-
-static void read_free(struct ld_read *rd)
-{
-	if (!rd)
-		return;
-	free(rd->buf);
-	free(rd->scratch);
-	free(rd->iov);
-	free(rd->ioff);
-	free(rd->blk_iov);
-	free(rd);
-}
-
-/* Whether every page of block @b is still wanted (nothing cancelled). */
-static bool block_whole_locked(struct pgc_loader *l, uint32_t b)
-{
-	const struct sf_block *sb = blk(l, b);
-	uint32_t i;
-
-	for (i = 0; i < sb->nruns; i++) {
-		const struct sf_run *run = &l->img->runs[sb->first_run + i];
-
-		if (!rs_covered(&l->unloaded, (pgc_range){ run->off, run->off + run->len }))
-			return false;
-	}
-	return true;
-}
-
-/*
- * Start a read of blocks [b0, b1) (all unstarted): mark them started and
- * build their destinations. Returns the read, or NULL after recording an
- * error.
- */
-static struct ld_read *read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t b1,
-					 bool fill)
-{
-	bool raw = l->img->compress == PGC_COMPRESS_NONE;
-	struct ld_read *rd = calloc(1, sizeof(*rd));
-	int cap = 0, ret = -ENOMEM;
-	uint32_t b;
-
-	if (!rd)
-		goto fail;
-	rd->b0 = b0;
-	rd->b1 = b1;
-	rd->fill = fill;
-	rd->file_off = blk(l, b0)->file_off;
-	rd->len = blk(l, b1 - 1)->file_off + blk(l, b1 - 1)->stored_len - rd->file_off;
-	rd->blk_iov = calloc(b1 - b0 + 1, sizeof(*rd->blk_iov));
-	if (!rd->blk_iov)
-		goto fail;
-	/* Raw blocks are read straight into the mapping unless pwritten. */
-	if (!raw || atomic_load_explicit(&l->use_pwrite, memory_order_relaxed)) {
-		rd->buf = buf_get_locked(l, rd->len);
-		if (!rd->buf)
-			goto fail;
-	}
-	for (b = b0; b < b1; b++) {
-		rd->blk_iov[b - b0] = rd->blk_first = rd->niov;
-		if (raw && !rd->buf && !rd->scratch && !block_whole_locked(l, b)) {
-			/* Page-aligned: pages.img may be open with O_DIRECT. */
-			rd->scratch = aligned_alloc(PGC_PAGE_SIZE, l->img->block_size);
-			if (!rd->scratch)
-				goto fail;
-		}
-		/* zstd blocks decode into a worker's own scratch when cancelled. */
-		ret = block_dests_locked(l, rd, &cap, b, rd->scratch);
-		if (ret)
-			goto fail;
-		l->bstate[b] = BLK_STARTED;
-	}
-	rd->blk_iov[b1 - b0] = rd->niov;
-	l->reads++;
-	if (fill)
-		l->fill_reads++;
-	return rd;
-fail:
-	if (rd)
-		buf_put_locked(l, rd);
-	read_free(rd);
-	fail_locked(l, ret);
-	return NULL;
 }
 
 /* The block holding the first unstarted page of @w's range, or -1. */
@@ -400,7 +100,7 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 		w = w->next ? w->next : l->waiters;
 		if (b >= 0) {
 			l->rr = w;
-			return read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
+			return ld_read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
 		}
 		if (w == first)
 			break;
@@ -420,130 +120,23 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 		bytes = 0;
 		iovs = 0;
 		do {
-			const struct sf_block *sb = blk(l, b1);
+			const struct sf_block *sb = ld_blk(l, b1);
 
 			if (b1 > b0 && (bytes + sb->stored_len > l->opts.max_read ||
 					iovs + (int)sb->nruns > (int)l->opts.max_iovecs ||
-					sb->file_off != blk(l, b1 - 1)->file_off + blk(l, b1 - 1)->stored_len))
+					sb->file_off != ld_blk(l, b1 - 1)->file_off + ld_blk(l, b1 - 1)->stored_len))
 				break;
 			bytes += sb->stored_len;
 			iovs += (int)sb->nruns;
 			b1++;
 		} while (b1 < l->img->nblocks && l->bstate[b1] == BLK_UNSTARTED);
 		l->fill_next = b1;
-		return read_start_locked(l, b0, b1, true);
+		return ld_read_start_locked(l, b0, b1, true);
 	}
 	return NULL;
 }
 
 /* ---- decode workers ------------------------------------------------------ */
-
-/* Check and decode every block of @rd. Returns 0 or the first error. */
-/* pwrite all of @len bytes. Returns 0 or -errno. */
-static int pwrite_full(int fd, const uint8_t *p, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n ? -errno : -EIO;
-		p += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/*
- * Place block @sb (stored bytes at @src, in memory) at its destinations
- * @iov/@ioff[0..n). Into a file the host can write (tmpfs, disk), a zstd
- * block is decoded into @scratch (a raw one is used where it is) and
- * pwritten: the host allocates the pages without page-table work, which
- * on VMs costs more than the copy. Where pwrite does not work
- * (hugetlbfs), zstd blocks are decoded straight into the mapping,
- * populated in bulk first, and raw ones copied into it.
- */
-static int place_block(struct pgc_loader *l, const struct sf_block *sb, const uint8_t *src,
-		       struct iovec *iov, const uint64_t *ioff, int n,
-		       struct sf_codec *codec, uint8_t *scratch)
-{
-	uint64_t pos = 0;
-	int i, ret;
-
-	if (l->img->compress == PGC_COMPRESS_NONE) {
-		/* Raw: the stored bytes are the pages; check them, then place them. */
-		if (sf_checksum(src, sb->stored_len) != sb->checksum)
-			return -PGC_ECHECKSUM;
-		scratch = (uint8_t *)src;
-	}
-	if (l->img->compress == PGC_COMPRESS_NONE ||
-	    atomic_load_explicit(&l->use_pwrite, memory_order_relaxed)) {
-		struct iovec whole = { scratch, sb->mem_len };
-
-		if (l->img->compress != PGC_COMPRESS_NONE) {
-			ret = sf_block_decode(codec, sb, src, &whole, 1);
-			if (ret)
-				return ret;
-		}
-		bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
-
-		for (i = 0; i < n; pos += iov[i].iov_len, i++) {
-			if (ioff[i] == UINT64_MAX)
-				continue;   /* cancelled */
-			if (pw) {
-				ret = pwrite_full(l->mf->fd, scratch + pos, iov[i].iov_len, ioff[i]);
-				if (!ret)
-					continue;
-				if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
-					return ret;
-				/* No write(2) here: use the mapping from now on. */
-				atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
-				pw = false;
-			}
-			memcpy(iov[i].iov_base, scratch + pos, iov[i].iov_len);
-		}
-		return 0;
-	}
-	/* Cancelled pieces were left NULL-based: point them at scratch. */
-	for (i = 0; i < n; i++) {
-		uintptr_t a = (uintptr_t)iov[i].iov_base;
-
-		if (a < l->img->block_size)
-			iov[i].iov_base = scratch + a;
-		else
-			engine_populate(iov[i].iov_base, iov[i].iov_len);
-	}
-	return sf_block_decode(codec, sb, src, iov, n);
-}
-
-/* Check and decode every block of @rd. Returns 0 or the first error. */
-static int read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *codec,
-		       uint8_t *scratch)
-{
-	bool raw = l->img->compress == PGC_COMPRESS_NONE;
-	uint32_t b;
-	int ret;
-
-	for (b = rd->b0; b < rd->b1; b++) {
-		const struct sf_block *sb = blk(l, b);
-		int first = rd->blk_iov[b - rd->b0];
-		int n = rd->blk_iov[b - rd->b0 + 1] - first;
-
-		if (raw && !rd->buf) {
-			/* Read straight into the mapping: check it there. */
-			if (sf_checksum_iov(rd->iov + first, n) != sb->checksum)
-				return -PGC_ECHECKSUM;
-			continue;
-		}
-		ret = place_block(l, sb, rd->buf + (sb->file_off - rd->file_off), rd->iov + first,
-				  rd->ioff + first, n, codec, scratch);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
 
 /* Drop the pages of @rd's blocks from the unloaded set and wake waiters. */
 static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
@@ -551,7 +144,7 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	uint32_t b, i;
 
 	for (b = rd->b0; b < rd->b1; b++) {
-		const struct sf_block *sb = blk(l, b);
+		const struct sf_block *sb = ld_blk(l, b);
 
 		for (i = 0; i < sb->nruns; i++) {
 			const struct sf_run *run = &l->img->runs[sb->first_run + i];
@@ -576,54 +169,6 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	pthread_cond_signal(&l->loader_cv);
 }
 
-/*
- * Read @rd synchronously (eager loads): into its buffer, or for raw
- * blocks straight into the mapping after populating it in bulk.
- * Returns 0, -PGC_ETRUNCATED at a premature end of file, or -errno.
- */
-static int read_sync(struct pgc_loader *l, struct ld_read *rd)
-{
-	int fd = l->img->pages_fd, i = 0;
-	uint64_t done = 0, skip;
-	ssize_t n;
-
-	if (rd->buf) {
-		while (done < rd->len) {
-			n = pread(fd, rd->buf + done, rd->len - done, (off_t)(rd->file_off + done));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n ? -errno : -PGC_ETRUNCATED;
-			done += (uint64_t)n;
-		}
-		return 0;
-	}
-	for (i = 0; i < rd->niov; i++)
-		engine_populate(rd->iov[i].iov_base, rd->iov[i].iov_len);
-	/* One preadv; a short one is finished iovec by iovec. */
-	n = preadv(fd, rd->iov, rd->niov < IOV_MAX ? rd->niov : IOV_MAX, (off_t)rd->file_off);
-	done = n > 0 ? (uint64_t)n : 0;
-	for (i = 0, skip = done; i < rd->niov; i++) {
-		uint8_t *base = rd->iov[i].iov_base;
-		uint64_t len = rd->iov[i].iov_len, at;
-
-		if (skip >= len) {
-			skip -= len;
-			continue;
-		}
-		for (at = skip, skip = 0; at < len;) {
-			n = pread(fd, base + at, len - at, (off_t)(rd->file_off + done));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n ? -errno : -PGC_ETRUNCATED;
-			at += (uint64_t)n;
-			done += (uint64_t)n;
-		}
-	}
-	return 0;
-}
-
 static void *worker_main(void *arg)
 {
 	struct pgc_loader *l = arg;
@@ -640,7 +185,7 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_lock(&l->mu);
 	if (ret)
-		fail_locked(l, ret);
+		ld_fail_locked(l, ret);
 	for (;;) {
 		rd = NULL;
 		for (;;) {
@@ -660,7 +205,7 @@ static void *worker_main(void *arg)
 			if (!l->opts.background && !l->error &&
 			    (rd = pick_locked(l, l->max_reads)) != NULL) {
 				pthread_mutex_unlock(&l->mu);
-				rd->err = read_sync(l, rd);
+				rd->err = ld_read_sync(l, rd);
 				pthread_mutex_lock(&l->mu);
 				break;
 			}
@@ -671,11 +216,11 @@ static void *worker_main(void *arg)
 		ret = rd->err;
 		if (!ret && !l->error && codec) {
 			pthread_mutex_unlock(&l->mu);
-			ret = read_decode(l, rd, codec, scratch);
+			ret = ld_read_decode(l, rd, codec, scratch);
 			pthread_mutex_lock(&l->mu);
 		}
 		if (ret)
-			fail_locked(l, ret);
+			ld_fail_locked(l, ret);
 		if (!ret && !l->error) {
 			read_finish_locked(l, rd);
 		} else {
@@ -684,9 +229,9 @@ static void *worker_main(void *arg)
 				l->fill_reads--;
 			pthread_cond_signal(&l->loader_cv);
 		}
-		buf_put_locked(l, rd);
+		ld_buf_put_locked(l, rd);
 		pthread_mutex_unlock(&l->mu);
-		read_free(rd);
+		ld_read_free(rd);
 		pthread_mutex_lock(&l->mu);
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -764,12 +309,12 @@ static void *loader_main(void *arg)
 		       (rd = pick_locked(l, cap)) != NULL) {
 			ret = read_submit(l, rd);
 			if (ret) {
-				fail_locked(l, ret);
+				ld_fail_locked(l, ret);
 				l->reads--;
 				if (rd->fill)
 					l->fill_reads--;
-				buf_put_locked(l, rd);
-				read_free(rd);
+				ld_buf_put_locked(l, rd);
+				ld_read_free(rd);
 				break;
 			}
 			added++;
@@ -783,7 +328,7 @@ static void *loader_main(void *arg)
 			pthread_mutex_lock(&l->mu);
 			if (n < 0) {
 				/* The queue is unusable: nothing more can complete. */
-				fail_locked(l, n);
+				ld_fail_locked(l, n);
 				l->reads -= aio_inflight(l->q);
 				break;
 			}
@@ -1069,7 +614,7 @@ void loader_stop(struct pgc_loader *l)
 {
 	pthread_mutex_lock(&l->mu);
 	if (!l->ended)
-		fail_locked(l, -ECANCELED);
+		ld_fail_locked(l, -ECANCELED);
 	pthread_mutex_unlock(&l->mu);
 	if (l->thread_started) {
 		pthread_join(l->thread, NULL);

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * loader_int.h - the inside of the page loader, shared by its two files:
+ * loader.c (threads, picking reads, waiting, cancelling) and
+ * loader_read.c (building reads, reading, checking and placing blocks).
+ * Locking: everything marked "under mu" needs l->mu; see loader.c.
+ */
+#ifndef PGC_LOADER_INT_H
+#define PGC_LOADER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "aio/aio.h"
+#include "loader.h"
+#include "memfile.h"
+#include "statefile/statefile.h"
+
+enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
+
+/* Memory for compressed reads in flight. */
+#define LOADER_BUFFER_BYTES (8u << 20)
+
+/* One read in flight: consecutive blocks [b0, b1) of pages.img. */
+struct ld_read {
+	struct ld_read *next;           /* worker queue */
+	uint32_t b0, b1;
+	uint64_t file_off, len;
+	bool fill;                      /* started by the fill, not a waiter */
+	uint8_t *buf;                   /* zstd: the stored bytes */
+	uint8_t *scratch;               /* raw: destination of cancelled pages */
+	struct iovec *iov;              /* destinations, block after block */
+	uint64_t *ioff;                 /* their file offsets (UINT64_MAX: scratch) */
+	int niov;
+	int *blk_iov;                   /* first iovec of each block, + end */
+	int blk_first;                  /* first iovec of the block being built */
+	int err;
+};
+
+/* A thread in loader_wait. */
+struct ld_waiter {
+	struct ld_waiter *next, *prev;
+	pgc_range r;
+	uint64_t cursor;                /* where the next unstarted piece may be */
+};
+
+struct pgc_loader {
+	struct pgc_memfile *mf;
+	struct sf_image *img;
+	struct pgc_load_opts opts;
+	struct aio_queue *q;
+	int jobs;
+
+	pthread_mutex_t mu;
+	pthread_cond_t wait_cv;         /* waiters: pages loaded, or failure */
+	pthread_cond_t loader_cv;       /* loader thread: new waiter, read decoded */
+	pthread_cond_t work_cv;         /* workers: read queued, or stop */
+
+	/* --- under mu ------------------------------------------------------ */
+	struct rangeset unloaded;       /* value: uint32_t block index */
+	uint8_t *bstate;                /* per block */
+	uint32_t fill_next;             /* first block the fill has not passed */
+	struct ld_waiter *waiters;      /* round-robin list */
+	struct ld_waiter *rr;           /* whose turn it is */
+	struct ld_read *work_head, *work_tail;
+	void **pool;                    /* free read buffers of pool_size bytes */
+	unsigned npool;
+	size_t pool_size;
+	unsigned max_reads;             /* reads in flight (buffers bound memory) */
+	unsigned reads;                 /* reads started, not yet decoded */
+	unsigned fill_reads;
+	bool stopping;                  /* workers: exit when the queue is empty */
+	bool ended;                     /* the loader thread has finished */
+	int error;
+	struct pgc_load_stats stats;
+	uint64_t start_ns;
+
+	/* --- lock-free fast path -------------------------------------------- */
+	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */
+	atomic_bool done;               /* loaded completely, or failed */
+	atomic_bool use_pwrite;         /* decoded blocks go in with pwrite */
+	atomic_int result;
+
+	pthread_t thread;
+	pthread_t *workers;
+	int nworkers;
+	bool thread_started;
+};
+
+/* The index entry of block @b. */
+static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t b)
+{
+	return &l->img->blocks[b];
+}
+
+/* Record the load's first error and wake everyone. Caller holds l->mu. */
+static inline void ld_fail_locked(struct pgc_loader *l, int err)
+{
+	if (l->error)
+		return;
+	l->error = err;
+	l->stats.error = err;
+	pthread_cond_broadcast(&l->wait_cv);
+	pthread_cond_broadcast(&l->loader_cv);
+}
+
+/*
+ * ld_read_start_locked - start a read of blocks [b0, b1) (all
+ * unstarted): mark them started, build their destinations, take a buffer.
+ * Returns the read, or NULL after recording an error. Caller holds l->mu.
+ */
+struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t b1,
+				     bool fill);
+
+/* ld_buf_put_locked - give @rd's buffer back to the pool. Caller holds l->mu. */
+void ld_buf_put_locked(struct pgc_loader *l, struct ld_read *rd);
+
+/* ld_read_free - free @rd (its buffer already returned); @rd may be NULL. */
+void ld_read_free(struct ld_read *rd);
+
+/*
+ * ld_read_sync - read @rd synchronously (eager loads), without l->mu.
+ * Returns 0, -PGC_ETRUNCATED at a premature end of file, or -errno.
+ */
+int ld_read_sync(struct pgc_loader *l, struct ld_read *rd);
+
+/*
+ * ld_read_decode - check every block of @rd and place its pages, without
+ * l->mu. @codec and @scratch (block_size bytes) are the worker's own.
+ * Returns 0, -PGC_ECHECKSUM, -PGC_ECORRUPT or -errno.
+ */
+int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *codec,
+		   uint8_t *scratch);
+
+#endif /* PGC_LOADER_INT_H */
