@@ -491,7 +491,7 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
  * threads. @opts and @stats may be NULL.
  * Returns 0 when the session ended normally (all placed, or the consumer
  * went away: stats->consumer_gone); -EPROTO (no fd, several fds, not a
- * userfaultfd, peer closed early), -EINVAL (bad JSON or regions outside
+ * userfaultfd, peer closed early), -EINVAL (bad @opts, bad JSON or regions outside
  * the memory file), -EOPNOTSUPP (page_size other than 4 KiB), -ETIMEDOUT
  * (no handoff in time), -ECANCELED (cancel_fd), the load error if the
  * background load failed (the consumer's faulting threads then stay
