@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "memgen.h"
 #include "pgckpt.h"
 #include "test.h"
 
@@ -23,19 +24,6 @@ static void sleep_ms(long ms)
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
-}
-
-static pgc_memfile *new_mf(void)
-{
-	struct pgc_memfile_opts o;
-	pgc_memfile *mf = NULL;
-
-	pgc_memfile_opts_init(&o);
-	if (pgc_memfile_new(&o, &mf) != 0) {
-		printf("  pgc_memfile_new failed\n");
-		exit(1);
-	}
-	return mf;
 }
 
 static struct pgc_alloc_opts aopts(enum pgc_kind kind, enum pgc_direction dir,
@@ -151,7 +139,7 @@ static void test_create_destroy(void)
 
 static void test_alloc_refs_reclaim(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	pgc_range r, r2;
 	uint8_t *p;
 
@@ -196,7 +184,7 @@ exit:
 
 static void test_placement(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	pgc_range a, b, c, d;
 
 	/* Top-down on an empty file: grow to one chunk, take its end. */
@@ -232,7 +220,7 @@ static void test_placement(void)
 
 static void test_decommit(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_accounting acc;
 	pgc_range r;
 	uint8_t *p;
@@ -294,7 +282,7 @@ static void test_manual_zeroing(void)
 
 static void test_map_chunks(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct iovec iov[4];
 	pgc_range small, big, sub;
 	uint64_t off;
@@ -356,7 +344,7 @@ static void test_map_chunks(void)
 
 static void test_alloc_modes(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = aopts(PGC_KIND_ANONYMOUS, PGC_BOTTOM_UP, 0);
 	uint64_t used = 0;
 	pgc_range r;
@@ -421,7 +409,7 @@ static bool pattern_ok(const uint8_t *p, size_t len)
 
 static void test_reader(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = aopts(PGC_KIND_PAGECACHE, PGC_BOTTOM_UP, 0);
 	struct reader rd = { 0, 8 * PAGE, 0, 3000 };
 	pgc_range r;
@@ -507,7 +495,7 @@ static void touch_pages(pgc_memfile *mf, pgc_range r, const uint64_t *idx, size_
 
 static void test_update_usage(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_accounting acc;
 	uint64_t idx[64], used, n, i;
 	pgc_range r;
@@ -562,7 +550,7 @@ static void test_update_usage(void)
 
 static void test_accounting_memcg(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o7 = aopts(PGC_KIND_PAGECACHE, PGC_BOTTOM_UP, 7);
 	struct pgc_alloc_opts o9 = aopts(PGC_KIND_TMPFS, PGC_TOP_DOWN, 9);
 	static const uint64_t idx[] = { 0, 2, 4 };
@@ -626,7 +614,7 @@ static int seg_list_fn(void *arg, const struct pgc_segment *s)
 
 static void test_for_each_segment(void)
 {
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = aopts(PGC_KIND_TMPFS, PGC_BOTTOM_UP, 3);
 	struct seg_list l = { .n = 0 };
 	pgc_range a, b;
@@ -779,7 +767,7 @@ static void test_bad_input(void)
 #ifdef PGC_DEBUG
 	printf("  (skipped: debug builds assert on bad input)\n");
 #else
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = aopts(PGC_KIND_ANONYMOUS, PGC_BOTTOM_UP, 0);
 	struct iovec iov[2];
 	pgc_range r, out = { 1, 2 };
@@ -978,7 +966,7 @@ static void *stress_main(void *arg)
 static void test_stress(void)
 {
 	struct stress st[STRESS_THREADS];
-	pgc_memfile *mf = new_mf();
+	pgc_memfile *mf = memgen_memfile();
 	struct pgc_accounting acc;
 	int i, j;
 
