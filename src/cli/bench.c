@@ -322,14 +322,14 @@ int cmd_bench(int argc, char **argv)
 			c.so.block_size = (uint32_t)size;
 			break;
 		case 'j':
-			if (cli_parse_int(optarg, 1, 64, &v))
-				return cli_usage("bench", "bad job count '%s'", optarg);
-			c.so.jobs = c.lo.jobs = (int)v;
+			if (cli_opt_jobs("bench", optarg, &c.so.jobs))
+				return EXIT_USAGE;
+			c.lo.jobs = c.so.jobs;
 			break;
 		case 'a':
-			if (!cli_valid_aio(optarg))
-				return cli_usage("bench", "unknown aio backend '%s'", optarg);
-			c.so.aio = c.lo.aio = optarg;
+			if (cli_opt_aio("bench", optarg, &c.so.aio))
+				return EXIT_USAGE;
+			c.lo.aio = c.so.aio;
 			break;
 		case 'r':
 			if (cli_parse_int(optarg, 1, 1000, &c.runs))

@@ -64,8 +64,13 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* Parse a decimal integer in [min, max]. Returns 0 or -EINVAL. */
 int cli_parse_int(const char *s, long min, long max, long *out);
 
-/* Whether @name is an aio backend the library knows. */
-bool cli_valid_aio(const char *name);
+/*
+ * Options every command that loads or saves takes: -j N (1..1024) into
+ * *@jobs, --aio B (a backend the library knows) into *@aio. Return 0, or
+ * report the usage error and return EXIT_USAGE.
+ */
+int cli_opt_jobs(const char *cmd, const char *arg, int *jobs);
+int cli_opt_aio(const char *cmd, const char *arg, const char **aio);
 
 /* "12.3 MiB" into @buf. */
 void cli_human_bytes(uint64_t n, char *buf, size_t len);

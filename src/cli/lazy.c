@@ -265,7 +265,6 @@ int cmd_restore_lazy(int argc, char **argv)
 	uint64_t idle_since, t0;
 	struct stat sst = { 0 };
 	int opt, lfd = -1, timeout_ms = -1, ret, status = EXIT_OK, i;
-	long n;
 
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -300,19 +299,14 @@ int cmd_restore_lazy(int argc, char **argv)
 			once = true;
 			break;
 		case 'j':
-			if (cli_parse_int(optarg, 1, 1024, &n)) {
-				status = cli_usage(CMD, "bad job count '%s' (1..1024)", optarg);
+			status = cli_opt_jobs(CMD, optarg, &lo.jobs);
+			if (status)
 				goto exit;
-			}
-			lo.jobs = (int)n;
 			break;
 		case OPT_AIO:
-			if (!cli_valid_aio(optarg)) {
-				status = cli_usage(CMD, "bad aio backend '%s' (auto, threads, libaio, uring)",
-						   optarg);
+			status = cli_opt_aio(CMD, optarg, &lo.aio);
+			if (status)
 				goto exit;
-			}
-			lo.aio = optarg;
 			break;
 		case OPT_DIRECT:
 			lo.direct = true;

@@ -270,15 +270,28 @@ int cli_parse_int(const char *s, long min, long max, long *out)
 	return 0;
 }
 
-bool cli_valid_aio(const char *name)
+int cli_opt_jobs(const char *cmd, const char *arg, int *jobs)
+{
+	long n;
+
+	if (cli_parse_int(arg, 1, 1024, &n))
+		return cli_usage(cmd, "bad job count '%s' (1..1024)", arg);
+	*jobs = (int)n;
+	return 0;
+}
+
+int cli_opt_aio(const char *cmd, const char *arg, const char **aio)
 {
 	static const char *const names[] = { "auto", "threads", "libaio", "uring" };
 	size_t i;
 
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(name, names[i]) == 0)
-			return true;
-	return false;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(arg, names[i]) == 0) {
+			*aio = arg;
+			return 0;
+		}
+	}
+	return cli_usage(cmd, "bad aio backend '%s' (auto, threads, libaio, uring)", arg);
 }
 
 void cli_human_bytes(uint64_t n, char *buf, size_t len)

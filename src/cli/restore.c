@@ -95,7 +95,6 @@ int cmd_restore(int argc, char **argv)
 	bool force = false;
 	struct stat st;
 	int opt, fd = -1, mfd, ret;
-	long n;
 	int i;
 
 	/* The lazy page server (lazy.c) has options of its own. */
@@ -108,15 +107,12 @@ int cmd_restore(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "+:j:h", restore_options, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
-			if (cli_parse_int(optarg, 1, 1024, &n))
-				return cli_usage(CMD, "bad job count '%s' (1..1024)", optarg);
-			lo.jobs = (int)n;
+			if (cli_opt_jobs(CMD, optarg, &lo.jobs))
+				return EXIT_USAGE;
 			break;
 		case OPT_AIO:
-			if (!cli_valid_aio(optarg))
-				return cli_usage(CMD, "bad aio backend '%s' (auto, threads, libaio, uring)",
-						 optarg);
-			lo.aio = optarg;
+			if (cli_opt_aio(CMD, optarg, &lo.aio))
+				return EXIT_USAGE;
 			break;
 		case OPT_DIRECT:
 			lo.direct = true;

@@ -57,7 +57,6 @@ int cmd_save(int argc, char **argv)
 	const char *src, *img;
 	uint64_t bs;
 	struct stat st;
-	long n;
 	int opt, fd = -1, ret;
 
 	pgc_save_opts_init(&so);
@@ -70,15 +69,12 @@ int cmd_save(int argc, char **argv)
 						 optarg);
 			break;
 		case 'j':
-			if (cli_parse_int(optarg, 1, 1024, &n))
-				return cli_usage(CMD, "bad job count '%s' (1..1024)", optarg);
-			so.jobs = (int)n;
+			if (cli_opt_jobs(CMD, optarg, &so.jobs))
+				return EXIT_USAGE;
 			break;
 		case OPT_AIO:
-			if (!cli_valid_aio(optarg))
-				return cli_usage(CMD, "bad aio backend '%s' (auto, threads, libaio, uring)",
-						 optarg);
-			so.aio = optarg;
+			if (cli_opt_aio(CMD, optarg, &so.aio))
+				return EXIT_USAGE;
 			break;
 		case OPT_BLOCK_SIZE:
 			if (cli_parse_size(optarg, &bs) || bs == 0 || bs % PGC_PAGE_SIZE ||
