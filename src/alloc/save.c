@@ -598,7 +598,7 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 		goto exit;
 
 	jobs = engine_jobs(o.jobs);
-	c.ahead = (size_t)jobs * 2 + 8;
+	c.ahead = (size_t)jobs * 2 + 4;   /* windows encoded ahead of the writes: bounds memory */
 	c.out_cap = (WINDOW / o.block_size + 1) * sf_encode_bound(o.compress, o.block_size);
 	c.out_pool = calloc(c.ahead, sizeof(*c.out_pool));
 	thr = calloc((size_t)jobs, sizeof(*thr));
