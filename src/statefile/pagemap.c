@@ -68,34 +68,26 @@ int sf_pagemap_encode(const struct sf_run *runs, size_t nruns, struct sf_buf *ou
 	return ret ? ret : out->err;
 }
 
+struct export_ctx {
+	const struct sf_image *img;
+	int fd;
+};
+
+static int export_fn(void *arg, size_t i, const uint8_t *mem)
+{
+	struct export_ctx *e = arg;
+
+	return sf_write_all(e->fd, mem, e->img->blocks[i].mem_len);
+}
+
 /* Decode every block of @img in order into @fd. */
 static int export_pages(const struct sf_image *img, int fd)
 {
-	struct sf_codec *c = NULL;
-	uint8_t *scratch = NULL, *mem = NULL;
-	size_t i;
-	int ret;
+	struct export_ctx e = { img, fd };
+	int ret = sf_image_each_block(img, export_fn, &e);
 
-	ret = sf_codec_new(img->compress, img->level, &c);
-	if (ret)
-		return ret;
-	ret = -ENOMEM;
-	scratch = malloc(sf_encode_bound(img->compress, img->block_size));
-	mem = malloc(img->block_size);
-	if (!scratch || !mem)
-		goto exit;
-	ret = 0;
-	for (i = 0; i < img->nblocks && !ret; i++) {
-		ret = sf_image_read_block(img, c, i, scratch, mem);
-		if (!ret)
-			ret = sf_write_all(fd, mem, img->blocks[i].mem_len);
-	}
 	if (!ret && fsync(fd) != 0)
 		ret = -errno;
-exit:
-	free(scratch);
-	free(mem);
-	sf_codec_free(c);
 	return ret;
 }
 

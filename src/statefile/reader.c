@@ -173,22 +173,17 @@ int pgc_image_info(const char *path, struct pgc_image_info *out)
 	return 0;
 }
 
-int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg)
+int sf_image_each_block(const struct sf_image *img,
+			int (*fn)(void *arg, size_t i, const uint8_t *mem), void *arg)
 {
-	struct sf_image *img;
 	struct sf_codec *c = NULL;
 	uint8_t *scratch = NULL, *mem = NULL;
-	uint64_t done = 0;
 	size_t i;
 	int ret;
 
-	/* Opening checks the metadata and index checksum and every bound. */
-	ret = sf_image_open(path, false, &img);
-	if (ret)
-		return ret;
 	ret = sf_codec_new(img->compress, img->level, &c);
 	if (ret)
-		goto exit;
+		return ret;
 	ret = -ENOMEM;
 	scratch = malloc(sf_encode_bound(img->compress, img->block_size));
 	mem = malloc(img->block_size);
@@ -197,16 +192,48 @@ int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg)
 	ret = 0;
 	for (i = 0; i < img->nblocks && !ret; i++) {
 		ret = sf_image_read_block(img, c, i, scratch, mem);
-		done += img->blocks[i].mem_len;
-		if (!ret && progress)
-			progress(arg, done, img->mem_bytes);
+		if (!ret)
+			ret = fn(arg, i, mem);
 	}
-	if (!ret && progress && !img->nblocks)
-		progress(arg, 0, 0);
 exit:
 	free(scratch);
 	free(mem);
 	sf_codec_free(c);
+	return ret;
+}
+
+struct verify_ctx {
+	const struct sf_image *img;
+	pgc_progress_fn progress;
+	void *arg;
+	uint64_t done;
+};
+
+static int verify_fn(void *arg, size_t i, const uint8_t *mem)
+{
+	struct verify_ctx *v = arg;
+
+	(void)mem;
+	v->done += v->img->blocks[i].mem_len;
+	if (v->progress)
+		v->progress(v->arg, v->done, v->img->mem_bytes);
+	return 0;
+}
+
+int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg)
+{
+	struct verify_ctx v = { .progress = progress, .arg = arg };
+	struct sf_image *img;
+	int ret;
+
+	/* Opening checks the metadata and index checksum and every bound. */
+	ret = sf_image_open(path, false, &img);
+	if (ret)
+		return ret;
+	v.img = img;
+	ret = sf_image_each_block(img, verify_fn, &v);
+	if (!ret && progress && !img->nblocks)
+		progress(arg, 0, 0);
 	sf_image_close(img);
 	return ret;
 }

@@ -154,6 +154,15 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img);
 int sf_image_read_block(const struct sf_image *img, struct sf_codec *c, size_t i,
 			void *scratch, void *dst);
 
+/*
+ * sf_image_each_block - read, check and decode every block of @img in
+ * order (sf_image_read_block), calling @fn with the block's index and its
+ * mem_len decoded bytes. Stops at the first error or non-zero @fn value.
+ * Returns 0, that value, -PGC_E*, -ENOMEM or -errno.
+ */
+int sf_image_each_block(const struct sf_image *img,
+			int (*fn)(void *arg, size_t i, const uint8_t *mem), void *arg);
+
 /* ---- pagemap.c ---------------------------------------------------------- */
 
 /*
