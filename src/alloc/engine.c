@@ -48,12 +48,26 @@ bool engine_page_is_zero(const void *p)
 
 static atomic_bool populate_disabled;
 
-void engine_populate(void *addr, size_t len)
+int engine_populate(void *addr, size_t len)
 {
-	if (len == 0 || atomic_load_explicit(&populate_disabled, memory_order_relaxed))
-		return;
-	if (madvise(addr, len, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+	uintptr_t start = ((uintptr_t)addr + PGC_PAGE_SIZE - 1) & ~(uintptr_t)(PGC_PAGE_SIZE - 1);
+	uintptr_t end = ((uintptr_t)addr + len) & ~(uintptr_t)(PGC_PAGE_SIZE - 1);
+
+	if (start >= end || atomic_load_explicit(&populate_disabled, memory_order_relaxed))
+		return 0;
+	if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	switch (errno) {
+	case EFAULT:    /* a page could not be backed: a write would SIGBUS */
+		return -ENOSPC;
+	case ENOMEM:
+		return -ENOMEM;
+	case EINVAL:    /* not supported by this kernel or mapping */
 		atomic_store_explicit(&populate_disabled, true, memory_order_relaxed);
+		return 0;
+	default:        /* EINTR, EAGAIN: the pages fault in on first write */
+		return 0;
+	}
 }
 
 uint64_t engine_now_ns(void)

@@ -28,12 +28,14 @@ int engine_jobs(int requested);
 bool engine_page_is_zero(const void *p);
 
 /*
- * engine_populate - populate [addr, addr+len) writable in bulk
- * (MADV_POPULATE_WRITE), so that writing it later takes no page faults.
- * Falls back silently (the memory is then faulted in on first write);
- * never fails.
+ * engine_populate - populate the whole pages of [addr, addr+len) writable
+ * in bulk (MADV_POPULATE_WRITE), so that writing them takes no page
+ * faults. Where the kernel or the mapping does not support it, it does
+ * nothing from then on (the pages fault in on first write).
+ * Returns 0, or -ENOSPC / -ENOMEM when the host cannot back the pages (a
+ * full tmpfs, no free huge pages): writing them would raise SIGBUS.
  */
-void engine_populate(void *addr, size_t len);
+int engine_populate(void *addr, size_t len);
 
 /* engine_now_ns - CLOCK_MONOTONIC in nanoseconds. */
 uint64_t engine_now_ns(void);

@@ -292,6 +292,9 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 				atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
 				pw = false;
 			}
+			ret = engine_populate(iov[i].iov_base, iov[i].iov_len);
+			if (ret)
+				return ret;
 			memcpy(iov[i].iov_base, scratch + pos, iov[i].iov_len);
 		}
 		return 0;
@@ -300,10 +303,13 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 	for (i = 0; i < n; i++) {
 		uintptr_t a = (uintptr_t)iov[i].iov_base;
 
-		if (a < l->img->block_size)
+		if (a < l->img->block_size) {
 			iov[i].iov_base = scratch + a;
-		else
-			engine_populate(iov[i].iov_base, iov[i].iov_len);
+			continue;
+		}
+		ret = engine_populate(iov[i].iov_base, iov[i].iov_len);
+		if (ret)
+			return ret;
 	}
 	return sf_block_decode(codec, sb, src, iov, n);
 }
@@ -357,8 +363,12 @@ int ld_read_sync(struct pgc_loader *l, struct ld_read *rd)
 		}
 		return 0;
 	}
-	for (i = 0; i < rd->niov; i++)
-		engine_populate(rd->iov[i].iov_base, rd->iov[i].iov_len);
+	for (i = 0; i < rd->niov; i++) {
+		int ret = engine_populate(rd->iov[i].iov_base, rd->iov[i].iov_len);
+
+		if (ret)
+			return ret;
+	}
 	/* One preadv; a short one is finished iovec by iovec. */
 	n = preadv(fd, rd->iov, rd->niov < IOV_MAX ? rd->niov : IOV_MAX, (off_t)rd->file_off);
 	done = n > 0 ? (uint64_t)n : 0;

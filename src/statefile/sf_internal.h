@@ -39,8 +39,12 @@
 #define SF_MAX_RECORD (8u << 20)
 /* Largest memfile.img a reader accepts. */
 #define SF_MAX_MEMFILE (1ULL << 34)
-/* Largest memory file size recorded (keeps all offset arithmetic in range). */
-#define SF_MAX_FILE_SIZE (1ULL << 56)
+/*
+ * Largest memory file size recorded: 128 TiB. It keeps all offset
+ * arithmetic in range and bounds what a valid image can make a loader
+ * reserve (the chunk table: 8 bytes per GiB, 1 MiB here).
+ */
+#define SF_MAX_FILE_SIZE (1ULL << 47)
 /* The trailer record: u32 length 9, tag 0x09, fixed64. */
 #define SF_TRAILER_BYTES 13u
 
