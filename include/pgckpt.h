@@ -333,7 +333,11 @@ struct pgc_load_opts {
 	uint32_t max_read;       /* background: bytes per merged read (default 1 MiB) */
 	uint32_t max_iovecs;     /* background: iovecs per read (default 64) */
 	uint32_t max_inflight;   /* background: reads in flight (default 128) */
-	/* Called once from the loader thread when a background load ends (0 or error). */
+	/*
+	 * Called once from the loader thread when the load ends (0 or its
+	 * error), before pgc_load_await returns; it must not call
+	 * pgc_load_await or pgc_memfile_destroy itself.
+	 */
 	void (*done)(void *arg, int err);
 	void *done_arg;
 	pgc_progress_fn progress;
@@ -353,7 +357,8 @@ void pgc_load_opts_init(struct pgc_load_opts *opts);
 int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts);
 
 /*
- * pgc_load_await - wait until a background load has finished.
+ * pgc_load_await - wait until a background load has finished and its done
+ * callback has returned.
  * Returns 0 (also when no load was started) or the load's error.
  */
 int pgc_load_await(pgc_memfile *mf);

@@ -362,13 +362,17 @@ static void *loader_main(void *arg)
 	ret = l->error;
 	atomic_store_explicit(&l->result, ret, memory_order_relaxed);
 	atomic_store_explicit(&l->done, true, memory_order_release);
-	l->ended = true;
 	pthread_cond_broadcast(&l->wait_cv);
 	pthread_mutex_unlock(&l->mu);
+	/* The callbacks run before pgc_load_await returns, with no lock held. */
 	if (l->opts.progress && !ret)
 		l->opts.progress(l->opts.progress_arg, l->stats.bytes_total, l->stats.bytes_total);
 	if (l->opts.done)
 		l->opts.done(l->opts.done_arg, ret);
+	pthread_mutex_lock(&l->mu);
+	l->ended = true;
+	pthread_cond_broadcast(&l->wait_cv);
+	pthread_mutex_unlock(&l->mu);
 	return NULL;
 }
 
@@ -613,7 +617,8 @@ void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out)
 void loader_stop(struct pgc_loader *l)
 {
 	pthread_mutex_lock(&l->mu);
-	if (!l->ended)
+	/* A load that has finished (its callbacks may still run) keeps its result. */
+	if (!atomic_load_explicit(&l->done, memory_order_relaxed))
 		ld_fail_locked(l, -ECANCELED);
 	pthread_mutex_unlock(&l->mu);
 	if (l->thread_started) {
