@@ -104,9 +104,14 @@ static int chunk_map(struct pgc_memfile *mf, uint64_t chunk, uint8_t **base)
 	/* Another thread may have mapped it meanwhile. */
 	addr = atomic_load_explicit(&m->chunk[chunk], memory_order_relaxed);
 	if (!addr) {
+		/*
+		 * MAP_NORESERVE: on hugetlbfs a chunk mapping would otherwise
+		 * reserve 512 huge pages up front, however few the file uses.
+		 * Elsewhere it changes nothing for shared mappings.
+		 */
 		p = mmap(NULL, MF_CHUNK_SIZE,
 			 mf->readonly ? PROT_READ : PROT_READ | PROT_WRITE,
-			 MAP_SHARED, mf->fd, (off_t)(chunk << MF_CHUNK_SHIFT));
+			 MAP_SHARED | MAP_NORESERVE, mf->fd, (off_t)(chunk << MF_CHUNK_SHIFT));
 		if (p == MAP_FAILED) {
 			ret = -errno;
 			goto exit;
