@@ -292,8 +292,6 @@ int cmd_bench(int argc, char **argv)
 	struct bench_cfg c = { .runs = 3, .accesses = 2000 };
 	struct bench_result res = { 0 };
 	char dir[4096], img[4200];
-	uint64_t size;
-	long v;
 	int opt, ret, status;
 
 	pgc_save_opts_init(&c.so);
@@ -303,23 +301,12 @@ int cmd_bench(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":c:j:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			if (!strcmp(optarg, "none")) {
-				c.so.compress = PGC_COMPRESS_NONE;
-			} else if (!strcmp(optarg, "zstd")) {
-				c.so.compress = PGC_COMPRESS_ZSTD;
-			} else if (!strncmp(optarg, "zstd:", 5) &&
-				   cli_parse_int(optarg + 5, 1, 19, &v) == 0) {
-				c.so.compress = PGC_COMPRESS_ZSTD;
-				c.so.level = (int)v;
-			} else {
-				return cli_usage("bench", "bad compression '%s'", optarg);
-			}
+			if (cli_opt_compress("bench", optarg, &c.so))
+				return EXIT_USAGE;
 			break;
 		case 'b':
-			if (cli_parse_size(optarg, &size) || !size || size % PGC_PAGE_SIZE ||
-			    size > (4u << 20))
-				return cli_usage("bench", "bad block size '%s'", optarg);
-			c.so.block_size = (uint32_t)size;
+			if (cli_opt_block_size("bench", optarg, &c.so))
+				return EXIT_USAGE;
 			break;
 		case 'j':
 			if (cli_opt_jobs("bench", optarg, &c.so.jobs))

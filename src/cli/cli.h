@@ -72,6 +72,14 @@ int cli_parse_int(const char *s, long min, long max, long *out);
 int cli_opt_jobs(const char *cmd, const char *arg, int *jobs);
 int cli_opt_aio(const char *cmd, const char *arg, const char **aio);
 
+/*
+ * The save options save and bench share: -c zstd[:1..19]|none and
+ * --block-size S (a multiple of 4K up to 4M) into @so. Return 0, or
+ * report the usage error and return EXIT_USAGE.
+ */
+int cli_opt_compress(const char *cmd, const char *arg, struct pgc_save_opts *so);
+int cli_opt_block_size(const char *cmd, const char *arg, struct pgc_save_opts *so);
+
 /* "12.3 MiB" into @buf. */
 void cli_human_bytes(uint64_t n, char *buf, size_t len);
 

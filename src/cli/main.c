@@ -280,6 +280,32 @@ int cli_opt_jobs(const char *cmd, const char *arg, int *jobs)
 	return 0;
 }
 
+int cli_opt_compress(const char *cmd, const char *arg, struct pgc_save_opts *so)
+{
+	long level = 1;
+
+	if (strcmp(arg, "none") == 0) {
+		so->compress = PGC_COMPRESS_NONE;
+		return 0;
+	}
+	if (strncmp(arg, "zstd", 4) != 0 || (arg[4] != '\0' && arg[4] != ':') ||
+	    (arg[4] == ':' && cli_parse_int(arg + 5, 1, 19, &level)))
+		return cli_usage(cmd, "bad compression '%s' (zstd, zstd:1..19 or none)", arg);
+	so->compress = PGC_COMPRESS_ZSTD;
+	so->level = (int)level;
+	return 0;
+}
+
+int cli_opt_block_size(const char *cmd, const char *arg, struct pgc_save_opts *so)
+{
+	uint64_t bs;
+
+	if (cli_parse_size(arg, &bs) || bs == 0 || bs % PGC_PAGE_SIZE || bs > (4u << 20))
+		return cli_usage(cmd, "bad block size '%s' (a multiple of 4K up to 4M)", arg);
+	so->block_size = (uint32_t)bs;
+	return 0;
+}
+
 int cli_opt_aio(const char *cmd, const char *arg, const char **aio)
 {
 	static const char *const names[] = { "auto", "threads", "libaio", "uring" };

@@ -30,24 +30,6 @@ static const struct option save_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* "zstd", "zstd:N" (1..19) or "none". */
-static int parse_compress(const char *s, struct pgc_save_opts *o)
-{
-	long level = 1;
-
-	if (strcmp(s, "none") == 0) {
-		o->compress = PGC_COMPRESS_NONE;
-		return 0;
-	}
-	if (strncmp(s, "zstd", 4) != 0 || (s[4] != '\0' && s[4] != ':'))
-		return -EINVAL;
-	if (s[4] == ':' && cli_parse_int(s + 5, 1, 19, &level))
-		return -EINVAL;
-	o->compress = PGC_COMPRESS_ZSTD;
-	o->level = (int)level;
-	return 0;
-}
-
 int cmd_save(int argc, char **argv)
 {
 	struct pgc_memfile_opts mo;
@@ -55,7 +37,6 @@ int cmd_save(int argc, char **argv)
 	struct cli_progress bar;
 	pgc_memfile *mf = NULL;
 	const char *src, *img;
-	uint64_t bs;
 	struct stat st;
 	int opt, fd = -1, ret;
 
@@ -64,9 +45,8 @@ int cmd_save(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "+:c:j:h", save_options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			if (parse_compress(optarg, &so))
-				return cli_usage(CMD, "bad compression '%s' (zstd, zstd:1..19 or none)",
-						 optarg);
+			if (cli_opt_compress(CMD, optarg, &so))
+				return EXIT_USAGE;
 			break;
 		case 'j':
 			if (cli_opt_jobs(CMD, optarg, &so.jobs))
@@ -77,11 +57,8 @@ int cmd_save(int argc, char **argv)
 				return EXIT_USAGE;
 			break;
 		case OPT_BLOCK_SIZE:
-			if (cli_parse_size(optarg, &bs) || bs == 0 || bs % PGC_PAGE_SIZE ||
-			    bs > (4u << 20))
-				return cli_usage(CMD, "bad block size '%s' (a multiple of 4K up to 4M)",
-						 optarg);
-			so.block_size = (uint32_t)bs;
+			if (cli_opt_block_size(CMD, optarg, &so))
+				return EXIT_USAGE;
 			break;
 		case 'h':
 			cli_help(CMD);
