@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * engine.h - small pieces shared by the save engine, the eager load engine
- * and the background loader: worker-count defaults, the zero-page test,
- * bulk population of fresh memory, and a batch-slot pipeline helper.
+ * engine.h - small pieces shared by the save engine and the page loader:
+ * sizes, worker-count defaults, the zero-page test, bulk population of
+ * fresh memory and a monotonic clock.
  */
 #ifndef PGC_ENGINE_H
 #define PGC_ENGINE_H
@@ -18,8 +18,6 @@
 #define ENGINE_BATCH_BYTES (4u << 20)
 /* Default block size of an image (bytes of memory per block). */
 #define ENGINE_DEFAULT_BLOCK (1u << 20)
-/* Largest block size accepted. */
-#define ENGINE_MAX_BLOCK (4u << 20)
 
 /* engine_jobs - @requested if positive, else the number of online CPUs (1..64). */
 int engine_jobs(int requested);

@@ -562,7 +562,7 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 		o.block_size = ENGINE_DEFAULT_BLOCK;
 	if (o.compress == PGC_COMPRESS_ZSTD && !o.level)
 		o.level = 1;
-	if ((o.block_size & MF_PAGE_MASK) || o.block_size > ENGINE_MAX_BLOCK ||
+	if ((o.block_size & MF_PAGE_MASK) || o.block_size > SF_MAX_BLOCK ||
 	    (o.compress != PGC_COMPRESS_ZSTD && o.compress != PGC_COMPRESS_NONE))
 		return -EINVAL;
 	c.o = o;
