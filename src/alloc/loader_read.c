@@ -32,11 +32,10 @@ static int push_iov(struct ld_read *rd, int *cap, void *base, size_t len, uint64
 
 	if (!len)
 		return 0;
-	/* Merge with the previous iovec, but never across blocks. */
-	if (rd->niov > rd->blk_first &&
+	/* Merge with the previous destination in the file, never across blocks. */
+	if (rd->niov > rd->blk_first && off != UINT64_MAX && rd->ioff[last] != UINT64_MAX &&
 	    (uint8_t *)rd->iov[last].iov_base + rd->iov[last].iov_len == (uint8_t *)base &&
-	    (off == UINT64_MAX ? rd->ioff[last] == UINT64_MAX
-			       : rd->ioff[last] + rd->iov[last].iov_len == off)) {
+	    rd->ioff[last] + rd->iov[last].iov_len == off) {
 		rd->iov[last].iov_len += len;
 		return 0;
 	}
@@ -105,12 +104,11 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 				n = rs_next(n);
 			} else {
 				/*
-				 * Cancelled pages: raw blocks read them into the
-				 * read's scratch; zstd blocks record their offset in
-				 * the block, rebased on a worker's scratch at decode.
+				 * Cancelled pages: raw blocks read straight into
+				 * the mapping put them in the read's scratch; for
+				 * the others the placing worker picks scratch.
 				 */
-				uint64_t o = pos + (at - run->off);
-				void *base = scratch ? (void *)(scratch + o) : (void *)(uintptr_t)o;
+				void *base = scratch ? scratch + pos + (at - run->off) : NULL;
 
 				ret = push_iov(rd, cap, base, upto - at, UINT64_MAX);
 				if (ret)
@@ -259,59 +257,58 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		       struct iovec *iov, const uint64_t *ioff, int n,
 		       struct sf_codec *codec, uint8_t *scratch)
 {
+	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
+	const uint8_t *data;
 	uint64_t pos = 0;
 	int i, ret;
 
 	if (l->img->compress == PGC_COMPRESS_NONE) {
-		/* Raw: the stored bytes are the pages; check them, then place them. */
+		/* Raw: the stored bytes are the pages. */
 		if (sf_checksum(src, sb->stored_len) != sb->checksum)
 			return -PGC_ECHECKSUM;
-		scratch = (uint8_t *)src;
-	}
-	if (l->img->compress == PGC_COMPRESS_NONE ||
-	    atomic_load_explicit(&l->use_pwrite, memory_order_relaxed)) {
+		data = src;
+	} else if (pw) {
 		struct iovec whole = { scratch, sb->mem_len };
 
-		if (l->img->compress != PGC_COMPRESS_NONE) {
-			ret = sf_block_decode(codec, sb, src, &whole, 1);
-			if (ret)
-				return ret;
-		}
-		bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
-
+		ret = sf_block_decode(codec, sb, src, &whole, 1);
+		if (ret)
+			return ret;
+		data = scratch;
+	} else {
+		/*
+		 * Straight into the mapping, populated in bulk first; cancelled
+		 * pieces decode into the worker's scratch, at their place.
+		 */
 		for (i = 0; i < n; pos += iov[i].iov_len, i++) {
-			if (ioff[i] == UINT64_MAX)
-				continue;   /* cancelled */
-			if (pw) {
-				ret = pwrite_full(l->mf->fd, scratch + pos, iov[i].iov_len, ioff[i]);
-				if (!ret)
-					continue;
-				if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
-					return ret;
-				/* No write(2) here: use the mapping from now on. */
-				atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
-				pw = false;
+			if (ioff[i] == UINT64_MAX) {
+				iov[i].iov_base = scratch + pos;
+				continue;
 			}
 			ret = engine_populate(iov[i].iov_base, iov[i].iov_len);
 			if (ret)
 				return ret;
-			memcpy(iov[i].iov_base, scratch + pos, iov[i].iov_len);
 		}
-		return 0;
+		return sf_block_decode(codec, sb, src, iov, n);
 	}
-	/* Cancelled pieces were left NULL-based: point them at scratch. */
-	for (i = 0; i < n; i++) {
-		uintptr_t a = (uintptr_t)iov[i].iov_base;
-
-		if (a < l->img->block_size) {
-			iov[i].iov_base = scratch + a;
-			continue;
+	for (i = 0; i < n; pos += iov[i].iov_len, i++) {
+		if (ioff[i] == UINT64_MAX)
+			continue;   /* cancelled */
+		if (pw) {
+			ret = pwrite_full(l->mf->fd, data + pos, iov[i].iov_len, ioff[i]);
+			if (!ret)
+				continue;
+			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
+				return ret;
+			/* No write(2) here: use the mapping from now on. */
+			atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
+			pw = false;
 		}
 		ret = engine_populate(iov[i].iov_base, iov[i].iov_len);
 		if (ret)
 			return ret;
+		memcpy(iov[i].iov_base, data + pos, iov[i].iov_len);
 	}
-	return sf_block_decode(codec, sb, src, iov, n);
+	return 0;
 }
 
 /* Check and decode every block of @rd. Returns 0 or the first error. */
