@@ -227,23 +227,6 @@ fail:
 	return NULL;
 }
 
-/* pwrite all of @len bytes. Returns 0 or -errno. */
-static int pwrite_full(int fd, const uint8_t *p, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n ? -errno : -EIO;
-		p += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /*
  * Place block @sb (stored bytes at @src, in memory) at its destinations
  * @iov/@ioff[0..n). Into a file the host can write (tmpfs, disk), a zstd
@@ -294,7 +277,7 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		if (ioff[i] == UINT64_MAX)
 			continue;   /* cancelled */
 		if (pw) {
-			ret = pwrite_full(l->mf->fd, data + pos, iov[i].iov_len, ioff[i]);
+			ret = sf_pwrite_all(l->mf->fd, data + pos, iov[i].iov_len, ioff[i]);
 			if (!ret)
 				continue;
 			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
@@ -345,24 +328,16 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
  */
 int ld_read_sync(struct pgc_loader *l, struct ld_read *rd)
 {
-	int fd = l->img->pages_fd, i = 0;
-	uint64_t done = 0, skip;
+	int fd = l->img->pages_fd, i, ret;
+	uint64_t done, skip;
 	ssize_t n;
 
 	if (rd->buf) {
-		while (done < rd->len) {
-			n = pread(fd, rd->buf + done, rd->len - done, (off_t)(rd->file_off + done));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n ? -errno : -PGC_ETRUNCATED;
-			done += (uint64_t)n;
-		}
-		return 0;
+		n = sf_pread_all(fd, rd->buf, rd->len, rd->file_off);
+		return n < 0 ? (int)n : (uint64_t)n < rd->len ? -PGC_ETRUNCATED : 0;
 	}
 	for (i = 0; i < rd->niov; i++) {
-		int ret = engine_populate(rd->iov[i].iov_base, rd->iov[i].iov_len);
-
+		ret = engine_populate(rd->iov[i].iov_base, rd->iov[i].iov_len);
 		if (ret)
 			return ret;
 	}
@@ -370,22 +345,20 @@ int ld_read_sync(struct pgc_loader *l, struct ld_read *rd)
 	n = preadv(fd, rd->iov, rd->niov < IOV_MAX ? rd->niov : IOV_MAX, (off_t)rd->file_off);
 	done = n > 0 ? (uint64_t)n : 0;
 	for (i = 0, skip = done; i < rd->niov; i++) {
-		uint8_t *base = rd->iov[i].iov_base;
-		uint64_t len = rd->iov[i].iov_len, at;
+		uint64_t len = rd->iov[i].iov_len;
 
 		if (skip >= len) {
 			skip -= len;
 			continue;
 		}
-		for (at = skip, skip = 0; at < len;) {
-			n = pread(fd, base + at, len - at, (off_t)(rd->file_off + done));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n ? -errno : -PGC_ETRUNCATED;
-			at += (uint64_t)n;
-			done += (uint64_t)n;
-		}
+		n = sf_pread_all(fd, (uint8_t *)rd->iov[i].iov_base + skip, len - skip,
+				 rd->file_off + done);
+		if (n < 0)
+			return (int)n;
+		if ((uint64_t)n < len - skip)
+			return -PGC_ETRUNCATED;
+		done += len - skip;
+		skip = 0;
 	}
 	return 0;
 }

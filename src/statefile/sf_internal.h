@@ -92,10 +92,7 @@ int sf_cursor_record(struct sf_cursor *c, size_t max, const uint8_t **rec, size_
 
 /* sf_write_all - write all of @buf at the file position. 0 or -errno (-EIO for no progress). */
 int sf_write_all(int fd, const void *buf, size_t len);
-/* sf_pwrite_all - like sf_write_all at offset @off. */
-int sf_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
-/* sf_pread_all - read @len bytes at @off. Returns bytes read (< @len only at EOF) or -errno. */
-ssize_t sf_pread_all(int fd, void *buf, size_t len, uint64_t off);
+/* sf_pwrite_all and sf_pread_all are declared in statefile.h (the loader uses them). */
 /* sf_write_file_at - create @name in @dirfd (O_EXCL unless @trunc), write @buf, fsync, close. 0 or -errno. */
 int sf_write_file_at(int dirfd, const char *name, const void *buf, size_t len, bool trunc);
 

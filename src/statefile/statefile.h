@@ -145,6 +145,21 @@ uint64_t sf_checksum_iov(const struct iovec *iov, int n);
 int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *src,
 		    const struct iovec *dst, int ndst);
 
+/* ---- I/O loops (framing.c) --------------------------------------------- */
+
+/*
+ * sf_pwrite_all - write all @len bytes of @buf at @off, retrying short
+ * writes and EINTR. Returns 0 or -errno (-EIO when no progress is made,
+ * -EINVAL when the range is past INT64_MAX).
+ */
+int sf_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/*
+ * sf_pread_all - read @len bytes at @off, retrying short reads and EINTR.
+ * Returns the bytes read (fewer than @len only at end of file) or -errno.
+ */
+ssize_t sf_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
 /* ---- writing ----------------------------------------------------------- */
 
 struct sf_writer;
