@@ -37,10 +37,34 @@ struct tpool {
 	pthread_t *tids;
 };
 
+/*
+ * Take the first queued request, run it without the lock, and move it to
+ * the done list, waking the owner once enough are done. Called with p->mu
+ * held and p->todo non-empty; returns with p->mu held.
+ */
+static void run_one_locked(struct tpool *p)
+{
+	struct aio_slot *s = p->todo;
+
+	p->todo = s->next;
+	if (!p->todo)
+		p->todo_tail = &p->todo;
+	pthread_mutex_unlock(&p->mu);
+
+	aio_slot_run_sync(s);
+
+	pthread_mutex_lock(&p->mu);
+	s->next = NULL;
+	*p->done_tail = s;
+	p->done_tail = &s->next;
+	p->ndone++;
+	if (p->want && p->ndone >= p->want)
+		pthread_cond_signal(&p->done_cv);
+}
+
 static void *worker(void *arg)
 {
 	struct tpool *p = arg;
-	struct aio_slot *s;
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -51,21 +75,7 @@ static void *worker(void *arg)
 		}
 		if (!p->todo)
 			break;
-		s = p->todo;
-		p->todo = s->next;
-		if (!p->todo)
-			p->todo_tail = &p->todo;
-		pthread_mutex_unlock(&p->mu);
-
-		aio_slot_run_sync(s);
-
-		pthread_mutex_lock(&p->mu);
-		s->next = NULL;
-		*p->done_tail = s;
-		p->done_tail = &s->next;
-		p->ndone++;
-		if (p->want && p->ndone >= p->want)
-			pthread_cond_signal(&p->done_cv);
+		run_one_locked(p);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -180,18 +190,8 @@ static int tp_reap(struct aio_queue *q, unsigned min)
 		 * Rather than sleep while requests wait for a worker, do one:
 		 * at depth 1 that saves two wake-ups per request.
 		 */
-		s = p->todo;
-		if (s) {
-			p->todo = s->next;
-			if (!p->todo)
-				p->todo_tail = &p->todo;
-			pthread_mutex_unlock(&p->mu);
-			aio_slot_run_sync(s);
-			pthread_mutex_lock(&p->mu);
-			s->next = NULL;
-			*p->done_tail = s;
-			p->done_tail = &s->next;
-			p->ndone++;
+		if (p->todo) {
+			run_one_locked(p);
 			continue;
 		}
 		p->want = min;
