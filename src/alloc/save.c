@@ -70,8 +70,7 @@ struct sv_ctx {
 	struct pgc_memfile *mf;
 	struct pgc_save_opts o;
 	struct sv_extent *ext;
-	size_t next;
-	size_t next_alloc;
+	size_t n_ext, ext_cap;             /* extents found, and room for them */
 	struct sv_window *win;
 	size_t nwin;
 	size_t claimed;                    /* windows handed to workers */
@@ -97,16 +96,16 @@ void pgc_save_opts_init(struct pgc_save_opts *opts)
 
 static int ext_push(struct sv_ctx *c, uint64_t off, uint64_t len)
 {
-	if (c->next == c->next_alloc) {
-		size_t n = c->next_alloc ? c->next_alloc * 2 : 256;
+	if (c->n_ext == c->ext_cap) {
+		size_t n = c->ext_cap ? c->ext_cap * 2 : 256;
 		struct sv_extent *e = realloc(c->ext, n * sizeof(*e));
 
 		if (!e)
 			return -ENOMEM;
 		c->ext = e;
-		c->next_alloc = n;
+		c->ext_cap = n;
 	}
-	c->ext[c->next++] = (struct sv_extent){ off, len };
+	c->ext[c->n_ext++] = (struct sv_extent){ off, len };
 	return 0;
 }
 
@@ -161,10 +160,10 @@ static int make_windows(struct sv_ctx *c)
 {
 	size_t i, n = 0;
 
-	c->win = calloc(c->next ? c->next : 1, sizeof(*c->win));
+	c->win = calloc(c->n_ext ? c->n_ext : 1, sizeof(*c->win));
 	if (!c->win)
 		return -ENOMEM;
-	for (i = 0; i < c->next; i++) {
+	for (i = 0; i < c->n_ext; i++) {
 		if (n && c->ext[i].off / WINDOW == c->ext[c->win[n - 1].first_ext].off / WINDOW) {
 			c->win[n - 1].next_ext = i + 1;
 			continue;
@@ -501,7 +500,7 @@ static int save_windows(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue
 	uint64_t done = 0, total = 0;
 	int ret = 0, ret2;
 
-	for (idx = 0; idx < c->next; idx++)
+	for (idx = 0; idx < c->n_ext; idx++)
 		total += c->ext[idx].len;
 	for (idx = 0; idx < c->nwin; idx++) {
 		struct sv_window *w = &c->win[idx];
