@@ -11,21 +11,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "engine.h"
 #include "memfile.h"
 
 /* Linux updates its usage figures at USER_HZ; rescanning sooner is moot. */
 #define USER_HZ 100
 #define NS_PER_SEC 1000000000ull
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- accounting -------------------------------------------------------- */
 
@@ -352,7 +344,7 @@ int pgc_update_usage(pgc_memfile *mf, const uint32_t *memcg_ids, size_t n)
 	/* The usage set already explains what the host stores: no scan. */
 	if (current == mf->usage_expected && !mf->usage_swapped)
 		goto exit;
-	now = now_ns();
+	now = engine_now_ns();
 	/* Swap explains the rest: rescan at most once a second. */
 	if (mf->usage_scanned && current == mf->usage_expected + mf->usage_swapped &&
 	    now < mf->usage_last_ns + NS_PER_SEC)
