@@ -85,6 +85,9 @@ void cli_human_bytes(uint64_t n, char *buf, size_t len);
 
 /* ---- progress bar (progress.c) ------------------------------------------- */
 
+/* cli_now_ns - CLOCK_MONOTONIC in nanoseconds. */
+uint64_t cli_now_ns(void);
+
 struct cli_progress {
 	bool enabled;            /* stderr is a terminal */
 	bool drawn;              /* a bar is on the screen */

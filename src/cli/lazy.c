@@ -24,7 +24,6 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -77,14 +76,6 @@ struct server {
 	struct session s[MAX_SESSIONS];
 	unsigned nactive;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static double ms(uint64_t ns)
 {
@@ -366,7 +357,7 @@ int cmd_restore_lazy(int argc, char **argv)
 	lo.background = true;
 	lo.done = load_done;
 	lo.done_arg = srv;
-	t0 = now_ns();
+	t0 = cli_now_ns();
 	/* Returns after the metadata: sessions need the memory file's size. */
 	ret = pgc_load(srv->mf, img, &lo);
 	if (ret) {
@@ -388,7 +379,7 @@ int cmd_restore_lazy(int argc, char **argv)
 	cli_error(CMD, NULL, "listening on %s: %s, memory file %s (%" PRIu64 " bytes)",
 		  sock, img, sz, pgc_total_size(srv->mf));
 
-	idle_since = now_ns();
+	idle_since = cli_now_ns();
 	for (;;) {
 		struct pollfd pfd[3];
 		int np = 0, il = -1, ie = -1, wait_ms = -1;
@@ -396,7 +387,7 @@ int cmd_restore_lazy(int argc, char **argv)
 		if (stopping && !srv->nactive)
 			break;
 		if (timeout_ms >= 0 && !stopping && !srv->nactive) {
-			uint64_t end = idle_since + (uint64_t)timeout_ms * 1000000, t = now_ns();
+			uint64_t end = idle_since + (uint64_t)timeout_ms * 1000000, t = cli_now_ns();
 
 			if (t >= end) {
 				if (!served) {
@@ -441,7 +432,7 @@ int cmd_restore_lazy(int argc, char **argv)
 					status = st;
 				}
 				if (!srv->nactive)
-					idle_since = now_ns();
+					idle_since = cli_now_ns();
 			}
 		}
 		if (ie >= 0 && (pfd[ie].revents & POLLIN)) {
@@ -455,7 +446,7 @@ int cmd_restore_lazy(int argc, char **argv)
 			} else {
 				cli_human_bytes(info.mem_bytes, sz, sizeof(sz));
 				cli_error(CMD, NULL, "image loaded: %s in %.1f ms", sz,
-					  ms(now_ns() - t0));
+					  ms(cli_now_ns() - t0));
 			}
 		}
 		if (il >= 0 && (pfd[il].revents & POLLIN))

@@ -14,7 +14,7 @@
 
 #define REDRAW_NS 100000000ull
 
-static uint64_t now_ns(void)
+uint64_t cli_now_ns(void)
 {
 	struct timespec ts;
 
@@ -27,7 +27,7 @@ void cli_progress_init(struct cli_progress *p, const char *label)
 	p->enabled = isatty(STDERR_FILENO) == 1;
 	p->drawn = false;
 	p->label = label;
-	p->start_ns = now_ns();
+	p->start_ns = cli_now_ns();
 	p->last_ns = 0;
 }
 
@@ -57,7 +57,7 @@ void cli_progress_cb(void *arg, uint64_t done, uint64_t total)
 
 	if (!p || !p->enabled)
 		return;
-	now = now_ns();
+	now = cli_now_ns();
 	if (done < total && p->drawn && now - p->last_ns < REDRAW_NS)
 		return;
 	p->last_ns = now;
