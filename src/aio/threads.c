@@ -7,7 +7,11 @@
  * into the ready ring in its reap hook.
  *
  * A waiting owner does queued requests itself instead of sleeping.
- * One mutex guards both lists. Workers block every signal, so a
+ * Writes to one file run one at a time, in order, as io_uring runs
+ * buffered writes to a regular file (its hashed io-wq work): the kernel
+ * serialises them on the inode lock anyway, and a second writer would
+ * only spin on that lock with a core another request could use. Reads
+ * and writes to other files run beside them. One mutex guards both lists. Workers block every signal, so a
  * program's signal handlers never run on them and their system calls
  * never see EINTR. The pool has min(capacity, $PGCKPT_AIO_THREADS or
  * AIO_THREADS_DEFAULT) workers.
@@ -32,28 +36,72 @@ struct tpool {
 	unsigned ndone;
 	unsigned want;			/* the owner sleeps until ndone >= want (0: not sleeping) */
 	unsigned idle;			/* workers waiting on work_cv */
+	int *wfds;			/* files with a write running (nwfds of them) */
+	unsigned nwfds;
 	bool stop;
 	unsigned nthreads;
 	pthread_t *tids;
 };
 
-/*
- * Take the first queued request, run it without the lock, and move it to
- * the done list, waking the owner once enough are done. Called with p->mu
- * held and p->todo non-empty; returns with p->mu held.
- */
-static void run_one_locked(struct tpool *p)
+static bool is_write(const struct aio_slot *s)
 {
-	struct aio_slot *s = p->todo;
+	return s->req.op == AIO_OP_WRITE || s->req.op == AIO_OP_WRITEV;
+}
 
-	p->todo = s->next;
-	if (!p->todo)
-		p->todo_tail = &p->todo;
+static bool writing_locked(const struct tpool *p, int fd)
+{
+	unsigned i;
+
+	for (i = 0; i < p->nwfds; i++)
+		if (p->wfds[i] == fd)
+			return true;
+	return false;
+}
+
+/*
+ * Unlink and return the first queued request that may start now (not a
+ * write to a file another write is running on), or NULL.
+ */
+static struct aio_slot *take_locked(struct tpool *p)
+{
+	struct aio_slot **link, *s;
+
+	for (link = &p->todo; (s = *link); link = &s->next) {
+		if (is_write(s) && writing_locked(p, s->req.fd))
+			continue;
+		*link = s->next;
+		if (!*link)
+			p->todo_tail = link;
+		return s;
+	}
+	return NULL;
+}
+
+/*
+ * Run @s (taken off the queue) without the lock and move it to the done
+ * list, waking the owner once enough are done. Called and returns with
+ * p->mu held.
+ */
+static void run_one_locked(struct tpool *p, struct aio_slot *s)
+{
+	bool w = is_write(s);
+	unsigned i;
+
+	if (w)
+		p->wfds[p->nwfds++] = s->req.fd;
 	pthread_mutex_unlock(&p->mu);
 
 	aio_slot_run_sync(s);
 
 	pthread_mutex_lock(&p->mu);
+	if (w) {
+		for (i = 0; p->wfds[i] != s->req.fd; i++)
+			;
+		p->wfds[i] = p->wfds[--p->nwfds];
+		/* A write held back behind this one may start now. */
+		if (p->todo && p->idle)
+			pthread_cond_signal(&p->work_cv);
+	}
 	s->next = NULL;
 	*p->done_tail = s;
 	p->done_tail = &s->next;
@@ -66,16 +114,18 @@ static void *worker(void *arg)
 {
 	struct tpool *p = arg;
 
+	struct aio_slot *s;
+
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->todo && !p->stop) {
+		while (!p->stop && !(s = take_locked(p))) {
 			p->idle++;
 			pthread_cond_wait(&p->work_cv, &p->mu);
 			p->idle--;
 		}
-		if (!p->todo)
+		if (p->stop)
 			break;
-		run_one_locked(p);
+		run_one_locked(p, s);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -115,6 +165,7 @@ static void pool_stop(struct tpool *p, unsigned n)
 	pthread_cond_destroy(&p->work_cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p->tids);
+	free(p->wfds);
 	free(p);
 }
 
@@ -130,7 +181,11 @@ static int tp_init(struct aio_queue *q)
 		return -ENOMEM;
 	p->nthreads = pool_size(q->capacity);
 	p->tids = calloc(p->nthreads, sizeof(p->tids[0]));
-	if (!p->tids) {
+	/* Every worker and the owner may be writing, each to its own file. */
+	p->wfds = calloc(p->nthreads + 1, sizeof(p->wfds[0]));
+	if (!p->tids || !p->wfds) {
+		free(p->tids);
+		free(p->wfds);
 		free(p);
 		return -ENOMEM;
 	}
@@ -190,8 +245,8 @@ static int tp_reap(struct aio_queue *q, unsigned min)
 		 * Rather than sleep while requests wait for a worker, do one:
 		 * at depth 1 that saves two wake-ups per request.
 		 */
-		if (p->todo) {
-			run_one_locked(p);
+		if ((s = take_locked(p)) != NULL) {
+			run_one_locked(p, s);
 			continue;
 		}
 		p->want = min;
