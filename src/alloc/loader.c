@@ -391,6 +391,7 @@ static void loader_free(struct pgc_loader *l)
 	pthread_cond_destroy(&l->wait_cv);
 	pthread_cond_destroy(&l->loader_cv);
 	pthread_cond_destroy(&l->work_cv);
+	pthread_mutex_destroy(&l->write_mu);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
@@ -412,6 +413,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	l->img = img;
 	l->opts = *opts;
 	pthread_mutex_init(&l->mu, NULL);
+	pthread_mutex_init(&l->write_mu, NULL);
 	pthread_cond_init(&l->wait_cv, NULL);
 	pthread_cond_init(&l->loader_cv, NULL);
 	pthread_cond_init(&l->work_cv, NULL);

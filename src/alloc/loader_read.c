@@ -240,7 +240,7 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		       struct iovec *iov, const uint64_t *ioff, int n,
 		       struct sf_codec *codec, uint8_t *scratch)
 {
-	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
+	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed), serial;
 	const uint8_t *data;
 	uint64_t pos = 0;
 	int i, ret;
@@ -273,7 +273,10 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		}
 		return sf_block_decode(codec, sb, src, iov, n);
 	}
-	for (i = 0; i < n; pos += iov[i].iov_len, i++) {
+	serial = pw && l->opts.background;
+	if (serial)
+		pthread_mutex_lock(&l->write_mu);
+	for (i = 0, ret = 0; i < n; pos += iov[i].iov_len, i++) {
 		if (ioff[i] == UINT64_MAX)
 			continue;   /* cancelled */
 		if (pw) {
@@ -281,17 +284,21 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 			if (!ret)
 				continue;
 			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
-				return ret;
+				break;
 			/* No write(2) here: use the mapping from now on. */
 			atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
-			pw = false;
+			if (serial)
+				pthread_mutex_unlock(&l->write_mu);
+			pw = serial = false;
 		}
 		ret = engine_populate(iov[i].iov_base, iov[i].iov_len);
 		if (ret)
-			return ret;
+			break;
 		memcpy(iov[i].iov_base, data + pos, iov[i].iov_len);
 	}
-	return 0;
+	if (serial)
+		pthread_mutex_unlock(&l->write_mu);
+	return ret;
 }
 
 /* Check and decode every block of @rd. Returns 0 or the first error. */
