@@ -46,6 +46,7 @@ static const char usage[] =
 	"  -v, --verify FILE   compare every page read with FILE, byte for byte\n"
 	"      --seed N        seed of the random page order (default 1)\n"
 	"      --kill-after N  SIGKILL this process after N random pages (for tests)\n"
+	"      --stop-after N  SIGSTOP this process after N random pages (for tests)\n"
 	"  -h, --help          show this help\n"
 	"\n"
 	"Output: one line, e.g.\n"
@@ -186,6 +187,7 @@ int main(int argc, char **argv)
 		{ "verify",     required_argument, NULL, 'v' },
 		{ "seed",       required_argument, NULL, 'S' },
 		{ "kill-after", required_argument, NULL, 'K' },
+		{ "stop-after", required_argument, NULL, 'T' },
 		{ "help",       no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -194,6 +196,7 @@ int main(int argc, char **argv)
 	const char *image = NULL, *verify = NULL, *sock;
 	const unsigned char *want = NULL;
 	uint64_t size = 0, want_size = 0, nrand = 1000, kill_after = UINT64_MAX, seed = 1;
+	uint64_t stop_after = UINT64_MAX;
 	uint64_t nregions = 1, pages, t0, t_attach, t_first, t_all, i, mismatches = 0;
 	uint64_t first_bad = UINT64_MAX, *lat = NULL;
 	int opt, uffd = -1, vfd = -1, ret = 2;
@@ -234,7 +237,8 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'K':
-			if (parse_size(optarg, &kill_after)) {
+		case 'T':
+			if (parse_size(optarg, opt == 'K' ? &kill_after : &stop_after)) {
 				fprintf(stderr, "lazy_consumer: bad count '%s'\n", optarg);
 				return 1;
 			}
@@ -343,6 +347,8 @@ int main(int argc, char **argv)
 			fflush(NULL);
 			raise(SIGKILL);
 		}
+		if (i + 1 == stop_after)
+			raise(SIGSTOP);
 	}
 	/* Then every page, in order. */
 	for (k = 0; k < nregions; k++) {

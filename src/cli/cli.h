@@ -116,6 +116,9 @@ void cli_progress_end(struct cli_progress *p);
  * cli_cleanup_progress: the bar to erase (NULL: none).
  * cli_cleanup_lock / unlock: hold off the signal thread around a step that
  *	must not be cut in half (such as renaming a finished file into place).
+ * cli_signal_drain: instead of exiting on the first signal, write its
+ *	number (an int) to @fd once, so the command can wind down; a
+ *	second signal exits as above. -1: exit on the first (the default).
  */
 int cli_signals_start(void);
 void cli_cleanup_file(const char *path);
@@ -123,5 +126,6 @@ void cli_cleanup_image(const char *path);
 void cli_cleanup_progress(struct cli_progress *p);
 void cli_cleanup_lock(void);
 void cli_cleanup_unlock(void);
+void cli_signal_drain(int fd);
 
 #endif /* PGCKPT_CLI_H */

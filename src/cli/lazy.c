@@ -7,9 +7,12 @@
  * sharing the MemoryFile. The main thread accepts, starts and joins the
  * session threads and prints one line per event on stderr; the session
  * threads print nothing and report back through a pipe. A bad consumer
- * only ends its own session. SIGINT / SIGTERM are handled by main.c's
- * signal thread, which removes the socket file (registered as the cleanup
- * file) and exits with 128 + N.
+ * only ends its own session. The first SIGINT / SIGTERM / SIGHUP drains
+ * the server: the socket goes away, no consumer is accepted, and those
+ * being served finish (every page placed, or the consumer gone) before it
+ * exits with 128 + N; a second signal is handled by main.c's signal
+ * thread, which removes the socket file (the cleanup file) and exits at
+ * once. Consumers cut off that way would wait for pages for ever.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -242,6 +245,25 @@ static int parse_seconds(const char *s, int *out_ms)
 	return 0;
 }
 
+/*
+ * Remove the socket file if it is still the one this server bound (@st:
+ * what stat said then; zeroed once removed) and stop the signal thread
+ * from removing it later.
+ */
+static void unlink_sock(const char *sock, struct stat *st)
+{
+	struct stat now;
+
+	if (!sock || !st->st_ino)
+		return;
+	cli_cleanup_lock();
+	if (lstat(sock, &now) == 0 && now.st_ino == st->st_ino && now.st_dev == st->st_dev)
+		unlink(sock);
+	cli_cleanup_file(NULL);
+	cli_cleanup_unlock();
+	st->st_ino = 0;
+}
+
 int cmd_restore_lazy(int argc, char **argv)
 {
 	struct server *srv = NULL;
@@ -256,6 +278,7 @@ int cmd_restore_lazy(int argc, char **argv)
 	uint64_t idle_since, t0;
 	struct stat sst = { 0 };
 	int opt, lfd = -1, timeout_ms = -1, ret, status = EXIT_OK, i;
+	int drain[2] = { -1, -1 }, drain_sig = 0;
 
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -341,7 +364,7 @@ int cmd_restore_lazy(int argc, char **argv)
 		status = cli_fail_image(CMD, img, ret);
 		goto exit;
 	}
-	if (pipe2(srv->notify, O_CLOEXEC) < 0 ||
+	if (pipe2(srv->notify, O_CLOEXEC) < 0 || pipe2(drain, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    (srv->load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
 	    (srv->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		status = cli_fail(CMD, NULL, -errno);
@@ -375,14 +398,15 @@ int cmd_restore_lazy(int argc, char **argv)
 	}
 	if (stat(sock, &sst) < 0)
 		memset(&sst, 0, sizeof(sst));
+	cli_signal_drain(drain[1]);
 	cli_human_bytes(pgc_total_size(srv->mf), sz, sizeof(sz));
 	cli_error(CMD, NULL, "listening on %s: %s, memory file %s (%" PRIu64 " bytes)",
 		  sock, img, sz, pgc_total_size(srv->mf));
 
 	idle_since = cli_now_ns();
 	for (;;) {
-		struct pollfd pfd[3];
-		int np = 0, il = -1, ie = -1, wait_ms = -1;
+		struct pollfd pfd[4];
+		int np = 0, il = -1, ie = -1, id = -1, wait_ms = -1;
 
 		if (stopping && !srv->nactive)
 			break;
@@ -409,6 +433,10 @@ int cmd_restore_lazy(int argc, char **argv)
 		if (!load_ended) {
 			ie = np;
 			pfd[np++] = (struct pollfd){ .fd = srv->load_efd, .events = POLLIN };
+		}
+		if (!drain_sig) {
+			id = np;
+			pfd[np++] = (struct pollfd){ .fd = drain[0], .events = POLLIN };
 		}
 		ret = poll(pfd, (nfds_t)np, wait_ms);
 		if (ret < 0) {
@@ -449,12 +477,21 @@ int cmd_restore_lazy(int argc, char **argv)
 					  ms(cli_now_ns() - t0));
 			}
 		}
+		if (id >= 0 && (pfd[id].revents & POLLIN) &&
+		    read(drain[0], &drain_sig, sizeof(drain_sig)) == (ssize_t)sizeof(drain_sig)) {
+			if (srv->nactive)
+				cli_error(CMD, NULL, "%s: finishing %u session(s); again to stop at once",
+					  strsignal(drain_sig), srv->nactive);
+			stopping = true;
+			il = -1;
+		}
 		if (il >= 0 && (pfd[il].revents & POLLIN))
 			accept_one(srv, lfd, &next_id);
 		if (stopping && lfd >= 0) {
 			/* No new consumers; those being served finish first. */
 			close(lfd);
 			lfd = -1;
+			unlink_sock(sock, &sst);
 		}
 		if (fatal && srv->nactive && !cancelled) {
 			/* A failure of the server itself: stop every session. */
@@ -468,20 +505,20 @@ int cmd_restore_lazy(int argc, char **argv)
 			cancelled = true;
 		}
 	}
+	if (drain_sig) {
+		fprintf(stderr, "pgckpt: interrupted by %s\n", strsignal(drain_sig));
+		if (status == EXIT_OK)
+			status = 128 + drain_sig;
+	}
 exit:
 	/* Sessions still running here only on the error paths above: none. */
+	cli_signal_drain(-1);
 	if (lfd >= 0)
 		close(lfd);
-	if (sock && sst.st_ino) {
-		struct stat now;
-
-		cli_cleanup_lock();
-		/* Remove the socket only if it is still the one we bound. */
-		if (lstat(sock, &now) == 0 && now.st_ino == sst.st_ino && now.st_dev == sst.st_dev)
-			unlink(sock);
-		cli_cleanup_file(NULL);
-		cli_cleanup_unlock();
-	}
+	unlink_sock(sock, &sst);
+	for (i = 0; i < 2; i++)
+		if (drain[i] >= 0)
+			close(drain[i]);
 	if (srv) {
 		pgc_memfile_destroy(srv->mf);
 		if (srv->notify[0] >= 0)

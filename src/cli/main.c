@@ -485,15 +485,34 @@ static void remove_new_tmp_dirs(void)
 	closedir(dir);
 }
 
+static int drain_fd = -1;           /* cli_signal_drain */
+static bool drained;
+
+void cli_signal_drain(int fd)
+{
+	pthread_mutex_lock(&cleanup_mu);
+	drain_fd = fd;
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
 static void *signal_main(void *arg)
 {
 	sigset_t *set = arg;
 	int sig = 0;
 
-	while (sigwait(set, &sig) != 0)
-		;
-	/* Held until _exit: the main thread cannot start a rename meanwhile. */
-	pthread_mutex_lock(&cleanup_mu);
+	for (;;) {
+		while (sigwait(set, &sig) != 0)
+			;
+		/* Held until _exit: the main thread cannot start a rename meanwhile. */
+		pthread_mutex_lock(&cleanup_mu);
+		if (drain_fd < 0 || drained)
+			break;
+		/* The first signal asks the command to finish; a second one stops it. */
+		drained = true;
+		if (write(drain_fd, &sig, sizeof(sig)) != (ssize_t)sizeof(sig))
+			break;
+		pthread_mutex_unlock(&cleanup_mu);
+	}
 	if (cleanup_bar)
 		cli_progress_end(cleanup_bar);
 	if (cleanup_path)

@@ -7,7 +7,8 @@
 # server survives a consumer killed mid-way, garbage, a handoff without a
 # uffd, regions outside the image and a silent peer, then still serves a
 # good consumer; several consumers at once; --once, --timeout, SIGTERM (the
-# socket file is removed) and usage errors. Every wait is bounded.
+# socket file is removed; a consumer being served finishes first, unless a
+# second signal comes) and usage errors. Every wait is bounded.
 
 load helpers
 
@@ -51,6 +52,34 @@ wait_server() {
 	wait "$SRV_PID" || SRV_STATUS=$?
 }
 
+# wait_log PATTERN: wait (at most 10 s) for PATTERN (grep -E) in server.log.
+wait_log() {
+	local i
+	for i in $(seq 200); do
+		grep -qE "$1" server.log && return 0
+		sleep 0.05
+	done
+	cat server.log
+	fail "server never logged: $1"
+}
+
+# stopped_consumer OPTION...: the example consumer in the background, output
+# in ./out, stopping itself (SIGSTOP) after 20 random pages; sets CONS_PID
+# (the consumer's own pid, as the server logged it) and CONS_JOB.
+stopped_consumer() {
+	local i
+	timeout 20 "$CONSUMER" --stop-after 20 "$@" s.sock >out 2>&1 &
+	CONS_JOB=$!
+	BG_PIDS+=("$CONS_JOB")
+	wait_log 'consumer 1 \(pid [0-9]+\): connected'
+	CONS_PID=$(sed -n 's/.*consumer 1 (pid \([0-9]*\)): connected.*/\1/p' server.log)
+	for i in $(seq 200); do
+		[ "$(ps -o stat= -p "$CONS_PID" | cut -c1)" = T ] && return 0
+		sleep 0.05
+	done
+	fail "consumer did not stop"
+}
+
 # consumer [OPTION]...: the example consumer on ./s.sock, at most 20 s.
 consumer() {
 	timeout 20 "$CONSUMER" "$@" s.sock
@@ -73,8 +102,13 @@ elif kind == "nofd":
     s.recv(1)
 elif kind in ("outside", "notuffd"):
     if kind == "outside":
+        import platform
+        nr = {"x86_64": 323, "aarch64": 282, "riscv64": 282, "ppc64le": 364,
+              "s390x": 355, "i686": 374, "armv7l": 388}.get(platform.machine())
+        if nr is None:
+            sys.exit("userfaultfd: syscall number unknown on " + platform.machine())
         libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(323, os.O_CLOEXEC | os.O_NONBLOCK)   # userfaultfd (x86_64)
+        fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
         if fd < 0:
             sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
         region["offset"] = 1 << 40
@@ -169,6 +203,41 @@ EOF
 	[ "$SRV_STATUS" = 130 ]
 	[ "$(grep -c 'done: 16.0 MiB' server.log)" = 3 ]
 	[ ! -e s.sock ]
+}
+
+@test "lazy: SIGTERM drains: the socket goes, the consumer being served finishes" {
+	mkmem mem 16M --seed 6
+	pgckpt save mem img
+	# Without the push, the session lasts until the consumer has read every page.
+	start_server img --no-push
+	stopped_consumer -n 100 -v mem
+	kill -TERM "$SRV_PID"
+	wait_log 'Terminated: finishing 1 session\(s\); again to stop at once'
+	sleep 0.2
+	kill -0 "$SRV_PID" || fail "server did not wait for the session"
+	[ ! -e s.sock ]
+	kill -CONT "$CONS_PID"
+	wait "$CONS_JOB" || { cat out server.log; fail "consumer failed"; }
+	grep -q 'verified=yes' out
+	wait_server
+	[ "$SRV_STATUS" = 143 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	grep -q 'consumer 1: done: 16.0 MiB in 1 region(s)' server.log
+	grep -q 'pgckpt: interrupted by Terminated' server.log
+}
+
+@test "lazy: a second signal stops a draining server at once" {
+	mkmem mem 16M --seed 7
+	pgckpt save mem img
+	start_server img --no-push
+	stopped_consumer -n 100 -v mem
+	kill -INT "$SRV_PID"
+	wait_log 'Interrupt: finishing 1 session'
+	kill -INT "$SRV_PID"
+	wait_server
+	[ "$SRV_STATUS" = 130 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	[ ! -e s.sock ]
+	kill -KILL "$CONS_PID"
+	wait "$CONS_JOB" 2>/dev/null || true
 }
 
 @test "lazy: naive one-page-per-fault mode serves byte-exact" {
