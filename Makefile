@@ -69,7 +69,7 @@ LIBA  := $(B)/libpgckpt.a
 LIBSO := $(B)/libpgckpt.so
 CLI   := $(B)/pgckpt
 
-.PHONY: all check unit bats asan tsan bench demo install clean fuzz
+.PHONY: all check unit bats asan tsan bench demo install clean fuzz fuzz-check
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 .DELETE_ON_ERROR:
 
@@ -170,6 +170,23 @@ fuzz: $(FUZZERS)
 			-rss_limit_mb=2048 -timeout=10 -artifact_prefix=$(B)/fuzz/$$f- \
 			$(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f || exit 1; \
 	done
+
+# fuzz-check: each fuzzer for FUZZ_SECONDS from the checked-in corpus (CI
+# runs it briefly on every change), then one "N passed, N failed" line.
+fuzz-check: $(FUZZERS)
+	$(Q)p=0; f=0; for n in $(FUZZ_NAMES); do \
+		mkdir -p $(B)/fuzz/corpus-$$n; \
+		if $(B)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			-rss_limit_mb=2048 -timeout=10 -artifact_prefix=$(B)/fuzz/$$n- \
+			-print_final_stats=1 $(B)/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+			>$(B)/fuzz/$$n.log 2>&1; then \
+			echo "ok fuzz_$$n: $$(grep -o 'stat::number_of_executed_units: *[0-9]*' \
+				$(B)/fuzz/$$n.log | grep -o '[0-9]*$$') inputs in $(FUZZ_SECONDS) s"; \
+			p=$$((p + 1)); \
+		else \
+			echo "not ok fuzz_$$n"; tail -n 40 $(B)/fuzz/$$n.log; f=$$((f + 1)); \
+		fi; \
+	done; echo "$$p passed, $$f failed"; [ $$f -eq 0 ]
 
 # ---- tests -----------------------------------------------------------------
 
