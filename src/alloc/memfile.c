@@ -216,6 +216,32 @@ int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 
 /* ---- file size --------------------------------------------------------- */
 
+/*
+ * Size the backing file to @size or, where the host only takes whole
+ * blocks of more than a page (hugetlbfs: huge pages, which it reports as
+ * st_blksize), to @size rounded up to one; the memory file never uses
+ * the pages past @size. Returns 0 or -errno.
+ */
+static int backing_truncate(int fd, uint64_t size)
+{
+	struct stat st;
+	uint64_t blk;
+	int err;
+
+	if (ftruncate(fd, (off_t)size) == 0)
+		return 0;
+	err = errno;
+	if (err != EINVAL || fstat(fd, &st) != 0)
+		return -err;
+	blk = (uint64_t)st.st_blksize;
+	if (blk <= PGC_PAGE_SIZE || (blk & (blk - 1)) || !(size & (blk - 1)))
+		return -err;
+	size = (size + blk - 1) & ~(blk - 1);
+	if ((uint64_t)st.st_size >= size)
+		return 0;
+	return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+}
+
 int memfile_grow_locked(struct pgc_memfile *mf, uint64_t new_size)
 {
 	struct memfile_mappings *cur, *next = NULL;
@@ -236,8 +262,8 @@ int memfile_grow_locked(struct pgc_memfile *mf, uint64_t new_size)
 		if (!next)
 			return -ENOMEM;
 	}
-	if (ftruncate(mf->fd, (off_t)new_size) != 0) {
-		ret = -errno;
+	ret = backing_truncate(mf->fd, new_size);
+	if (ret) {
 		free(next);
 		return ret;
 	}

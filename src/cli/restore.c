@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,31 @@ static int install(const char *tmp, const char *target, bool force)
 	return 0;
 }
 
+/*
+ * Cut the restored file @fd to @size. hugetlbfs holds only whole huge
+ * pages (its st_blksize; its mappings also grow the file), so there the
+ * file is cut to @size rounded up to one; *@kept is the size it has.
+ * Returns 0 or -errno.
+ */
+static int cut_to_size(int fd, uint64_t size, uint64_t *kept)
+{
+	struct stat st;
+	uint64_t blk;
+	int err;
+
+	*kept = size;
+	if (ftruncate(fd, (off_t)size) == 0)
+		return 0;
+	err = errno;
+	if (err != EINVAL || fstat(fd, &st) != 0)
+		return -err;
+	blk = (uint64_t)st.st_blksize;
+	if (blk <= PGC_PAGE_SIZE || (blk & (blk - 1)) || !(size & (blk - 1)))
+		return -err;
+	*kept = (size + blk - 1) & ~(blk - 1);
+	return ftruncate(fd, (off_t)*kept) == 0 ? 0 : -errno;
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	struct pgc_memfile_opts mo;
@@ -94,6 +120,7 @@ int cmd_restore(int argc, char **argv)
 	char *tmp = NULL;
 	bool force = false;
 	struct stat st;
+	uint64_t kept;
 	int opt, fd = -1, mfd, ret;
 	int i;
 
@@ -199,10 +226,17 @@ int cmd_restore(int argc, char **argv)
 	pgc_memfile_destroy(mf);
 	mf = NULL;
 
-	if (ftruncate(fd, (off_t)info.file_size) != 0 || fsync(fd) != 0) {
-		ret = cli_fail(CMD, target, -errno);
+	ret = cut_to_size(fd, info.file_size, &kept);
+	if (!ret && fsync(fd) != 0)
+		ret = -errno;
+	if (ret) {
+		ret = cli_fail(CMD, target, ret);
 		goto exit;
 	}
+	if (kept != info.file_size)
+		cli_error(CMD, target, "note: the file system takes whole huge pages only: "
+			  "%" PRIu64 " bytes, of which the memory file is the first %" PRIu64
+			  " (the rest is zeros)", kept, info.file_size);
 	cli_cleanup_lock();
 	ret = install(tmp, target, force);
 	if (!ret) {

@@ -3,8 +3,9 @@
 #
 # hugetlbfs.bats - memory files on hugetlbfs, where pwrite(2) does not work
 # and pages come only from the huge page pool: restore into it and save
-# from it byte for byte, and a pool too small gives a clean "No space left
-# on device" (never SIGBUS). Needs root: it raises vm.nr_hugepages for the
+# from it byte for byte, a memory file that is not a whole number of huge
+# pages (the file is rounded up, with a note), and a pool too small gives
+# a clean "No space left on device" (never SIGBUS). Needs root: it raises vm.nr_hugepages for the
 # test and puts it back; skipped where that or the mount is not possible.
 
 load helpers
@@ -41,6 +42,21 @@ teardown() {
 		cmp mem back
 		rm -rf huge/out again back
 	done
+}
+
+@test "a size that is not whole huge pages: rounded up with a note, bytes intact" {
+	head -c 1234567 /dev/urandom >odd
+	pgckpt save odd img
+	run pgckpt restore img huge/out
+	assert_success
+	assert_output --partial "huge/out: note: the file system takes whole huge pages only: 2097152 bytes, of which the memory file is the first 1234567"
+	[ "$(stat -c %s huge/out)" = 2097152 ]
+	cmp -n 1234567 odd huge/out
+	cmp -i 1234567:0 -n 862585 huge/out /dev/zero
+	# Saved from hugetlbfs and restored elsewhere: the whole 2 MiB file.
+	pgckpt save huge/out again
+	pgckpt restore again back
+	cmp huge/out back
 }
 
 @test "a huge page pool too small: exit 2, no space, no target" {
