@@ -117,14 +117,14 @@ static void *worker(void *arg)
 	struct aio_slot *s;
 
 	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (!p->stop && !(s = take_locked(p))) {
+	while (!p->stop) {
+		s = take_locked(p);
+		if (!s) {
 			p->idle++;
 			pthread_cond_wait(&p->work_cv, &p->mu);
 			p->idle--;
+			continue;
 		}
-		if (p->stop)
-			break;
 		run_one_locked(p, s);
 	}
 	pthread_mutex_unlock(&p->mu);

@@ -578,14 +578,16 @@ static void test_destroy_inflight(void)
 static void test_write_order(void)
 {
 	enum { N = 16, SZ = 1 << 20 };
-	unsigned char *buf = malloc((size_t)N * SZ), *got = malloc(SZ);
 	struct aio_completion c[2 * N + 1];
+	unsigned char *buf, *got;
 	struct iovec iov[N];
 	struct aio_queue *q;
 	int fd[3], round, n, i, f;
 
 	if (cur != AIO_THREADS)
 		return;		/* the other backends give no order guarantee */
+	buf = malloc((size_t)N * SZ);
+	got = malloc(SZ);
 	for (i = 0; i < N; i++) {
 		memset(buf + (size_t)i * SZ, i + 1, SZ);
 		iov[i] = (struct iovec){ buf + (size_t)i * SZ, SZ };
