@@ -237,8 +237,6 @@ static int backing_truncate(int fd, uint64_t size)
 	if (blk <= PGC_PAGE_SIZE || (blk & (blk - 1)) || !(size & (blk - 1)))
 		return -err;
 	size = (size + blk - 1) & ~(blk - 1);
-	if ((uint64_t)st.st_size >= size)
-		return 0;
 	return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
 }
 
@@ -789,6 +787,17 @@ static void ima_workaround(int fd)
 }
 
 /* Release everything; @mf may be partly constructed. Threads are stopped. */
+/* Whether mapping grew the backing file past the memory file (hugetlbfs). */
+static bool backing_grown(struct pgc_memfile *mf)
+{
+	uint64_t size = atomic_load_explicit(&mf->file_size, memory_order_relaxed);
+	struct stat st;
+
+	return fstat(mf->fd, &st) == 0 && (uint64_t)st.st_blksize > PGC_PAGE_SIZE &&
+	       (uint64_t)st.st_size > ((size + (uint64_t)st.st_blksize - 1) &
+				       ~((uint64_t)st.st_blksize - 1));
+}
+
 static void memfile_free(struct pgc_memfile *mf, bool close_fd)
 {
 	struct memfile_mappings *m, *next;
@@ -796,13 +805,24 @@ static void memfile_free(struct pgc_memfile *mf, bool close_fd)
 
 	m = atomic_load_explicit(&mf->mappings, memory_order_relaxed);
 	if (m) {
+		bool mapped = false;
+
 		for (i = 0; i < m->nchunks; i++) {
 			uintptr_t a = atomic_load_explicit(&m->chunk[i], memory_order_relaxed);
 
-			if (a)
+			if (a) {
 				munmap((void *)a, MF_CHUNK_SIZE);
+				mapped = true;
+			}
 		}
 		free(m);
+		/*
+		 * hugetlbfs grows a file to cover each mapping of it (a whole
+		 * 1 GiB chunk): give the file back the memory file's size.
+		 */
+		if (mapped && !mf->readonly && mf->fd >= 0 && backing_grown(mf))
+			(void)backing_truncate(mf->fd, atomic_load_explicit(&mf->file_size,
+						   memory_order_relaxed));
 	}
 	for (m = mf->retired; m; m = next) {
 		next = m->retired_next;

@@ -85,28 +85,24 @@ static int install(const char *tmp, const char *target, bool force)
 }
 
 /*
- * Cut the restored file @fd to @size. hugetlbfs holds only whole huge
- * pages (its st_blksize; its mappings also grow the file), so there the
- * file is cut to @size rounded up to one; *@kept is the size it has.
- * Returns 0 or -errno.
+ * Cut the restored file @fd to @size. hugetlbfs takes whole huge pages
+ * only: there the file keeps the size the MemoryFile gave it, @size
+ * rounded up to one. *@kept is the size the file has. Returns 0 or -errno.
  */
 static int cut_to_size(int fd, uint64_t size, uint64_t *kept)
 {
 	struct stat st;
-	uint64_t blk;
 	int err;
 
 	*kept = size;
 	if (ftruncate(fd, (off_t)size) == 0)
 		return 0;
 	err = errno;
-	if (err != EINVAL || fstat(fd, &st) != 0)
+	if (err != EINVAL || fstat(fd, &st) != 0 || (uint64_t)st.st_size < size ||
+	    (uint64_t)st.st_size - size >= (uint64_t)st.st_blksize)
 		return -err;
-	blk = (uint64_t)st.st_blksize;
-	if (blk <= PGC_PAGE_SIZE || (blk & (blk - 1)) || !(size & (blk - 1)))
-		return -err;
-	*kept = (size + blk - 1) & ~(blk - 1);
-	return ftruncate(fd, (off_t)*kept) == 0 ? 0 : -errno;
+	*kept = (uint64_t)st.st_size;
+	return 0;
 }
 
 int cmd_restore(int argc, char **argv)
