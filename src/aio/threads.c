@@ -11,7 +11,9 @@
  * buffered writes to a regular file (its hashed io-wq work): the kernel
  * serialises them on the inode lock anyway, and a second writer would
  * only spin on that lock with a core another request could use. Reads
- * and writes to other files run beside them. One mutex guards both lists. Workers block every signal, so a
+ * and writes to other files run beside them.
+ *
+ * One mutex guards both lists. Workers block every signal, so a
  * program's signal handlers never run on them and their system calls
  * never see EINTR. The pool has min(capacity, $PGCKPT_AIO_THREADS or
  * AIO_THREADS_DEFAULT) workers.
@@ -113,7 +115,6 @@ static void run_one_locked(struct tpool *p, struct aio_slot *s)
 static void *worker(void *arg)
 {
 	struct tpool *p = arg;
-
 	struct aio_slot *s;
 
 	pthread_mutex_lock(&p->mu);

@@ -786,7 +786,6 @@ static void ima_workaround(int fd)
 		munmap(p, PGC_PAGE_SIZE);
 }
 
-/* Release everything; @mf may be partly constructed. Threads are stopped. */
 /* Whether mapping grew the backing file past the memory file (hugetlbfs). */
 static bool backing_grown(struct pgc_memfile *mf)
 {
@@ -798,6 +797,7 @@ static bool backing_grown(struct pgc_memfile *mf)
 				       ~((uint64_t)st.st_blksize - 1));
 }
 
+/* Release everything; @mf may be partly constructed. Threads are stopped. */
 static void memfile_free(struct pgc_memfile *mf, bool close_fd)
 {
 	struct memfile_mappings *m, *next;
