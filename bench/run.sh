@@ -208,6 +208,24 @@ Found with \`perf record\` on restores and saves of the 256 MiB default mix:
   at a time (CPU -20%; eager loads keep the kernel's faster hand-off, +3-5%
   wall time otherwise).
 
+## Tried, measured, dropped
+
+On the 256 MiB default mix, 10-12 alternating runs (medians):
+
+- **Reading the source with pread into recycled 4 MiB buffers** instead of
+  populating the memory file's mapping (no page tables to fill and tear
+  down): \`save -c none\` 127 ms vs 113 ms, CPU 191 vs 142 ms; mostly-zero
+  48 vs 39 ms. The buffers are fresh memory, and fresh memory is what
+  costs on this VM.
+- **Eager loads placing one block at a time** (a user-space lock round
+  the pwrite, plus one more worker to use the freed core): CPU -20%, wall
+  +3-5% (raw 99 vs 97 ms, zstd 127 vs 117 ms): the kernel's spinning
+  hands the inode lock over faster than a futex wake-up.
+- **Lower priority for save's encoders** (nice 5 and 19, so the writer
+  wins the core): no change.
+- **Fewer aio threads for save** (1, 2, 8), libaio, io_uring: within noise
+  once writes to one file are serialised.
+
 ## Why raw save + restore cannot beat one cp here
 
 Filling a fresh file is the cost: page allocation, memcg charge, page
