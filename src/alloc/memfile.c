@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "findrange.h"
@@ -786,13 +788,19 @@ static void ima_workaround(int fd)
 		munmap(p, PGC_PAGE_SIZE);
 }
 
-/* Whether mapping grew the backing file past the memory file (hugetlbfs). */
+/*
+ * Whether mapping grew the backing file past the memory file: hugetlbfs
+ * extends a file to cover every mapping of it. (Only there: elsewhere a
+ * larger file was grown by someone else, and is left alone.)
+ */
 static bool backing_grown(struct pgc_memfile *mf)
 {
 	uint64_t size = atomic_load_explicit(&mf->file_size, memory_order_relaxed);
+	struct statfs sfs;
 	struct stat st;
 
-	return fstat(mf->fd, &st) == 0 && (uint64_t)st.st_blksize > PGC_PAGE_SIZE &&
+	return fstatfs(mf->fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC &&
+	       fstat(mf->fd, &st) == 0 && (uint64_t)st.st_blksize > PGC_PAGE_SIZE &&
 	       (uint64_t)st.st_size > ((size + (uint64_t)st.st_blksize - 1) &
 				       ~((uint64_t)st.st_blksize - 1));
 }
