@@ -373,112 +373,120 @@ static int undelta(uint64_t *cur_pages, uint64_t max_pages, uint64_t gap,
 	return 0;
 }
 
+/*
+ * Decode a table of @count entries stored as records of message type
+ * @desc, chunk_len() entries each. @fill checks the @n entries of one
+ * unpacked record and stores them from entry @done on; it returns 0 or
+ * -PGC_ECORRUPT. Returns 0, -PGC_ECORRUPT or the cursor's error.
+ */
+typedef int (*table_fill_fn)(void *arg, const ProtobufCMessage *m, size_t done, size_t n);
+
+static int decode_table(struct sf_cursor *c, const ProtobufCMessageDescriptor *desc,
+			size_t count, table_fill_fn fill, void *arg)
+{
+	ProtobufCMessage *m;
+	const uint8_t *rec;
+	size_t done, n, rlen;
+	int ret = 0;
+
+	for (done = 0; done < count && !ret; done += n) {
+		n = chunk_len(count, done);
+		ret = sf_cursor_record(c, SF_MAX_RECORD, &rec, &rlen);
+		if (ret)
+			break;
+		m = protobuf_c_message_unpack(desc, NULL, rlen, rec);
+		if (!m)
+			return -PGC_ECORRUPT;
+		ret = fill(arg, m, done, n);
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	return ret;
+}
+
+/* Where a delta-coded table is being decoded to. */
+struct undelta_ctx {
+	uint64_t cur, max_pages;     /* pages: the end of the last range, the file */
+	void *out;                   /* struct pgc_segment[] or struct sf_run[] */
+};
+
+static int fill_segs(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
+{
+	const PgcImgSegments *m = (const PgcImgSegments *)msg;
+	struct undelta_ctx *u = arg;
+	size_t i;
+
+	if (m->n_gap_pages != n || m->n_pages != n || m->n_kind != n ||
+	    m->n_refs != n || m->n_memcg_id != n || m->n_known_committed != n)
+		return -PGC_ECORRUPT;
+	for (i = 0; i < n; i++) {
+		struct pgc_segment *s = (struct pgc_segment *)u->out + done + i;
+
+		if (undelta(&u->cur, u->max_pages, m->gap_pages[i], m->pages[i],
+			    &s->range.start, &s->range.end) ||
+		    m->kind[i] >= PGC_KIND_COUNT)
+			return -PGC_ECORRUPT;
+		s->kind = (enum pgc_kind)m->kind[i];
+		s->refs = m->refs[i];
+		s->memcg_id = m->memcg_id[i];
+		s->known_committed = m->known_committed[i];
+	}
+	return 0;
+}
+
+static int fill_runs(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
+{
+	const PgcImgRuns *m = (const PgcImgRuns *)msg;
+	struct undelta_ctx *u = arg;
+	uint64_t end;
+	size_t i;
+
+	if (m->n_gap_pages != n || m->n_pages != n)
+		return -PGC_ECORRUPT;
+	for (i = 0; i < n; i++) {
+		struct sf_run *r = (struct sf_run *)u->out + done + i;
+
+		if (undelta(&u->cur, u->max_pages, m->gap_pages[i], m->pages[i], &r->off, &end))
+			return -PGC_ECORRUPT;
+		r->len = end - r->off;
+	}
+	return 0;
+}
+
+static int fill_blocks(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
+{
+	const PgcImgBlocks *m = (const PgcImgBlocks *)msg;
+	struct sf_block *blocks = (struct sf_block *)arg + done;
+	size_t i;
+
+	if (m->n_nruns != n || m->n_stored_len != n || m->n_checksum != n)
+		return -PGC_ECORRUPT;
+	for (i = 0; i < n; i++) {
+		blocks[i].nruns = m->nruns[i];
+		blocks[i].stored_len = m->stored_len[i];
+		blocks[i].checksum = m->checksum[i];
+	}
+	return 0;
+}
+
 static int decode_segs(struct sf_cursor *c, uint64_t file_size,
 		       struct pgc_segment *segs, size_t nsegs)
 {
-	uint64_t cur = 0, max_pages = file_size >> SF_PAGE_SHIFT;
-	PgcImgSegments *m = NULL;
-	const uint8_t *rec;
-	size_t done, n, i, rlen;
-	int ret = 0;
+	struct undelta_ctx u = { 0, file_size >> SF_PAGE_SHIFT, segs };
 
-	for (done = 0; done < nsegs; done += n) {
-		n = chunk_len(nsegs, done);
-		ret = sf_cursor_record(c, SF_MAX_RECORD, &rec, &rlen);
-		if (ret)
-			goto exit;
-		ret = -PGC_ECORRUPT;
-		m = pgc_img_segments__unpack(NULL, rlen, rec);
-		if (!m || m->n_gap_pages != n || m->n_pages != n || m->n_kind != n ||
-		    m->n_refs != n || m->n_memcg_id != n || m->n_known_committed != n)
-			goto exit;
-		for (i = 0; i < n; i++) {
-			struct pgc_segment *s = &segs[done + i];
-
-			if (undelta(&cur, max_pages, m->gap_pages[i], m->pages[i],
-				    &s->range.start, &s->range.end) ||
-			    m->kind[i] >= PGC_KIND_COUNT)
-				goto exit;
-			s->kind = (enum pgc_kind)m->kind[i];
-			s->refs = m->refs[i];
-			s->memcg_id = m->memcg_id[i];
-			s->known_committed = m->known_committed[i];
-		}
-		pgc_img_segments__free_unpacked(m, NULL);
-		m = NULL;
-		ret = 0;
-	}
-exit:
-	if (m)
-		pgc_img_segments__free_unpacked(m, NULL);
-	return ret;
+	return decode_table(c, &pgc_img_segments__descriptor, nsegs, fill_segs, &u);
 }
 
 static int decode_runs(struct sf_cursor *c, uint64_t file_size,
 		       struct sf_run *runs, size_t nruns)
 {
-	uint64_t cur = 0, max_pages = file_size >> SF_PAGE_SHIFT, end;
-	PgcImgRuns *m = NULL;
-	const uint8_t *rec;
-	size_t done, n, i, rlen;
-	int ret = 0;
+	struct undelta_ctx u = { 0, file_size >> SF_PAGE_SHIFT, runs };
 
-	for (done = 0; done < nruns; done += n) {
-		n = chunk_len(nruns, done);
-		ret = sf_cursor_record(c, SF_MAX_RECORD, &rec, &rlen);
-		if (ret)
-			goto exit;
-		ret = -PGC_ECORRUPT;
-		m = pgc_img_runs__unpack(NULL, rlen, rec);
-		if (!m || m->n_gap_pages != n || m->n_pages != n)
-			goto exit;
-		for (i = 0; i < n; i++) {
-			struct sf_run *r = &runs[done + i];
-
-			if (undelta(&cur, max_pages, m->gap_pages[i], m->pages[i],
-				    &r->off, &end))
-				goto exit;
-			r->len = end - r->off;
-		}
-		pgc_img_runs__free_unpacked(m, NULL);
-		m = NULL;
-		ret = 0;
-	}
-exit:
-	if (m)
-		pgc_img_runs__free_unpacked(m, NULL);
-	return ret;
+	return decode_table(c, &pgc_img_runs__descriptor, nruns, fill_runs, &u);
 }
 
 static int decode_blocks(struct sf_cursor *c, struct sf_block *blocks, size_t nblocks)
 {
-	PgcImgBlocks *m = NULL;
-	const uint8_t *rec;
-	size_t done, n, i, rlen;
-	int ret = 0;
-
-	for (done = 0; done < nblocks; done += n) {
-		n = chunk_len(nblocks, done);
-		ret = sf_cursor_record(c, SF_MAX_RECORD, &rec, &rlen);
-		if (ret)
-			goto exit;
-		ret = -PGC_ECORRUPT;
-		m = pgc_img_blocks__unpack(NULL, rlen, rec);
-		if (!m || m->n_nruns != n || m->n_stored_len != n || m->n_checksum != n)
-			goto exit;
-		for (i = 0; i < n; i++) {
-			blocks[done + i].nruns = m->nruns[i];
-			blocks[done + i].stored_len = m->stored_len[i];
-			blocks[done + i].checksum = m->checksum[i];
-		}
-		pgc_img_blocks__free_unpacked(m, NULL);
-		m = NULL;
-		ret = 0;
-	}
-exit:
-	if (m)
-		pgc_img_blocks__free_unpacked(m, NULL);
-	return ret;
+	return decode_table(c, &pgc_img_blocks__descriptor, nblocks, fill_blocks, blocks);
 }
 
 /* The trailer: 13 bytes at the very end, xxh64 of everything before it. */
