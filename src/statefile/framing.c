@@ -119,26 +119,6 @@ int sf_cursor_record(struct sf_cursor *c, size_t max, const uint8_t **rec, size_
 
 /* ---- I/O ---------------------------------------------------------------- */
 
-int sf_write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int sf_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
@@ -192,7 +172,7 @@ int sf_write_file_at(int dirfd, const char *name, const void *buf, size_t len, b
 	fd = openat(dirfd, name, flags, 0600);
 	if (fd < 0)
 		return -errno;
-	ret = sf_write_all(fd, buf, len);
+	ret = sf_pwrite_all(fd, buf, len, 0);
 	if (ret)
 		goto exit;
 	if (fsync(fd) != 0)

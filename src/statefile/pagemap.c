@@ -71,19 +71,23 @@ int sf_pagemap_encode(const struct sf_run *runs, size_t nruns, struct sf_buf *ou
 struct export_ctx {
 	const struct sf_image *img;
 	int fd;
+	uint64_t off;           /* pages-1.img holds the blocks back to back */
 };
 
 static int export_fn(void *arg, size_t i, const uint8_t *mem)
 {
 	struct export_ctx *e = arg;
+	uint32_t len = e->img->blocks[i].mem_len;
+	int ret = sf_pwrite_all(e->fd, mem, len, e->off);
 
-	return sf_write_all(e->fd, mem, e->img->blocks[i].mem_len);
+	e->off += len;
+	return ret;
 }
 
 /* Decode every block of @img in order into @fd. */
 static int export_pages(const struct sf_image *img, int fd)
 {
-	struct export_ctx e = { img, fd };
+	struct export_ctx e = { img, fd, 0 };
 	int ret = sf_image_each_block(img, export_fn, &e);
 
 	if (!ret && fsync(fd) != 0)

@@ -90,8 +90,6 @@ uint32_t sf_get_u32(const uint8_t *p);
  */
 int sf_cursor_record(struct sf_cursor *c, size_t max, const uint8_t **rec, size_t *rlen);
 
-/* sf_write_all - write all of @buf at the file position. 0 or -errno (-EIO for no progress). */
-int sf_write_all(int fd, const void *buf, size_t len);
 /* sf_pwrite_all and sf_pread_all are declared in statefile.h (the loader uses them). */
 /* sf_write_file_at - create @name in @dirfd (O_EXCL unless @trunc), write @buf, fsync, close. 0 or -errno. */
 int sf_write_file_at(int dirfd, const char *name, const void *buf, size_t len, bool trunc);

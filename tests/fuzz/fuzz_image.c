@@ -78,7 +78,7 @@ static void write_file(const char *name, const uint8_t *p, size_t len)
 
 	snprintf(path, sizeof(path), "%s/%s", fuzz_dir, name);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || sf_write_all(fd, p, len) != 0) {
+	if (fd < 0 || sf_pwrite_all(fd, p, len, 0) != 0) {
 		perror("fuzz_image: write");
 		abort();
 	}

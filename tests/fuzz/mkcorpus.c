@@ -18,27 +18,20 @@
 #include <unistd.h>
 
 #include "pgckpt.h"
-#include "statefile/sf_internal.h"
-#include "statefile/memfile.pb-c.h"
+#include "../unit/imgedit.h"
 
 static const char *outdir;
 static int nseeds;
 
+/* The whole of @path, or exit. */
 static uint8_t *slurp(const char *path, size_t *len)
 {
-	struct stat st;
-	uint8_t *p;
-	int fd = open(path, O_RDONLY);
+	uint8_t *p = img_slurp(path, len);
 
-	if (fd < 0 || fstat(fd, &st) != 0) {
+	if (!p) {
 		perror(path);
 		exit(1);
 	}
-	p = malloc((size_t)st.st_size + 1);
-	if (!p || sf_pread_all(fd, p, (size_t)st.st_size, 0) != st.st_size)
-		exit(1);
-	close(fd);
-	*len = (size_t)st.st_size;
 	return p;
 }
 
@@ -56,8 +49,8 @@ static void emit(const char *name, uint8_t flags, const uint8_t *m, size_t mlen,
 	}
 	snprintf(path, sizeof(path), "%s/%s", outdir, name);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || sf_write_all(fd, hdr, 5) || sf_write_all(fd, m, mlen) ||
-	    sf_write_all(fd, pg, plen)) {
+	if (fd < 0 || sf_pwrite_all(fd, hdr, 5, 0) || sf_pwrite_all(fd, m, mlen, 5) ||
+	    sf_pwrite_all(fd, pg, plen, 5 + mlen)) {
 		perror(path);
 		exit(1);
 	}
@@ -69,26 +62,11 @@ static void emit(const char *name, uint8_t flags, const uint8_t *m, size_t mlen,
 static uint8_t *edit_meta(const uint8_t *m, size_t mlen, void (*edit)(PgcImgMeta *),
 			  size_t *outlen)
 {
-	struct sf_buf b = { 0 };
-	size_t hl = sf_get_u32(m + 8), at = 12 + hl, ml = sf_get_u32(m + at);
-	PgcImgMeta *meta = pgc_img_meta__unpack(NULL, ml, m + at + 4);
-	PgcImgTrailer tr = PGC_IMG_TRAILER__INIT;
-	size_t rest = at + 4 + ml, meta_at;
+	uint8_t *x = img_edit_meta(m, mlen, edit, outlen);
 
-	if (!meta)
+	if (!x)
 		exit(1);
-	edit(meta);
-	sf_buf_put(&b, m, at);
-	meta_at = b.len;
-	sf_buf_put_record(&b, &meta->base);
-	sf_buf_put(&b, m + rest, mlen - SF_TRAILER_BYTES - rest);
-	meta->memfile_bytes = b.len + SF_TRAILER_BYTES;
-	protobuf_c_message_pack(&meta->base, b.p + meta_at + 4);
-	tr.checksum = sf_checksum(b.p, b.len);
-	sf_buf_put_record(&b, &tr.base);
-	pgc_img_meta__free_unpacked(meta, NULL);
-	*outlen = b.len;
-	return b.p;
+	return x;
 }
 
 static void huge_blocks(PgcImgMeta *m) { m->nblocks = 1ULL << 40; }

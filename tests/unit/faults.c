@@ -18,11 +18,10 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "imgedit.h"
 #include "memgen.h"
 #include "pgckpt.h"
 #include "test.h"
-#include "statefile/sf_internal.h"
-#include "statefile/memfile.pb-c.h"
 
 #define PAGE PGC_PAGE_SIZE
 #define MIB (1ULL << 20)
@@ -258,24 +257,6 @@ static void test_save_write_error(void)
 
 /* ---- absurd sizes and counts ---------------------------------------------- */
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *p = NULL;
-	int fd = open(path, O_RDONLY);
-
-	if (fd >= 0 && fstat(fd, &st) == 0 && (p = malloc((size_t)st.st_size + 1)) &&
-	    sf_pread_all(fd, p, (size_t)st.st_size, 0) == st.st_size)
-		*len = (size_t)st.st_size;
-	else {
-		free(p);
-		p = NULL;
-	}
-	if (fd >= 0)
-		close(fd);
-	return p;
-}
-
 /*
  * Rewrite img/memfile.img with its meta record changed by @edit, the
  * size field and trailer checksum made consistent again.
@@ -283,41 +264,22 @@ static uint8_t *slurp(const char *path, size_t *len)
 static int edit_meta(const char *dir, void (*edit)(PgcImgMeta *))
 {
 	char path[256];
-	PgcImgTrailer tr = PGC_IMG_TRAILER__INIT;
-	struct sf_buf b = { 0 };
-	PgcImgMeta *meta;
-	size_t mlen, hl, at, ml, rest, meta_at;
-	uint8_t *m;
+	size_t mlen, xlen;
+	uint8_t *m, *x = NULL;
 	int fd, ret = -1;
 
 	snprintf(path, sizeof(path), "%s/memfile.img", dir);
-	m = slurp(path, &mlen);
-	if (!m)
-		return -1;
-	hl = sf_get_u32(m + 8);
-	at = 12 + hl;
-	ml = sf_get_u32(m + at);
-	rest = at + 4 + ml;
-	meta = pgc_img_meta__unpack(NULL, ml, m + at + 4);
-	if (!meta)
-		goto exit;
-	edit(meta);
-	sf_buf_put(&b, m, at);
-	meta_at = b.len;
-	sf_buf_put_record(&b, &meta->base);
-	sf_buf_put(&b, m + rest, mlen - SF_TRAILER_BYTES - rest);
-	meta->memfile_bytes = b.len + SF_TRAILER_BYTES;
-	protobuf_c_message_pack(&meta->base, b.p + meta_at + 4);
-	tr.checksum = sf_checksum(b.p, b.len);
-	sf_buf_put_record(&b, &tr.base);
-	pgc_img_meta__free_unpacked(meta, NULL);
-	fd = open(path, O_WRONLY | O_TRUNC);
-	if (fd >= 0 && !b.err && sf_write_all(fd, b.p, b.len) == 0)
-		ret = 0;
-	if (fd >= 0)
-		close(fd);
-exit:
-	sf_buf_free(&b);
+	m = img_slurp(path, &mlen);
+	if (m)
+		x = img_edit_meta(m, mlen, edit, &xlen);
+	if (x) {
+		fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (fd >= 0 && sf_pwrite_all(fd, x, xlen, 0) == 0)
+			ret = 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	free(x);
 	free(m);
 	return ret;
 }
