@@ -116,17 +116,8 @@ fill_fs() {
 	mkmem big 32M --holes 0 --zero 0 --random 0 --seed 46
 	pgckpt save a img
 	for target in img new; do
-		"$PGCKPT" save -j 1 -c zstd:19 big "$target" 2>err 3>&- &
-		pid=$!
-		BG_PIDS+=($pid)
-		sleep 0.5
-		kill -INT "$pid"
-		rc=0
-		wait "$pid" || rc=$?
-		if [ "$rc" -eq 0 ]; then
-			skip "save finished before the signal"
-		fi
-		[ "$rc" -eq 130 ]
+		interrupt_save INT "$target"
+		[ "$SAVE_RC" -eq 130 ]
 		grep -q "interrupted" err
 		run ls -d "$target".tmp-*
 		assert_failure

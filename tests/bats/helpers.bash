@@ -138,3 +138,18 @@ EOF
 	read -r MEMFD_PID MEMFD_FD range <"$ready"
 	MEMFD_MAP="/proc/$MEMFD_PID/map_files/$range"
 }
+
+# interrupt_save SIGNAL TARGET: a slow save of ./big into TARGET, sent
+# SIGNAL after 0.5 s, its stderr in ./err; sets SAVE_RC (128 + N when
+# interrupted) and skips the test if the save beat the signal.
+interrupt_save() {
+	local pid
+	"$PGCKPT" save -j 1 -c zstd:19 big "$2" 2>err 3>&- &
+	pid=$!
+	BG_PIDS+=($pid)
+	sleep 0.5
+	kill -"$1" "$pid"
+	SAVE_RC=0
+	wait "$pid" || SAVE_RC=$?
+	[ "$SAVE_RC" -ne 0 ] || skip "save finished before the signal"
+}

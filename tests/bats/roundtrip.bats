@@ -194,18 +194,8 @@ load helpers
 	mkmem a 4M --seed 14
 	mkmem big 32M --holes 0 --zero 0 --random 0 --seed 15
 	pgckpt save a img
-	"$PGCKPT" save -j 1 -c zstd:19 big img 2>err 3>&- &
-	pid=$!
-	BG_PIDS+=($pid)
-	sleep 0.5
-	kill -TERM "$pid"
-	rc=0
-	wait "$pid" || rc=$?
-	# 143 when interrupted; 0 only if the save beat the signal.
-	if [ "$rc" -eq 0 ]; then
-		skip "save finished before the signal"
-	fi
-	[ "$rc" -eq 143 ]
+	interrupt_save TERM img
+	[ "$SAVE_RC" -eq 143 ]
 	grep -q "interrupted" err
 	run ls -d img.tmp-*
 	assert_failure
