@@ -138,6 +138,15 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 
 /* ---- decode workers ------------------------------------------------------ */
 
+/* @rd is no longer in flight: tell the loader thread, which may start another. */
+static void read_retire_locked(struct pgc_loader *l, const struct ld_read *rd)
+{
+	l->reads--;
+	if (rd->fill)
+		l->fill_reads--;
+	pthread_cond_signal(&l->loader_cv);
+}
+
 /* Drop the pages of @rd's blocks from the unloaded set and wake waiters. */
 static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 {
@@ -162,11 +171,8 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 		l->bstate[b] = BLK_DONE;
 	}
 	update_lowest_locked(l);
-	l->reads--;
-	if (rd->fill)
-		l->fill_reads--;
 	pthread_cond_broadcast(&l->wait_cv);
-	pthread_cond_signal(&l->loader_cv);
+	read_retire_locked(l, rd);
 }
 
 static void *worker_main(void *arg)
@@ -221,14 +227,10 @@ static void *worker_main(void *arg)
 		}
 		if (ret)
 			ld_fail_locked(l, ret);
-		if (!ret && !l->error) {
+		if (!ret && !l->error)
 			read_finish_locked(l, rd);
-		} else {
-			l->reads--;
-			if (rd->fill)
-				l->fill_reads--;
-			pthread_cond_signal(&l->loader_cv);
-		}
+		else
+			read_retire_locked(l, rd);
 		ld_buf_put_locked(l, rd);
 		pthread_mutex_unlock(&l->mu);
 		ld_read_free(rd);
@@ -310,9 +312,7 @@ static void *loader_main(void *arg)
 			ret = read_submit(l, rd);
 			if (ret) {
 				ld_fail_locked(l, ret);
-				l->reads--;
-				if (rd->fill)
-					l->fill_reads--;
+				read_retire_locked(l, rd);
 				ld_buf_put_locked(l, rd);
 				ld_read_free(rd);
 				break;
