@@ -2,7 +2,7 @@
 #
 # pgckpt build. Sources are found by directory, so adding a file needs no
 # edit here:
-#   src/{alloc,aio,statefile,lazy}/*.c  -> libpgckpt.a / libpgckpt.so
+#   src/{util,alloc,aio,statefile,engine,lazy}/*.c -> libpgckpt.a / libpgckpt.so
 #   src/statefile/*.proto               -> protoc-c, compiled into the library
 #   src/cli/*.c                         -> $(B)/pgckpt
 #   tests/unit/*.c                      -> $(B)/tests/NAME (one program per area)
@@ -55,7 +55,7 @@ LDLIBS   += $(PKG_LIBS)
 PROTOS     := $(wildcard src/statefile/*.proto)
 PROTO_C    := $(PROTOS:src/%.proto=$(B)/gen/%.pb-c.c)
 PROTO_H    := $(PROTO_C:.c=.h)
-LIB_SRCS   := $(wildcard src/alloc/*.c src/aio/*.c src/statefile/*.c src/lazy/*.c)
+LIB_SRCS   := $(wildcard src/util/*.c src/alloc/*.c src/engine/*.c src/aio/*.c src/statefile/*.c src/lazy/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(B)/%.o) $(PROTO_C:.c=.o)
 CLI_OBJS   := $(patsubst %.c,$(B)/%.o,$(wildcard src/cli/*.c))
 TEST_SRCS  := $(wildcard tests/unit/*.c)

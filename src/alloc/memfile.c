@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "findrange.h"
-#include "loader.h"
+#include "engine/loader.h"
 #include "memfile.h"
 
 #ifndef MADV_POPULATE_WRITE

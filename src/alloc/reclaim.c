@@ -9,7 +9,7 @@
  */
 #include <errno.h>
 
-#include "loader.h"
+#include "engine/loader.h"
 #include "memfile.h"
 
 static const uint8_t reclaim_flag;

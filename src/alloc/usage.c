@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 #include "memfile.h"
 
 /* Linux updates its usage figures at USER_HZ; rescanning sooner is moot. */

@@ -15,7 +15,7 @@
 
 #include "engine.h"
 #include "loader.h"
-#include "memfile.h"
+#include "alloc/memfile.h"
 #include "statefile/statefile.h"
 
 /* Loader defaults (SPEC §5; docs/perf.md has the measurements). */

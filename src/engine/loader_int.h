@@ -16,7 +16,7 @@
 
 #include "aio/aio.h"
 #include "loader.h"
-#include "memfile.h"
+#include "alloc/memfile.h"
 #include "statefile/statefile.h"
 
 enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };

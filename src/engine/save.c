@@ -26,7 +26,7 @@
 
 #include "aio/aio.h"
 #include "engine.h"
-#include "memfile.h"
+#include "alloc/memfile.h"
 #include "statefile/statefile.h"
 
 #define WINDOW ((uint64_t)ENGINE_BATCH_BYTES)
