@@ -20,10 +20,10 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 
 #include "aio_impl.h"
+#include "util/util.h"
 
 /* Workers per queue unless $PGCKPT_AIO_THREADS says otherwise (see docs/aio.md). */
 #define AIO_THREADS_DEFAULT 8
@@ -172,7 +172,6 @@ static void pool_stop(struct tpool *p, unsigned n)
 
 static int tp_init(struct aio_queue *q)
 {
-	sigset_t all, old;
 	struct tpool *p;
 	unsigned i = 0;
 	int ret = 0;
@@ -196,14 +195,11 @@ static int tp_init(struct aio_queue *q)
 	p->todo_tail = &p->todo;
 	p->done_tail = &p->done;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < p->nthreads; i++) {
-		ret = -pthread_create(&p->tids[i], NULL, worker, p);
+		ret = util_thread_create(&p->tids[i], worker, p);
 		if (ret)
 			break;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret)
 		goto exit;
 	q->priv = p;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "memfile.h"
+#include "util/util.h"
 
 /*
  * Stall of 150 ms within a 1 s window, as "some" tasks see it. Without
@@ -203,7 +204,7 @@ static int start_thread_locked(struct pgc_memfile *mf, struct evict_user *e)
 	t->user = e->user;
 	e->evicting = true;
 	mf->evictions_running++;
-	ret = memfile_thread_create(&t->tid, evict_main, t);
+	ret = util_thread_create(&t->tid, evict_main, t);
 	if (ret) {
 		e->evicting = false;
 		mf->evictions_running--;
@@ -484,7 +485,7 @@ int memfile_evict_init(struct pgc_memfile *mf)
 		ret = -errno;
 		goto exit;
 	}
-	ret = memfile_thread_create(&mf->psi_thread, psi_main, mf);
+	ret = util_thread_create(&mf->psi_thread, psi_main, mf);
 	if (ret)
 		goto exit;
 	mf->psi_started = true;

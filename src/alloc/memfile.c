@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/magic.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,10 +21,7 @@
 #include "findrange.h"
 #include "engine/loader.h"
 #include "memfile.h"
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#include "util/util.h"
 
 /* ---- range-set value types -------------------------------------------- */
 
@@ -55,18 +51,6 @@ const struct rs_ops flag_ops = {
 static uint64_t chunks_for(uint64_t size)
 {
 	return (size >> MF_CHUNK_SHIFT) + ((size & MF_CHUNK_MASK) != 0);
-}
-
-int memfile_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg)
-{
-	sigset_t all, old;
-	int ret;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -pthread_create(tid, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return ret;
 }
 
 /* ---- chunk mappings ---------------------------------------------------- */
@@ -506,25 +490,22 @@ int pgc_has_unique_ref(pgc_memfile *mf, pgc_range r)
 
 /* ---- allocation -------------------------------------------------------- */
 
-/* Process-wide, like gVisor: once a populate method fails, stop trying it. */
-static atomic_bool madv_populate_disabled;
+/*
+ * Process-wide, like gVisor: once mlock fails, stop trying it.
+ * (MADV_POPULATE_WRITE has its own switch, in util_populate_write.)
+ */
 static atomic_bool mlock_populate_disabled;
 
+/* Whether the pages of the range are populated (or need not be). */
 static bool populate_madv(uintptr_t addr, size_t len)
 {
 	uintptr_t start = (addr + MF_PAGE_MASK) & ~(uintptr_t)MF_PAGE_MASK;
 	uintptr_t end = (addr + len) & ~(uintptr_t)MF_PAGE_MASK;
 
-	if (atomic_load_explicit(&madv_populate_disabled, memory_order_relaxed))
-		return false;
 	/* One syscall costs about as much as one fault: skip single pages. */
 	if (start >= end || end - start <= PGC_PAGE_SIZE)
 		return true;
-	if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) != 0) {
-		atomic_store_explicit(&madv_populate_disabled, true, memory_order_relaxed);
-		return false;
-	}
-	return true;
+	return util_populate_write((void *)start, end - start) == 0;
 }
 
 static bool populate_mlock(uintptr_t addr, size_t len)

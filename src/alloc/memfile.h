@@ -190,13 +190,6 @@ int memfile_manually_zero(struct pgc_memfile *mf, pgc_range r);
  */
 int memfile_mark_decommitted_locked(struct pgc_memfile *mf, pgc_range r);
 
-/*
- * memfile_thread_create - start a library thread with every signal
- * blocked (signals belong to the application's threads).
- * Returns 0 or -errno.
- */
-int memfile_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
-
 /* ---- usage.c ---------------------------------------------------------- */
 
 /*

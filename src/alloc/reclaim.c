@@ -11,6 +11,7 @@
 
 #include "engine/loader.h"
 #include "memfile.h"
+#include "util/util.h"
 
 static const uint8_t reclaim_flag;
 
@@ -167,7 +168,7 @@ static void *reclaim_main(void *arg)
 
 int memfile_reclaim_start(struct pgc_memfile *mf)
 {
-	int ret = memfile_thread_create(&mf->reclaimer, reclaim_main, mf);
+	int ret = util_thread_create(&mf->reclaimer, reclaim_main, mf);
 
 	if (!ret)
 		mf->reclaimer_started = true;

@@ -12,8 +12,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "engine/engine.h"
 #include "memfile.h"
+#include "util/util.h"
 
 /* Linux updates its usage figures at USER_HZ; rescanning sooner is moot. */
 #define USER_HZ 100
@@ -344,7 +344,7 @@ int pgc_update_usage(pgc_memfile *mf, const uint32_t *memcg_ids, size_t n)
 	/* The usage set already explains what the host stores: no scan. */
 	if (current == mf->usage_expected && !mf->usage_swapped)
 		goto exit;
-	now = engine_now_ns();
+	now = util_now_ns();
 	/* Swap explains the rest: rescan at most once a second. */
 	if (mf->usage_scanned && current == mf->usage_expected + mf->usage_swapped &&
 	    now < mf->usage_last_ns + NS_PER_SEC)

@@ -281,7 +281,7 @@ static void queue_work_locked(struct pgc_loader *l, struct ld_read *rd)
 
 static void report_progress(struct pgc_loader *l, uint64_t *last_ns)
 {
-	uint64_t now = engine_now_ns(), done;
+	uint64_t now = util_now_ns(), done;
 
 	if (!l->opts.progress || now - *last_ns < 100000000ull)
 		return;
@@ -357,7 +357,7 @@ static void *loader_main(void *arg)
 	l->nworkers = 0;
 
 	pthread_mutex_lock(&l->mu);
-	l->stats.ns_elapsed = engine_now_ns() - l->start_ns;
+	l->stats.ns_elapsed = util_now_ns() - l->start_ns;
 	l->stats.done = true;
 	ret = l->error;
 	atomic_store_explicit(&l->result, ret, memory_order_relaxed);
@@ -424,7 +424,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	atomic_init(&l->use_pwrite, !getenv("PGCKPT_LOADER_NO_PWRITE"));
 	atomic_init(&l->result, 0);
 	l->stats.bytes_total = img->mem_bytes;
-	l->start_ns = engine_now_ns();
+	l->start_ns = util_now_ns();
 
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
@@ -478,12 +478,12 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	if (!l->workers)
 		goto fail;
 	for (i = 0; i < (size_t)l->jobs; i++) {
-		ret = memfile_thread_create(&l->workers[i], worker_main, l);
+		ret = util_thread_create(&l->workers[i], worker_main, l);
 		if (ret)
 			goto fail_workers;
 		l->nworkers++;
 	}
-	ret = memfile_thread_create(&l->thread, loader_main, l);
+	ret = util_thread_create(&l->thread, loader_main, l);
 	if (ret)
 		goto fail_workers;
 	l->thread_started = true;
@@ -525,7 +525,7 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 				pending += (nr.end < r.end ? nr.end : r.end) -
 					   (nr.start > r.start ? nr.start : r.start);
 			}
-			t0 = engine_now_ns();
+			t0 = util_now_ns();
 			w.next = l->waiters;
 			if (l->waiters)
 				l->waiters->prev = &w;
@@ -546,7 +546,7 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 			l->rr = w.next;
 		l->stats.waits++;
 		l->stats.bytes_waited += pending;
-		l->stats.ns_waited += engine_now_ns() - t0;
+		l->stats.ns_waited += util_now_ns() - t0;
 	}
 	pthread_mutex_unlock(&l->mu);
 	return ret;
@@ -612,7 +612,7 @@ void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out)
 	pthread_mutex_lock(&l->mu);
 	*out = l->stats;
 	if (!out->done)
-		out->ns_elapsed = engine_now_ns() - l->start_ns;
+		out->ns_elapsed = util_now_ns() - l->start_ns;
 	pthread_mutex_unlock(&l->mu);
 }
 

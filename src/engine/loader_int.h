@@ -18,6 +18,7 @@
 #include "loader.h"
 #include "alloc/memfile.h"
 #include "statefile/statefile.h"
+#include "util/util.h"
 
 enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 

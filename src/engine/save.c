@@ -28,6 +28,7 @@
 #include "engine.h"
 #include "alloc/memfile.h"
 #include "statefile/statefile.h"
+#include "util/util.h"
 
 #define WINDOW ((uint64_t)ENGINE_BATCH_BYTES)
 
@@ -330,7 +331,7 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 		(void)madvise(v.iov_base, v.iov_len, MADV_POPULATE_READ);
 		e.new_extent = true;
 		for (p = 0; p < x->len; p += PGC_PAGE_SIZE) {
-			if (engine_page_is_zero((uint8_t *)v.iov_base + p)) {
+			if (util_page_is_zero((uint8_t *)v.iov_base + p)) {
 				if (w->zeros)
 					add_zero(w, x->off + p);
 				continue;
@@ -605,7 +606,7 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 	if (!thr || !c.out_pool)
 		goto exit;
 	for (i = 0; i < jobs; i++) {
-		ret = memfile_thread_create(&thr[i], worker_main, &c);
+		ret = util_thread_create(&thr[i], worker_main, &c);
 		if (ret)
 			break;
 		started++;
