@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "findrange.h"
-#include "engine/loader.h"
 #include "memfile.h"
 #include "util/util.h"
 
@@ -178,7 +177,6 @@ int memfile_map(struct pgc_memfile *mf, pgc_range r, int access,
 int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 		     struct iovec *iov, int iovcnt)
 {
-	struct pgc_loader *l;
 	pgc_range pages;
 	int ret;
 
@@ -188,15 +186,12 @@ int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 	ret = map_check(mf, r, access, iovcnt, iov);
 	if (ret)
 		return ret;
-	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
-	if (l) {
-		/* r.end <= file size, so rounding up cannot overflow. */
-		pages.start = r.start & ~MF_PAGE_MASK;
-		pages.end = (r.end + MF_PAGE_MASK) & ~MF_PAGE_MASK;
-		ret = loader_wait(l, pages);
-		if (ret)
-			return ret;
-	}
+	/* r.end <= file size, so rounding up cannot overflow. */
+	pages.start = r.start & ~MF_PAGE_MASK;
+	pages.end = (r.end + MF_PAGE_MASK) & ~MF_PAGE_MASK;
+	ret = memfile_hook_wait(mf, pages);
+	if (ret)
+		return ret;
 	return memfile_map(mf, r, access, iov, iovcnt);
 }
 
@@ -416,14 +411,9 @@ int pgc_incref(pgc_memfile *mf, pgc_range r, uint32_t memcg_id)
 	return ret;
 }
 
-struct decref_ctx {
-	struct pgc_memfile *mf;
-	struct pgc_loader *loader;
-};
-
 static int decref_fn(void *arg, pgc_range r, void *val)
 {
-	struct decref_ctx *c = arg;
+	struct pgc_memfile *mf = arg;
 	struct usage_info *u = val;
 
 	u->refs--;
@@ -431,18 +421,16 @@ static int decref_fn(void *arg, pgc_range r, void *val)
 		return 0;
 	/* Accounted as System until the reclaimer frees the pages. */
 	if (u->known_committed)
-		memfile_acct_move(c->mf, r.end - r.start, PGC_KIND_SYSTEM,
+		memfile_acct_move(mf, r.end - r.start, PGC_KIND_SYSTEM,
 				  u->kind, u->memcg_id);
 	u->kind = PGC_KIND_SYSTEM;
-	memfile_reclaim_add_locked(c->mf, r);
-	if (c->loader)
-		loader_cancel(c->loader, r);
+	memfile_reclaim_add_locked(mf, r);
+	memfile_hook_cancel_locked(mf, r);
 	return 0;
 }
 
 int pgc_decref(pgc_memfile *mf, pgc_range r)
 {
-	struct decref_ctx c;
 	int ret;
 
 	if (!mf || !memfile_range_ok(r)) {
@@ -454,9 +442,7 @@ int pgc_decref(pgc_memfile *mf, pgc_range r)
 	PGC_ASSERT(ret == 0);
 	if (ret)
 		goto exit;
-	c.mf = mf;
-	c.loader = atomic_load_explicit(&mf->loader, memory_order_acquire);
-	ret = rs_mutate_range(&mf->usage, r, true, decref_fn, &c);
+	ret = rs_mutate_range(&mf->usage, r, true, decref_fn, mf);
 exit:
 	pthread_mutex_unlock(&mf->mu);
 	return ret;
@@ -670,7 +656,7 @@ int pgc_allocate(pgc_memfile *mf, uint64_t length,
 				goto fail;
 			}
 		}
-		/* Fresh pages are never in the loader's set: no need to wait. */
+		/* Fresh pages are never the engine's to fill: no need to wait. */
 		ndsts = memfile_map(mf, fr, PGC_ACCESS_WRITE, dsts, (int)chunks);
 		if (ndsts < 0) {
 			ret = ndsts;
@@ -884,7 +870,7 @@ int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out)
 	pthread_cond_init(&mf->evict_cond, NULL);
 	rs_init(&mf->usage, &usage_ops);
 	rs_init(&mf->reclaim, &flag_ops);
-	atomic_init(&mf->loader, NULL);
+	atomic_init(&mf->hook_ctx, NULL);
 	atomic_init(&mf->mappings, NULL);
 	atomic_init(&mf->file_size, 0);
 
@@ -943,23 +929,20 @@ exit:
 
 void pgc_memfile_destroy(pgc_memfile *mf)
 {
-	struct pgc_loader *l;
 	uint64_t size;
 
 	if (!mf)
 		return;
 	/*
-	 * The loader writes through the mappings: stop it first (a
+	 * The engine writes through the mappings: stop it first (a
 	 * background load still running is cancelled; its waiters fail).
 	 * It is freed only once the reclaimer, which may be quiescing it,
 	 * has stopped.
 	 */
-	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
-	if (l)
-		loader_stop(l);
+	memfile_hooks_stop(mf);
 	memfile_reclaim_stop(mf);
 	memfile_evict_fini(mf);
-	loader_destroy(atomic_exchange_explicit(&mf->loader, NULL, memory_order_acq_rel));
+	memfile_hooks_release(mf);
 	size = atomic_load_explicit(&mf->file_size, memory_order_relaxed);
 	if (mf->opts.decommit_on_destroy && size && !mf->readonly)
 		(void)memfile_decommit_file(mf, (pgc_range){ 0, size });

@@ -1,14 +1,31 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * memfile.h - the inside of a MemoryFile (struct pgc_memfile), shared by
- * the modules of src/alloc: allocation and mappings (memfile.c), usage
- * scans and accounting (usage.c), the reclaimer (reclaim.c), evictions
- * (evict.c), and the save/load engines and background loader, which use
- * the internal helpers below.
+ * memfile.h - the inside of a MemoryFile (struct pgc_memfile), private to
+ * src/alloc: allocation and mappings (memfile.c), usage scans and
+ * accounting (usage.c), the reclaimer (reclaim.c), evictions (evict.c)
+ * and the engine's side of the hooks (hooks.c). The engine (src/engine)
+ * sees only memfile_hooks.h.
  *
- * Locking (gVisor's order): mf->mu, then mf->mappings_mu. The loader's own
- * lock nests inside mf->mu (loader_cancel); loader_wait is called without
- * mf->mu. Eviction callbacks are called with no lock held.
+ * Lock order, complete for the library (each lock may be taken while
+ * holding the ones above it, never the other way round):
+ *
+ *   mf->mu            usage, reclaim and evictable sets, accounting
+ *   loader l->mu      the cancel hook (loader_cancel) runs under mf->mu
+ *   mf->mappings_mu   mapping a chunk (memfile_chunk_base's slow path):
+ *                     under mf->mu (growth, usage scans, manual zeroing
+ *                     in pgc_allocate) and under l->mu (the loader maps
+ *                     a read's destinations as it builds the read)
+ *
+ * These are leaves, taken with no other lock held: the loader's write_mu
+ * (one pwrite at a time in background loads), the save engine's context
+ * lock, and the aio thread pool's lock (aio_add takes no lock; the loader
+ * calls aio_submit and aio_wait without l->mu). The wait, quiesce, stop
+ * and destroy hooks are called with no lock held; no hook takes mf->mu.
+ * Callbacks into the application run with no library lock held (reader,
+ * eviction, progress and done callbacks), except pgc_for_each_segment's,
+ * which runs under mf->mu and must not call back into the MemoryFile.
+ * pgc_update_usage drops mf->mu around each mincore call; an eviction
+ * thread drops it around each evict callback.
  */
 #ifndef PGC_MEMFILE_H
 #define PGC_MEMFILE_H
@@ -19,6 +36,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "memfile_hooks.h"
 #include "pgckpt.h"
 #include "rangeset.h"
 
@@ -32,10 +50,8 @@
 #define MF_CHUNK_SHIFT 30
 #define MF_CHUNK_SIZE  PGC_CHUNK_SIZE
 #define MF_CHUNK_MASK  (MF_CHUNK_SIZE - 1)
-#define MF_PAGE_MASK   (PGC_PAGE_SIZE - 1)
 #define MF_HUGE_MASK   (PGC_HUGE_PAGE_SIZE - 1)
-
-struct pgc_loader;
+/* MF_PAGE_MASK is in memfile_hooks.h: the engine uses it too. */
 
 /*
  * The value of a usage segment (gVisor's usageInfo). Compared field by
@@ -117,9 +133,13 @@ struct pgc_memfile {
 	pthread_t psi_thread;
 	bool psi_started;
 
-	/* Background loader (loader.c): set while a background load runs. */
-	_Atomic(struct pgc_loader *) loader;
-	void *load_state;               /* owned by the loader module */
+	/*
+	 * The engine filling the file (memfile_hooks.h): hooks is written
+	 * once, under mu, before hook_ctx is published (release); a reader
+	 * that sees hook_ctx (acquire) may call the hooks. NULL: none.
+	 */
+	const struct memfile_hooks *hooks;
+	_Atomic(void *) hook_ctx;
 };
 
 /* Whether @r is non-empty and page-aligned. */
@@ -128,19 +148,45 @@ static inline bool memfile_range_ok(pgc_range r)
 	return r.start < r.end && !(r.start & MF_PAGE_MASK) && !(r.end & MF_PAGE_MASK);
 }
 
-/* ---- memfile.c -------------------------------------------------------- */
+/* ---- calling the hooks (memfile_hooks.h has their preconditions) ------- */
 
-/*
- * memfile_map - like pgc_map_internal() but never waits for the
- * background loader (the loader uses it to write pages in). @r need not be
- * page-aligned. Takes no lock on the fast path (chunks already mapped);
- * may take mappings_mu. Callable with or without mf->mu.
- * Returns the number of iovecs filled, -EINVAL (empty range or past the
- * end of the file), -ENOBUFS (@iovcnt too small), -EBADF (write access to
- * a read-only file), or -errno from mmap.
- */
-int memfile_map(struct pgc_memfile *mf, pgc_range r, int access,
-		struct iovec *iov, int iovcnt);
+/* The installed hooks' context, or NULL. */
+static inline void *memfile_hook_ctx(struct pgc_memfile *mf)
+{
+	return atomic_load_explicit(&mf->hook_ctx, memory_order_acquire);
+}
+
+/* The wait hook, for pgc_map_internal. Returns 0 or its error. */
+static inline int memfile_hook_wait(struct pgc_memfile *mf, pgc_range r)
+{
+	void *ctx = memfile_hook_ctx(mf);
+
+	return ctx ? mf->hooks->wait(ctx, r) : 0;
+}
+
+/* The cancel hook, for pgc_decref. Caller holds mf->mu. */
+static inline void memfile_hook_cancel_locked(struct pgc_memfile *mf, pgc_range r)
+{
+	void *ctx = memfile_hook_ctx(mf);
+
+	if (ctx)
+		mf->hooks->cancel(ctx, r);
+}
+
+/* The quiesce hook, for the reclaimer. Called without mf->mu. */
+static inline void memfile_hook_quiesce(struct pgc_memfile *mf, pgc_range r)
+{
+	void *ctx = memfile_hook_ctx(mf);
+
+	if (ctx)
+		mf->hooks->quiesce(ctx, r);
+}
+
+/* hooks.c: the stop hook, then (once the threads are joined) destroy. */
+void memfile_hooks_stop(struct pgc_memfile *mf);
+void memfile_hooks_release(struct pgc_memfile *mf);
+
+/* ---- memfile.c -------------------------------------------------------- */
 
 /*
  * memfile_chunk_base - the address of chunk @chunk's mapping, mapping it
@@ -148,23 +194,6 @@ int memfile_map(struct pgc_memfile *mf, pgc_range r, int access,
  * Returns 0, -EINVAL (chunk past the mapping table) or -errno from mmap.
  */
 int memfile_chunk_base(struct pgc_memfile *mf, uint64_t chunk, uint8_t **base);
-
-/*
- * memfile_set_size - grow the file to @size bytes (page-aligned) and the
- * chunk mapping table with it; used by LoadFrom before inserting
- * segments. Takes mf->mu. Returns 0 (also if the file is already that
- * large), -EINVAL (unaligned), -EBADF (read-only) or -errno.
- */
-int memfile_set_size(struct pgc_memfile *mf, uint64_t size);
-
-/*
- * memfile_insert_segment - add a saved usage segment to @mf, as LoadFrom
- * rebuilds the usage set. The range must be page-aligned, inside the file
- * and free. Known-committed segments are accounted; a segment with refs 0
- * goes to the reclaimer. Takes mf->mu.
- * Returns 0, -EINVAL (bad range or kind), -EEXIST (overlap) or -ENOMEM.
- */
-int memfile_insert_segment(struct pgc_memfile *mf, const struct pgc_segment *seg);
 
 /*
  * memfile_grow_locked - grow the file to @new_size (ftruncate) and publish

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 
-#include "engine/loader.h"
 #include "memfile.h"
 #include "util/util.h"
 
@@ -135,7 +134,6 @@ static int release_pages(struct pgc_memfile *mf, pgc_range fr)
 static void *reclaim_main(void *arg)
 {
 	struct pgc_memfile *mf = arg;
-	struct pgc_loader *l;
 	pgc_range fr;
 	int ret;
 
@@ -146,9 +144,7 @@ static void *reclaim_main(void *arg)
 		 * before the hole is punched, or it would leave stale data in
 		 * free pages. Cancelled parts are not waited for.
 		 */
-		l = atomic_load_explicit(&mf->loader, memory_order_acquire);
-		if (l)
-			loader_quiesce(l, fr);
+		memfile_hook_quiesce(mf, fr);
 		/*
 		 * Pages that can be neither released nor zeroed are never
 		 * handed out again: they stay in the usage set, freed.

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc/memfile_hooks.h"
 #include "engine.h"
 #include "loader.h"
-#include "alloc/memfile.h"
 #include "statefile/statefile.h"
 
 /* Loader defaults (SPEC §5; docs/perf.md has the measurements). */
@@ -29,18 +29,6 @@ void pgc_load_opts_init(struct pgc_load_opts *opts)
 	opts->max_read = LOAD_MAX_READ;
 	opts->max_iovecs = LOAD_MAX_IOVECS;
 	opts->max_inflight = LOAD_MAX_INFLIGHT;
-}
-
-/* Whether @mf has never held an allocation or a load. */
-static bool memfile_pristine(struct pgc_memfile *mf)
-{
-	bool ok;
-
-	pthread_mutex_lock(&mf->mu);
-	ok = rs_empty(&mf->usage) && !atomic_load(&mf->loader) &&
-	     !atomic_load_explicit(&mf->file_size, memory_order_relaxed);
-	pthread_mutex_unlock(&mf->mu);
-	return ok;
 }
 
 int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts)
@@ -66,7 +54,7 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
 		o.max_inflight = LOAD_MAX_INFLIGHT;
 	if (o.max_iovecs > 1024 || o.max_inflight > 4096)
 		return -EINVAL;
-	if (mf->readonly)
+	if (memfile_readonly(mf))
 		return -EBADF;
 	if (!memfile_pristine(mf))
 		return -EBUSY;
@@ -88,7 +76,7 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
 		return ret;
 	if (o.background)
 		return 0;
-	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	l = loader_of(mf);
 	return loader_await(l);
 fail:
 	sf_image_close(img);
@@ -101,7 +89,7 @@ int pgc_load_await(pgc_memfile *mf)
 
 	if (!mf)
 		return -EINVAL;
-	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	l = loader_of(mf);
 	return l ? loader_await(l) : 0;
 }
 
@@ -112,7 +100,7 @@ int pgc_load_stats(pgc_memfile *mf, struct pgc_load_stats *out)
 	if (!mf || !out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
-	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	l = loader_of(mf);
 	if (l)
 		loader_stats(l, out);
 	return 0;

@@ -487,7 +487,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	if (ret)
 		goto fail_workers;
 	l->thread_started = true;
-	atomic_store_explicit(&mf->loader, l, memory_order_release);
+	loader_install(mf, l);
 	return 0;
 fail_workers:
 	pthread_mutex_lock(&l->mu);

@@ -15,8 +15,9 @@
 #include <sys/uio.h>
 
 #include "aio/aio.h"
+#include "alloc/memfile_hooks.h"
+#include "alloc/rangeset.h"
 #include "loader.h"
-#include "alloc/memfile.h"
 #include "statefile/statefile.h"
 #include "util/util.h"
 

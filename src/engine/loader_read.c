@@ -280,7 +280,7 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		if (ioff[i] == UINT64_MAX)
 			continue;   /* cancelled */
 		if (pw) {
-			ret = sf_pwrite_all(l->mf->fd, data + pos, iov[i].iov_len, ioff[i]);
+			ret = sf_pwrite_all(pgc_memfile_fd(l->mf), data + pos, iov[i].iov_len, ioff[i]);
 			if (!ret)
 				continue;
 			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)

@@ -26,7 +26,7 @@
 
 #include "aio/aio.h"
 #include "engine.h"
-#include "alloc/memfile.h"
+#include "alloc/memfile_hooks.h"
 #include "statefile/statefile.h"
 #include "util/util.h"
 
@@ -113,7 +113,7 @@ static int ext_push(struct sv_ctx *c, uint64_t off, uint64_t len)
 /* Append the data extents of [start, end), cut at window boundaries. */
 static int find_data(struct sv_ctx *c, uint64_t start, uint64_t end)
 {
-	int fd = c->mf->fd;
+	int fd = pgc_memfile_fd(c->mf);
 	uint64_t at = start;
 	int ret;
 
@@ -459,7 +459,7 @@ static int decommit_zeros(struct sv_ctx *c)
 	uint32_t k;
 	int ret;
 
-	if (c->mf->readonly)
+	if (memfile_readonly(c->mf))
 		return 0;
 	for (i = 0; i < c->nwin; i++) {
 		for (k = 0; k < c->win[i].nzeros; k++) {

@@ -39,8 +39,9 @@ static atomic_bool populate_disabled;
 
 int util_populate_write(void *addr, size_t len)
 {
-	uintptr_t start = ((uintptr_t)addr + PGC_PAGE_SIZE - 1) & ~(uintptr_t)(PGC_PAGE_SIZE - 1);
-	uintptr_t end = ((uintptr_t)addr + len) & ~(uintptr_t)(PGC_PAGE_SIZE - 1);
+	uintptr_t mask = PGC_PAGE_SIZE - 1;
+	uintptr_t start = ((uintptr_t)addr + mask) & ~mask;
+	uintptr_t end = ((uintptr_t)addr + len) & ~mask;
 
 	if (atomic_load_explicit(&populate_disabled, memory_order_relaxed))
 		return -EOPNOTSUPP;

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * memfile_hooks.h - the one boundary between the MemoryFile (src/alloc)
+ * and the engine that fills it from an image (src/engine, the page
+ * loader): the hooks the engine installs, and the few functions of the
+ * MemoryFile it may call. The engine includes this header, never
+ * memfile.h, so it cannot reach into struct pgc_memfile
+ * (tests/layering.sh checks that), and src/alloc includes nothing of the
+ * engine: it only calls the hooks, whose preconditions are written here
+ * once. The complete lock order is in memfile.h (and docs/alloc.md).
+ */
+#ifndef PGC_MEMFILE_HOOKS_H
+#define PGC_MEMFILE_HOOKS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "pgckpt.h"
+
+#define MF_PAGE_MASK   (PGC_PAGE_SIZE - 1)
+
+struct pgc_memfile;
+
+/*
+ * What the MemoryFile calls, with the context @ctx given at installation.
+ * Ranges are page-aligned, non-empty and inside the file. Every hook is
+ * called only once installed and never after destroy. A hook must not
+ * take mf->mu, and the engine must never wait for mf->mu while it holds a
+ * lock that a hook takes (cancel runs under mf->mu).
+ */
+struct memfile_hooks {
+	/*
+	 * wait - pgc_map_internal is about to map @r: return once every page
+	 * of @r holds its contents (0), or with the error that keeps them
+	 * from it. Called with no lock held; may block. On every mapping:
+	 * it must be cheap (lock-free) once nothing in @r is pending.
+	 */
+	int (*wait)(void *ctx, pgc_range r);
+	/*
+	 * cancel - pgc_decref dropped the last reference to @r: forget the
+	 * pages of @r whose filling has not started. Called with mf->mu held:
+	 * it may take the engine's own locks (ranked after mf->mu), must not
+	 * wait for the engine's progress, and must not call the MemoryFile.
+	 */
+	void (*cancel)(void *ctx, pgc_range r);
+	/*
+	 * quiesce - the reclaimer is about to decommit @r: return once
+	 * nothing the engine started still writes into @r (so freed pages
+	 * are never written after they were punched out). Called on the
+	 * reclaimer thread with no lock held; may block.
+	 */
+	void (*quiesce)(void *ctx, pgc_range r);
+	/*
+	 * stop - pgc_memfile_destroy begins: end the engine's work (a fill
+	 * still running fails, its waiters wake with an error), join its
+	 * threads; nothing is written into the file afterwards. Called with
+	 * no lock held, and no wait or cancel after it; quiesce still may be
+	 * (the reclaimer runs until destroy stops it).
+	 */
+	void (*stop)(void *ctx);
+	/*
+	 * destroy - the last call, once the reclaimer and the eviction
+	 * threads have stopped: free @ctx. Called with no lock held.
+	 */
+	void (*destroy)(void *ctx);
+};
+
+/*
+ * memfile_hooks_install - install @hooks, with @ctx, on @mf: from now on
+ * the MemoryFile calls them, until pgc_memfile_destroy. At most once per
+ * MemoryFile (an engine fills only a pristine one). Takes mf->mu.
+ */
+void memfile_hooks_install(struct pgc_memfile *mf, const struct memfile_hooks *hooks,
+			   void *ctx);
+
+/*
+ * memfile_hooks_ctx - the context installed on @mf with @hooks, or NULL
+ * (none installed, or other hooks). Lock-free.
+ */
+void *memfile_hooks_ctx(struct pgc_memfile *mf, const struct memfile_hooks *hooks);
+
+/* ---- what the engine may call (besides pgckpt.h) ----------------------- */
+
+/* memfile_readonly - whether the backing file is read-only (adopt mode). */
+bool memfile_readonly(const struct pgc_memfile *mf);
+
+/*
+ * memfile_pristine - whether @mf has never held an allocation, a file
+ * size or hooks: the only kind of MemoryFile an image may be loaded into.
+ * Takes mf->mu.
+ */
+bool memfile_pristine(struct pgc_memfile *mf);
+
+/*
+ * memfile_map - like pgc_map_internal() but never calls the wait hook
+ * (the engine uses it to write pages in). @r need not be page-aligned.
+ * Takes no lock on the fast path (chunks already mapped); may take
+ * mappings_mu. Callable with or without mf->mu and the engine's locks.
+ * Returns the number of iovecs filled, -EINVAL (empty range or past the
+ * end of the file), -ENOBUFS (@iovcnt too small), -EBADF (write access to
+ * a read-only file), or -errno from mmap.
+ */
+int memfile_map(struct pgc_memfile *mf, pgc_range r, int access,
+		struct iovec *iov, int iovcnt);
+
+/*
+ * memfile_set_size - grow the file to @size bytes (page-aligned) and the
+ * chunk mapping table with it; used by LoadFrom before inserting
+ * segments. Takes mf->mu. Returns 0 (also if the file is already that
+ * large), -EINVAL (unaligned), -EBADF (read-only) or -errno.
+ */
+int memfile_set_size(struct pgc_memfile *mf, uint64_t size);
+
+/*
+ * memfile_insert_segment - add a saved usage segment to @mf, as LoadFrom
+ * rebuilds the usage set. The range must be page-aligned, inside the file
+ * and free. Known-committed segments are accounted; a segment with refs 0
+ * goes to the reclaimer. Takes mf->mu.
+ * Returns 0, -EINVAL (bad range or kind), -EEXIST (overlap) or -ENOMEM.
+ */
+int memfile_insert_segment(struct pgc_memfile *mf, const struct pgc_segment *seg);
+
+#endif /* PGC_MEMFILE_HOOKS_H */
