@@ -1,0 +1,57 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: Apache-2.0
+#
+# layering.bats - tests/check-layering.sh (run on the real tree by
+# tests/run-all.sh) must fail for each kind of forbidden #include: it is
+# run here on a copy of src/ with one bad line added.
+
+load helpers
+
+CHECK="$BATS_TEST_DIRNAME/../check-layering.sh"
+SRC="$BATS_TEST_DIRNAME/../../src"
+
+# Copy src/, append line $2 to file $1 of the copy, run the check on it.
+check_with() {
+	cp -r "$SRC" src
+	if [ "$1" = NEWDIR ]; then
+		mkdir src/newmod && touch src/newmod/a.c
+	else
+		printf '%s\n' "$2" >>"src/$1"
+	fi
+	run "$CHECK" "$PWD/src"
+}
+
+@test "layering: the allocator may not include the engine" {
+	check_with alloc/memfile.c '#include "engine/loader.h"'
+	assert_failure
+	assert_line 'not ok layering: src/alloc'
+	assert_output --partial 'src/alloc may not depend on src/engine'
+}
+
+@test "layering: the engine sees the MemoryFile only through memfile_hooks.h" {
+	check_with engine/save.c '#include "alloc/memfile.h"'
+	assert_failure
+	assert_output --partial 'alloc/memfile.h is private to src/alloc'
+}
+
+@test "layering: lazy and the command use only pgckpt.h" {
+	check_with lazy/server.c '#include <statefile/statefile.h>'
+	assert_failure
+	assert_output --partial 'src/lazy may not depend on src/statefile'
+	rm -rf src
+	check_with cli/main.c '#include "util/util.h"'
+	assert_failure
+	assert_output --partial 'src/cli may not depend on src/util'
+}
+
+@test "layering: util depends on nothing" {
+	check_with util/page.c '#include "aio/aio.h"'
+	assert_failure
+	assert_output --partial 'src/util may not depend on src/aio'
+}
+
+@test "layering: a directory without a rule fails" {
+	check_with NEWDIR
+	assert_failure
+	assert_output --partial 'src/newmod has no layering rule'
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Checks the layering of src/ (docs/design.md): every #include of every
+# file of src/DIR must name a header of DIR itself, the public pgckpt.h,
+# or an interface header of a module DIR may depend on:
+#
+#   util       nothing                  (interface: util/util.h)
+#   alloc      util                     (alloc/memfile_hooks.h, alloc/rangeset.h)
+#   aio        util                     (aio/aio.h)
+#   statefile  util                     (statefile/statefile.h)
+#   engine     util alloc aio statefile (nothing depends on it)
+#   lazy, cli  nothing but pgckpt.h
+#
+# So src/alloc includes nothing of the engine, the engine sees the
+# MemoryFile only through memfile_hooks.h, and the lazy helper and the
+# command use only the public API. A directory without a rule fails.
+# Prints "ok ..." or "not ok ..." per directory, then "N passed, N failed"
+# (tests/run-all.sh counts it); exits 1 if any failed.
+# Usage: tests/check-layering.sh [SRC_DIR]   (default: src next to tests/)
+set -u
+src=${1:-$(cd "$(dirname "$0")/.." && pwd)/src}
+
+declare -A deps=(
+	[util]=""
+	[alloc]="util"
+	[aio]="util"
+	[statefile]="util"
+	[engine]="util alloc aio statefile"
+	[lazy]=""
+	[cli]=""
+)
+iface=" util/util.h alloc/memfile_hooks.h alloc/rangeset.h aio/aio.h statefile/statefile.h "
+
+# Print why @inc may not be included from module @mod (nothing if it may).
+verdict() {
+	local mod=$1 inc=$2 dir=$3 top
+	[ "$inc" = pgckpt.h ] && return
+	case "$inc" in
+	*/*) top=${inc%%/*} ;;
+	*)
+		[ -f "$dir/$inc" ] || echo "$inc is not a header of src/$mod"
+		return ;;
+	esac
+	[ "$top" = "$mod" ] && return
+	case " ${deps[$mod]} " in
+	*" $top "*) ;;
+	*) echo "src/$mod may not depend on src/$top"; return ;;
+	esac
+	case "$iface" in
+	*" $inc "*) ;;
+	*) echo "$inc is private to src/$top" ;;
+	esac
+}
+
+passed=0 failed=0
+for dir in "$src"/*/; do
+	dir=${dir%/}
+	mod=$(basename "$dir")
+	if [ -z "${deps[$mod]+set}" ]; then
+		echo "not ok layering: src/$mod has no layering rule (tests/check-layering.sh)"
+		failed=$((failed + 1))
+		continue
+	fi
+	bad=()
+	for f in "$dir"/*.c "$dir"/*.h; do
+		[ -f "$f" ] || continue
+		# "x.h", and <m/x.h> naming a module of src/.
+		while IFS= read -r line; do
+			inc=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]([^">]*)[">].*/\1/' <<<"$line")
+			case "$line" in
+			*'<'*) [ -n "${deps[${inc%%/*}]+set}" ] && [ "${inc#*/}" != "$inc" ] || \
+				[ "$inc" = pgckpt.h ] || continue ;;
+			esac
+			why=$(verdict "$mod" "$inc" "$dir")
+			[ -n "$why" ] && bad+=("$(basename "$f"): #include \"$inc\": $why")
+		done < <(grep -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]' "$f")
+	done
+	if [ "${#bad[@]}" -eq 0 ]; then
+		echo "ok layering: src/$mod (depends on: ${deps[$mod]:-nothing})"
+		passed=$((passed + 1))
+	else
+		echo "not ok layering: src/$mod"
+		printf '    %s\n' "${bad[@]}"
+		failed=$((failed + 1))
+	fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
