@@ -4,10 +4,10 @@
  * and the engine that fills it from an image (src/engine, the page
  * loader): the hooks the engine installs, and the few functions of the
  * MemoryFile it may call. The engine includes this header, never
- * memfile.h, so it cannot reach into struct pgc_memfile
- * (tests/check-layering.sh checks that), and src/alloc includes nothing of the
- * engine: it only calls the hooks, whose preconditions are written here
- * once. The complete lock order is in memfile.h (and docs/alloc.md).
+ * memfile.h, so it cannot reach into struct pgc_memfile, and src/alloc
+ * includes nothing of the engine (tests/check-layering.sh checks both):
+ * it only calls the hooks, whose preconditions are written here once.
+ * The complete lock order is in memfile.h (and docs/alloc.md).
  */
 #ifndef PGC_MEMFILE_HOOKS_H
 #define PGC_MEMFILE_HOOKS_H
