@@ -3,8 +3,8 @@
  * memfile.h - the inside of a MemoryFile (struct pgc_memfile), private to
  * src/alloc: allocation and mappings (memfile.c), usage scans and
  * accounting (usage.c), the reclaimer (reclaim.c), evictions (evict.c)
- * and the engine's side of the hooks (hooks.c). The engine (src/engine)
- * sees only memfile_hooks.h.
+ * and installing and calling the engine's hooks (hooks.c). The engine
+ * (src/engine) sees only memfile_hooks.h.
  *
  * Lock order, complete for the library (each lock may be taken while
  * holding the ones above it, never the other way round):
