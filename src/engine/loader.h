@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * loader.h - the page loader that fills a MemoryFile from an image
- * (loader.c, loader_read.c), and the functions behind the hooks through
- * which the MemoryFile talks to it (loader_hooks.c installs them; their
- * preconditions are those of alloc/memfile_hooks.h).
+ * (loader.c), and the hooks through which the MemoryFile talks to it.
  *
  * One loader serves both load modes: an eager pgc_load starts it and
- * waits for it; a background pgc_load returns as soon as it runs.
+ * waits for it; a background pgc_load returns as soon as it runs. The
+ * MemoryFile calls them through alloc/memfile_hooks.h (loader_hooks.c).
  */
 #ifndef PGC_LOADER_H
 #define PGC_LOADER_H
@@ -19,26 +18,19 @@ struct sf_image;
 
 /*
  * loader_start - start loading every extent of @img into @mf (whose usage
- * set already holds the image's segments) and install the loader's hooks
- * on @mf (loader_install). Takes ownership of @img (also on failure).
+ * set already holds the image's segments) and install its hooks on
+ * @mf. Takes ownership of @img (also on failure).
  * Returns 0, or -errno if the loader could not be started (nothing is
- * installed then).
+ * published then).
  */
 int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 		 const struct pgc_load_opts *opts);
-
-/*
- * loader_install - install @l's hooks on @mf (loader_hooks.c); from then
- * on the MemoryFile calls loader_wait, loader_cancel, loader_quiesce,
- * loader_stop and loader_destroy as memfile_hooks.h describes.
- */
-void loader_install(struct pgc_memfile *mf, struct pgc_loader *l);
 
 /* loader_of - the loader installed on @mf, or NULL. Lock-free. */
 struct pgc_loader *loader_of(struct pgc_memfile *mf);
 
 /*
- * loader_wait - the wait hook, before pgc_map_internal maps @r: push the
+ * loader_wait - called by pgc_map_internal before mapping @r: push the
  * unloaded, unstarted parts of @r to the front of the loader's queue and
  * wait until every byte of @r is loaded. Lock-free once @r is loaded.
  * Must be called without mf->mu. Returns 0 or the load error.
@@ -46,16 +38,15 @@ struct pgc_loader *loader_of(struct pgc_memfile *mf);
 int loader_wait(struct pgc_loader *l, pgc_range r);
 
 /*
- * loader_cancel - the cancel hook, from pgc_decref with mf->mu held, for
- * a range whose refs reached zero: drop the parts of @r whose load has
- * not started.
+ * loader_cancel - called by pgc_decref with mf->mu held for a range whose
+ * refs reached zero: drop the parts of @r whose load has not started.
  */
 void loader_cancel(struct pgc_loader *l, pgc_range r);
 
 /*
- * loader_quiesce - the quiesce hook, from the reclaimer before it
- * decommits @r, without mf->mu: wait until no started load still writes
- * into @r, so freed pages are never written after they were punched out.
+ * loader_quiesce - called by the reclaimer before it decommits @r, without
+ * mf->mu: wait until no started load still writes into @r, so freed pages
+ * are never written after they were punched out.
  */
 void loader_quiesce(struct pgc_loader *l, pgc_range r);
 
@@ -66,17 +57,15 @@ int loader_await(struct pgc_loader *l);
 void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out);
 
 /*
- * loader_stop - the stop hook: end the load, failing it with -ECANCELED
- * if it still runs (waiters wake with that error), and join its threads.
- * The loader stays valid (done) until loader_destroy. Called without
- * mf->mu.
+ * loader_stop - end the load, failing it with -ECANCELED if it still
+ * runs (waiters wake with that error), and join its threads. The loader
+ * stays valid (done) until loader_destroy. Called without mf->mu.
  */
 void loader_stop(struct pgc_loader *l);
 
 /*
- * loader_destroy - the destroy hook: loader_stop, then free @l (may be
- * NULL). Called by pgc_memfile_destroy once the hooks are uninstalled,
- * without mf->mu.
+ * loader_destroy - loader_stop, then free @l (may be NULL). Called by
+ * pgc_memfile_destroy after uninstalling the hooks, without mf->mu.
  */
 void loader_destroy(struct pgc_loader *l);
 

@@ -5,8 +5,7 @@
  * function of the same job, and loader_of, which finds a MemoryFile's
  * loader again for pgc_load_await and pgc_load_stats.
  */
-#include "alloc/memfile_hooks.h"
-#include "loader.h"
+#include "loader_int.h"
 
 static int hook_wait(void *ctx, pgc_range r)
 {

@@ -100,6 +100,13 @@ struct pgc_loader {
 	bool thread_started;
 };
 
+/*
+ * loader_install - install @l's hooks on @mf (loader_hooks.c): from then
+ * on the MemoryFile calls loader_wait, loader_cancel, loader_quiesce,
+ * loader_stop and loader_destroy as alloc/memfile_hooks.h describes.
+ */
+void loader_install(struct pgc_memfile *mf, struct pgc_loader *l);
+
 /* The index entry of block @b. */
 static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t b)
 {
