@@ -26,10 +26,27 @@
 extern "C" {
 #endif
 
+/*
+ * Version of this header (compile time). PGC_VERSION_NUMBER packs it as
+ * 0xMMmmpp, so versions compare with < and >.
+ */
 #define PGC_VERSION_MAJOR 0
 #define PGC_VERSION_MINOR 1
 #define PGC_VERSION_PATCH 0
 #define PGC_VERSION_STRING "0.1.0"
+#define PGC_VERSION_NUMBER \
+	((PGC_VERSION_MAJOR << 16) | (PGC_VERSION_MINOR << 8) | PGC_VERSION_PATCH)
+
+/*
+ * pgc_version - version of the library actually loaded (run time), packed
+ * as PGC_VERSION_NUMBER is. A program built against this header can
+ * compare the two: a library whose major version differs is not ABI
+ * compatible with it (before 1.0: whose minor version differs either).
+ */
+unsigned int pgc_version(void);
+
+/* pgc_version_string - the same as "MAJOR.MINOR.PATCH"; static, never NULL. */
+const char *pgc_version_string(void);
 
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                    */

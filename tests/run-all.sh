@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Runs every unit test program in $B/tests and the bats suite, each unit
+# Runs every unit test program in $B/tests, the static checks of the build
+# (tests/static/*.sh: exports, tunables) and the bats suite, each unit
 # program in a temporary directory of its own, and ends with the one line
 # CI reads: "N passed, N failed[, N skipped]". A unit program that prints
 # its own "N passed, N failed" line contributes those counts; one that does
-# not counts as one test (exit 0 pass, 77 skip, anything else fail).
-# Usage: tests/run-all.sh [--unit|--bats]   (env: B=build dir, TEST_TIMEOUT)
+# not counts as one test (exit 0 pass, 77 skip, anything else fail). A
+# static check prints one "ok NAME" or "not ok NAME" line per test.
+# Usage: tests/run-all.sh [--unit|--static|--bats]
+# (env: B=build dir, TEST_TIMEOUT; CC and LDFLAGS for tests/static)
 set -u
 B=${B:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,6 +51,29 @@ run_unit() {
 	done
 }
 
+run_static() {
+	local s out rc line seen
+	for s in "$top"/tests/static/*.sh; do
+		[ -x "$s" ] || continue
+		out=$(B="$B" timeout -k 10 "$timeout" "$s" 2>&1)
+		rc=$?
+		seen=0
+		while IFS= read -r line; do
+			case "$line" in
+			"ok "*) passed=$((passed + 1)); seen=1; echo "ok    static: ${line#ok }" ;;
+			"not ok "*) failed=$((failed + 1)); seen=1; failures+=("static: ${line#not ok }")
+				echo "FAIL  static: ${line#not ok }" ;;
+			*) echo "    $line" ;;
+			esac
+		done <<<"$out"
+		# A script that dies (or fails without saying which check) fails once more.
+		if [ "$seen" -eq 0 ] || { [ "$rc" -ne 0 ] && ! grep -q '^not ok ' <<<"$out"; }; then
+			failed=$((failed + 1)); failures+=("static: $(basename "$s")")
+			echo "FAIL  static: $(basename "$s") (exit $rc)"
+		fi
+	done
+}
+
 run_bats() {
 	local out line
 	if ! command -v bats >/dev/null; then
@@ -68,8 +94,9 @@ run_bats() {
 
 case "$what" in
 --unit) run_unit ;;
+--static) run_static ;;
 --bats) run_bats ;;
-*) run_unit; [ -d "$top/tests/bats" ] && ls "$top"/tests/bats/*.bats >/dev/null 2>&1 && run_bats ;;
+*) run_unit; run_static; [ -d "$top/tests/bats" ] && ls "$top"/tests/bats/*.bats >/dev/null 2>&1 && run_bats ;;
 esac
 
 if [ "${#failures[@]}" -gt 0 ]; then
