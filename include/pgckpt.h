@@ -347,7 +347,7 @@ struct pgc_load_opts {
 	const char *aio;         /* as in pgc_save_opts */
 	bool background;         /* return after the metadata; load pages in the background */
 	bool direct;             /* O_DIRECT reads of raw images */
-	uint32_t max_read;       /* background: bytes per merged read (default 1 MiB) */
+	uint32_t max_read;       /* background: bytes per merged read (default 256 KiB) */
 	uint32_t max_iovecs;     /* background: iovecs per read (default 64) */
 	uint32_t max_inflight;   /* background: reads in flight (default 128) */
 	/*

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "options.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -24,11 +25,12 @@ int engine_jobs(int requested)
 	long n;
 
 	if (requested > 0)
-		return requested > 64 ? 64 : requested;
-	n = sysconf(_SC_NPROCESSORS_ONLN);
+		n = requested;
+	else
+		n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		n = 1;
-	return n > 64 ? 64 : (int)n;
+	return n > opt_max(OPT_JOBS) ? (int)opt_max(OPT_JOBS) : (int)n;
 }
 
 bool engine_page_is_zero(const void *p)

@@ -27,6 +27,7 @@
 #include "aio/aio.h"
 #include "engine.h"
 #include "memfile.h"
+#include "options.h"
 #include "statefile/statefile.h"
 
 #define WINDOW ((uint64_t)ENGINE_BATCH_BYTES)
@@ -88,8 +89,8 @@ void pgc_save_opts_init(struct pgc_save_opts *opts)
 {
 	memset(opts, 0, sizeof(*opts));
 	opts->compress = PGC_COMPRESS_ZSTD;
-	opts->level = 1;
-	opts->block_size = ENGINE_DEFAULT_BLOCK;
+	opts->level = (int)opt_default(OPT_SAVE_LEVEL);
+	opts->block_size = (uint32_t)opt_default(OPT_SAVE_BLOCK_SIZE);
 }
 
 /* ---- finding the data ------------------------------------------------------ */
@@ -558,9 +559,9 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 	else
 		pgc_save_opts_init(&o);
 	if (!o.block_size)
-		o.block_size = ENGINE_DEFAULT_BLOCK;
+		o.block_size = (uint32_t)opt_default(OPT_SAVE_BLOCK_SIZE);
 	if (o.compress == PGC_COMPRESS_ZSTD && !o.level)
-		o.level = 1;
+		o.level = (int)opt_default(OPT_SAVE_LEVEL);
 	if ((o.block_size & MF_PAGE_MASK) || o.block_size > SF_MAX_BLOCK ||
 	    (o.compress != PGC_COMPRESS_ZSTD && o.compress != PGC_COMPRESS_NONE))
 		return -EINVAL;
