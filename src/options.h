@@ -7,6 +7,7 @@
  * own; docs/tunables.md is this table in prose (tests/unit/options.c
  * keeps the two in step).
  * Variables that exist only for tests are a separate table (test_hook).
+ * Also the check of the reserved[] words that let public structs grow.
  */
 #ifndef PGC_OPTIONS_H
 #define PGC_OPTIONS_H
@@ -80,5 +81,23 @@ const struct hook_desc *hook_desc(enum hook_id id);
 
 /* test_hook - the value of @id's variable, or NULL when unset. */
 const char *test_hook(enum hook_id id);
+
+/*
+ * opts_reserved_zero - whether the reserved[] words of the public struct
+ * @o are all zero ("Structs that grow" in pgckpt.h): functions taking
+ * options return -EINVAL when they are not.
+ */
+#define opts_reserved_zero(o) \
+	words_zero((o)->reserved, sizeof((o)->reserved) / sizeof((o)->reserved[0]))
+
+static inline bool words_zero(const uint64_t *w, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (w[i])
+			return false;
+	return true;
+}
 
 #endif /* PGC_OPTIONS_H */

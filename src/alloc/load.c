@@ -66,7 +66,7 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
 	if (!o.max_inflight)
 		o.max_inflight = LOAD_MAX_INFLIGHT;
 	if (o.max_iovecs > opt_max(OPT_LOAD_MAX_IOVECS) ||
-	    o.max_inflight > opt_max(OPT_LOAD_MAX_INFLIGHT))
+	    o.max_inflight > opt_max(OPT_LOAD_MAX_INFLIGHT) || !opts_reserved_zero(&o))
 		return -EINVAL;
 	if (mf->readonly)
 		return -EBADF;

@@ -22,6 +22,7 @@
 #include "findrange.h"
 #include "loader.h"
 #include "memfile.h"
+#include "options.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -669,7 +670,7 @@ int pgc_allocate(pgc_memfile *mf, uint64_t length,
 	if (!mf || !out || !length || (length & MF_PAGE_MASK) ||
 	    (unsigned)o->kind >= PGC_KIND_COUNT ||
 	    (o->dir != PGC_BOTTOM_UP && o->dir != PGC_TOP_DOWN) ||
-	    (unsigned)o->mode > PGC_ALLOC_WRITE_POPULATE) {
+	    (unsigned)o->mode > PGC_ALLOC_WRITE_POPULATE || !opts_reserved_zero(o)) {
 		PGC_ASSERT(!"pgc_allocate: bad arguments");
 		return -EINVAL;
 	}
@@ -885,7 +886,7 @@ int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out)
 	uint64_t size = 0;
 	int ret;
 
-	if (!out || (opts && opts->fd < -1))
+	if (!out || (opts && (opts->fd < -1 || !opts_reserved_zero(opts))))
 		return -EINVAL;
 	mf = calloc(1, sizeof(*mf));
 	if (!mf)

@@ -795,7 +795,7 @@ int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_o
 	else
 		pgc_lazy_serve_opts_init(&s->o);
 	if (!mf || conn < 0 || !chunk_ok(s->o.fault_chunk, OPT_LAZY_FAULT_CHUNK) ||
-	    !chunk_ok(s->o.push_chunk, OPT_LAZY_PUSH_CHUNK)) {
+	    !chunk_ok(s->o.push_chunk, OPT_LAZY_PUSH_CHUNK) || !opts_reserved_zero(&s->o)) {
 		ret = -EINVAL;
 		goto exit;
 	}
@@ -858,6 +858,8 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
 		pgc_lazy_serve_opts_init(&def);
 		opts = &def;
 	}
+	if (!opts_reserved_zero(opts))
+		return -EINVAL;
 	for (;;) {
 		ret = poll(&pfd, 1, opts->accept_timeout_ms);
 		if (ret < 0 && errno == EINTR)
