@@ -22,16 +22,21 @@
  * version adds a field only by taking reserved words, never by moving a
  * field or changing the size, and a new field's zero keeps the earlier
  * behaviour. So:
- *   - start every option struct from its *_init function or from a zero
- *     initialiser ({ .level = 3 }, { 0 }), and never write reserved[];
- *     a function given options whose reserved[] is not all zero returns
- *     -EINVAL (so a program that sets a field this library does not know
- *     gets an error, not a silent default);
+ *   - start every option struct from its *_init function or from an
+ *     initialiser that leaves reserved[] zero ({ .level = 3 }), and never
+ *     write reserved[]: a function given options whose reserved[] is not
+ *     all zero returns -EINVAL (so a program that sets a field this
+ *     library does not know gets an error, not a silent default);
  *   - result structs are cleared whole, reserved[] too, before being filled.
  * pgc_segment, which only the library allocates, grows at its end.
  * pgc_range, pgc_lazy_region (used in arrays), pgc_evictable_user and
  * PGC_KIND_COUNT never change. Defaults and bounds of every tunable, and
  * the environment variables, are listed in docs/tunables.md.
+ *
+ * Exports. libpgckpt.so exports exactly the functions declared here, each
+ * with the symbol version of the release that added it. A new function
+ * is also one line in src/libpgckpt.map; tests/static/exports.sh (make
+ * check) fails until the header, the map and the .so agree.
  */
 #ifndef PGCKPT_H
 #define PGCKPT_H

@@ -670,10 +670,12 @@ int pgc_allocate(pgc_memfile *mf, uint64_t length,
 	if (!mf || !out || !length || (length & MF_PAGE_MASK) ||
 	    (unsigned)o->kind >= PGC_KIND_COUNT ||
 	    (o->dir != PGC_BOTTOM_UP && o->dir != PGC_TOP_DOWN) ||
-	    (unsigned)o->mode > PGC_ALLOC_WRITE_POPULATE || !opts_reserved_zero(o)) {
+	    (unsigned)o->mode > PGC_ALLOC_WRITE_POPULATE) {
 		PGC_ASSERT(!"pgc_allocate: bad arguments");
 		return -EINVAL;
 	}
+	if (!opts_reserved_zero(o))
+		return -EINVAL;   /* a field this version does not know */
 	if (mf->readonly)
 		return -EBADF;
 	ret = alloc_range(mf, length, o, &fr);

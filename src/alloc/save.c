@@ -562,8 +562,9 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 		o.block_size = (uint32_t)opt_default(OPT_SAVE_BLOCK_SIZE);
 	if (o.compress == PGC_COMPRESS_ZSTD && !o.level)
 		o.level = (int)opt_default(OPT_SAVE_LEVEL);
-	if ((o.block_size & MF_PAGE_MASK) || o.block_size > SF_MAX_BLOCK || !opts_reserved_zero(&o) ||
-	    (o.compress != PGC_COMPRESS_ZSTD && o.compress != PGC_COMPRESS_NONE))
+	if ((o.block_size & MF_PAGE_MASK) || o.block_size > SF_MAX_BLOCK ||
+	    (o.compress != PGC_COMPRESS_ZSTD && o.compress != PGC_COMPRESS_NONE) ||
+	    !opts_reserved_zero(&o))
 		return -EINVAL;
 	c.o = o;
 	pthread_mutex_init(&c.mu, NULL);
