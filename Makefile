@@ -3,6 +3,7 @@
 # pgckpt build. Sources are found by directory, so adding a file needs no
 # edit here:
 #   src/{util,alloc,aio,statefile,engine,lazy}/*.c -> libpgckpt.a / libpgckpt.so
+#   src/libpgckpt.map                   -> the .so's exports (the API only)
 #   src/statefile/*.proto               -> protoc-c, compiled into the library
 #   src/cli/*.c                         -> $(B)/pgckpt
 #   tests/unit/*.c                      -> $(B)/tests/NAME (one program per area)
@@ -67,6 +68,7 @@ EXAMPLES   := $(EX_SRCS:examples/%.c=$(B)/examples/%)
 
 LIBA  := $(B)/libpgckpt.a
 LIBSO := $(B)/libpgckpt.so
+LIBMAP := src/libpgckpt.map
 CLI   := $(B)/pgckpt
 
 .PHONY: all check unit bats asan tsan bench demo install clean fuzz fuzz-check
@@ -94,9 +96,13 @@ $(LIBA): $(LIB_OBJS)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIBSO): $(LIB_OBJS)
+# The .so exports only what $(LIBMAP) lists (tests/static/exports.sh
+# checks it against include/pgckpt.h); the .a keeps every symbol for the
+# unit tests.
+$(LIBSO): $(LIB_OBJS) $(LIBMAP)
 	@echo "  LD      $@"
-	$(Q)$(CC) -shared -Wl,-soname,libpgckpt.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) -shared -Wl,-soname,libpgckpt.so.0 -Wl,--version-script=$(LIBMAP) \
+		$(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
 
 $(CLI): $(CLI_OBJS) $(LIBA)
 	@echo "  LD      $@"
@@ -191,7 +197,7 @@ fuzz-check: $(FUZZERS)
 # ---- tests -----------------------------------------------------------------
 
 check: all
-	$(Q)B=$(B) tests/run-all.sh
+	$(Q)B=$(B) CC="$(CC)" LDFLAGS="$(LDFLAGS)" tests/run-all.sh
 
 unit: all
 	$(Q)B=$(B) tests/run-all.sh --unit

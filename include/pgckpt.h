@@ -13,6 +13,30 @@
  * non-negative value) on success and a negative errno on failure, or one of
  * the PGC_E* codes below, which lie outside the errno range. pgc_strerror()
  * describes any of them. Handles are opaque. The library never prints.
+ *
+ * Structs that grow. The caller allocates the option structs
+ * (pgc_memfile_opts, pgc_alloc_opts, pgc_save_opts, pgc_load_opts,
+ * pgc_lazy_serve_opts) and the result structs the library fills
+ * (pgc_accounting, pgc_load_stats, pgc_image_info, pgc_lazy_stats), so
+ * their size is part of the ABI. Each ends in uint64_t reserved[8]. A later
+ * version adds a field only by taking reserved words, never by moving a
+ * field or changing the size, and a new field's zero keeps the earlier
+ * behaviour. So:
+ *   - start every option struct from its *_init function or from an
+ *     initialiser that leaves reserved[] zero ({ .level = 3 }), and never
+ *     write reserved[]: a function given options whose reserved[] is not
+ *     all zero returns -EINVAL (so a program that sets a field this
+ *     library does not know gets an error, not a silent default);
+ *   - result structs are cleared whole, reserved[] too, before being filled.
+ * pgc_segment, which only the library allocates, grows at its end.
+ * pgc_range, pgc_lazy_region (used in arrays), pgc_evictable_user and
+ * PGC_KIND_COUNT never change. Defaults and bounds of every tunable, and
+ * the environment variables, are listed in docs/tunables.md.
+ *
+ * Exports. libpgckpt.so exports exactly the functions declared here, each
+ * with the symbol version of the release that added it. A new function
+ * is also one line in src/libpgckpt.map; tests/static/exports.sh (make
+ * check) fails until the header, the map and the .so agree.
  */
 #ifndef PGCKPT_H
 #define PGCKPT_H
@@ -26,10 +50,27 @@
 extern "C" {
 #endif
 
+/*
+ * Version of this header (compile time). PGC_VERSION_NUMBER packs it as
+ * 0xMMmmpp, so versions compare with < and >.
+ */
 #define PGC_VERSION_MAJOR 0
 #define PGC_VERSION_MINOR 1
 #define PGC_VERSION_PATCH 0
 #define PGC_VERSION_STRING "0.1.0"
+#define PGC_VERSION_NUMBER \
+	((PGC_VERSION_MAJOR << 16) | (PGC_VERSION_MINOR << 8) | PGC_VERSION_PATCH)
+
+/*
+ * pgc_version - version of the library actually loaded (run time), packed
+ * as PGC_VERSION_NUMBER is. A program built against this header can
+ * compare the two: a library whose major version differs is not ABI
+ * compatible with it (before 1.0: whose minor version differs either).
+ */
+unsigned int pgc_version(void);
+
+/* pgc_version_string - the same as "MAJOR.MINOR.PATCH"; static, never NULL. */
+const char *pgc_version_string(void);
 
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                    */
@@ -136,6 +177,7 @@ struct pgc_memfile_opts {
 	bool disk_backed;
 	/* If non-zero, allocations fail with -ENOMEM past this many bytes in use. */
 	uint64_t max_allocatable;
+	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
 };
 
 /* Fill @opts with defaults (memfd, delayed eviction enabled, no limits). */
@@ -175,6 +217,7 @@ struct pgc_alloc_opts {
 	enum pgc_alloc_mode mode;
 	pgc_reader_fn reader;   /* optional: fill the new pages */
 	void *reader_arg;
+	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
 };
 
 /*
@@ -229,6 +272,7 @@ int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 struct pgc_accounting {
 	uint64_t kind[PGC_KIND_COUNT]; /* committed bytes by kind */
 	uint64_t total;                /* sum of kind[] */
+	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
 };
 
 /*
@@ -313,6 +357,7 @@ struct pgc_save_opts {
 	uint64_t logical_size;   /* size to record for the source (default: total size) */
 	pgc_progress_fn progress;
 	void *progress_arg;
+	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
 };
 
 void pgc_save_opts_init(struct pgc_save_opts *opts);
@@ -330,7 +375,7 @@ struct pgc_load_opts {
 	const char *aio;         /* as in pgc_save_opts */
 	bool background;         /* return after the metadata; load pages in the background */
 	bool direct;             /* O_DIRECT reads of raw images */
-	uint32_t max_read;       /* background: bytes per merged read (default 1 MiB) */
+	uint32_t max_read;       /* background: bytes per merged read (default 256 KiB) */
 	uint32_t max_iovecs;     /* background: iovecs per read (default 64) */
 	uint32_t max_inflight;   /* background: reads in flight (default 128) */
 	/*
@@ -342,6 +387,7 @@ struct pgc_load_opts {
 	void *done_arg;
 	pgc_progress_fn progress;
 	void *progress_arg;
+	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
 };
 
 void pgc_load_opts_init(struct pgc_load_opts *opts);
@@ -373,6 +419,7 @@ struct pgc_load_stats {
 	uint64_t ns_elapsed;     /* load start to end (or to now) */
 	bool done;
 	int error;
+	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
 };
 
 /* pgc_load_stats - statistics of the current or last load. Returns 0. */
@@ -389,6 +436,7 @@ struct pgc_image_info {
 	uint32_t block_size;
 	enum pgc_compress compress;
 	int level;
+	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
 };
 
 /*
@@ -443,6 +491,7 @@ struct pgc_lazy_serve_opts {
 	int accept_timeout_ms;     /* pgc_lazy_serve: wait for a consumer (-1: forever) */
 	int handshake_timeout_ms;  /* wait for the handoff message (5000; -1: forever) */
 	int cancel_fd;             /* -1, or an fd whose readability stops serving (-ECANCELED) */
+	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
 };
 
 /* Fill @o with the defaults above (cancel_fd -1, accept timeout -1). */
@@ -462,6 +511,7 @@ struct pgc_lazy_stats {
 	uint64_t ns_all_placed;    /* handoff to every page placed (0: never) */
 	uint64_t ns_session;       /* handoff to end of session */
 	bool consumer_gone;        /* ended because the consumer went away */
+	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
 };
 
 /*

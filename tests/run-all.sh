@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Runs every unit test program in $B/tests, the static checks of the tree
-# (tests/check-*.sh, e.g. the layering of src/) and the bats suite, each
-# unit program in a temporary directory of its own, and ends with the one
-# line CI reads: "N passed, N failed[, N skipped]". A program or check that
-# prints its own "N passed, N failed" line contributes those counts; one
-# that does not counts as one test (exit 0 pass, 77 skip, anything else
-# fail).
-# Usage: tests/run-all.sh [--unit|--bats]   (env: B=build dir, TEST_TIMEOUT)
+# Runs every unit test program in $B/tests, the static checks of the build
+# (tests/static/*.sh: exports, tunables) and the bats suite, each unit
+# program in a temporary directory of its own, and ends with the one line
+# CI reads: "N passed, N failed[, N skipped]". A unit program that prints
+# its own "N passed, N failed" line contributes those counts; one that does
+# not counts as one test (exit 0 pass, 77 skip, anything else fail). A
+# static check prints one "ok NAME" or "not ok NAME" line per test.
+# Usage: tests/run-all.sh [--unit|--static|--bats]
+# (env: B=build dir, TEST_TIMEOUT; CC and LDFLAGS for tests/static)
 set -u
 B=${B:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,33 +18,8 @@ timeout=${TEST_TIMEOUT:-900}
 passed=0 failed=0 skipped=0
 failures=()
 
-# Count the result of test NAME, which exited RC with its output in OUT.
-tally() {
-	local name=$1 rc=$2 out=$3 line p f
-	line=$(grep -E '^([A-Za-z_-]+: )?[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
-	if [ "$rc" -eq 77 ]; then
-		echo "SKIP  $name: $(tail -n 1 "$out")"
-		skipped=$((skipped + 1))
-	elif [ -n "$line" ]; then
-		p=$(sed -E 's/^([A-Za-z_-]+: )?([0-9]+) passed.*/\2/' <<<"$line")
-		f=$(sed -E 's/^([A-Za-z_-]+: )?[0-9]+ passed, ([0-9]+) failed.*/\2/' <<<"$line")
-		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-		passed=$((passed + p)); failed=$((failed + f))
-		if [ "$f" -ne 0 ]; then
-			echo "FAIL  $name (exit $rc): $line"; failures+=("$name"); sed 's/^/    /' "$out" | tail -n 40
-		else
-			echo "ok    $name: $line"
-		fi
-	elif [ "$rc" -eq 0 ]; then
-		echo "ok    $name"; passed=$((passed + 1))
-	else
-		echo "FAIL  $name (exit $rc)"; failed=$((failed + 1)); failures+=("$name")
-		sed 's/^/    /' "$out" | tail -n 40
-	fi
-}
-
 run_unit() {
-	local t name dir out rc
+	local t name dir out rc line p f
 	for t in "$top/$B"/tests/*; do
 		[ -f "$t" ] && [ -x "$t" ] || continue
 		name=$(basename "$t")
@@ -51,21 +27,50 @@ run_unit() {
 		out="$dir.log"
 		(cd "$dir" && PGCKPT_SRC="$top" timeout -k 10 "$timeout" "$t") >"$out" 2>&1
 		rc=$?
-		tally "unit/$name" "$rc" "$out"
+		line=$(grep -E '^([A-Za-z_-]+: )?[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+		if [ "$rc" -eq 77 ]; then
+			echo "SKIP  unit/$name: $(tail -n 1 "$out")"
+			skipped=$((skipped + 1))
+		elif [ -n "$line" ]; then
+			p=$(sed -E 's/^([A-Za-z_-]+: )?([0-9]+) passed.*/\2/' <<<"$line")
+			f=$(sed -E 's/^([A-Za-z_-]+: )?[0-9]+ passed, ([0-9]+) failed.*/\2/' <<<"$line")
+			if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+			passed=$((passed + p)); failed=$((failed + f))
+			if [ "$f" -ne 0 ]; then
+				echo "FAIL  unit/$name (exit $rc): $line"; failures+=("unit/$name"); sed 's/^/    /' "$out" | tail -n 40
+			else
+				echo "ok    unit/$name: $line"
+			fi
+		elif [ "$rc" -eq 0 ]; then
+			echo "ok    unit/$name"; passed=$((passed + 1))
+		else
+			echo "FAIL  unit/$name (exit $rc)"; failed=$((failed + 1)); failures+=("unit/$name")
+			sed 's/^/    /' "$out" | tail -n 40
+		fi
 		rm -rf "$dir" "$out"
 	done
 }
 
-# tests/check-*.sh: checks of the source tree itself (no build needed).
-run_checks() {
-	local s out rc
-	for s in "$top"/tests/check-*.sh; do
+run_static() {
+	local s out rc line seen
+	for s in "$top"/tests/static/*.sh; do
 		[ -x "$s" ] || continue
-		out=$(mktemp)
-		(cd "$top" && timeout -k 10 "$timeout" "$s") >"$out" 2>&1
+		out=$(B="$B" timeout -k 10 "$timeout" "$s" 2>&1)
 		rc=$?
-		tally "check/$(basename "$s" .sh)" "$rc" "$out"
-		rm -f "$out"
+		seen=0
+		while IFS= read -r line; do
+			case "$line" in
+			"ok "*) passed=$((passed + 1)); seen=1; echo "ok    static: ${line#ok }" ;;
+			"not ok "*) failed=$((failed + 1)); seen=1; failures+=("static: ${line#not ok }")
+				echo "FAIL  static: ${line#not ok }" ;;
+			*) echo "    $line" ;;
+			esac
+		done <<<"$out"
+		# A script that dies (or fails without saying which check) fails once more.
+		if [ "$seen" -eq 0 ] || { [ "$rc" -ne 0 ] && ! grep -q '^not ok ' <<<"$out"; }; then
+			failed=$((failed + 1)); failures+=("static: $(basename "$s")")
+			echo "FAIL  static: $(basename "$s") (exit $rc)"
+		fi
 	done
 }
 
@@ -88,9 +93,10 @@ run_bats() {
 }
 
 case "$what" in
---unit) run_unit; run_checks ;;
+--unit) run_unit ;;
+--static) run_static ;;
 --bats) run_bats ;;
-*) run_unit; run_checks; [ -d "$top/tests/bats" ] && ls "$top"/tests/bats/*.bats >/dev/null 2>&1 && run_bats ;;
+*) run_unit; run_static; [ -d "$top/tests/bats" ] && ls "$top"/tests/bats/*.bats >/dev/null 2>&1 && run_bats ;;
 esac
 
 if [ "${#failures[@]}" -gt 0 ]; then

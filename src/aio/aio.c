@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "aio_impl.h"
+#include "util/options.h"
 
 /*
  * What AIO_AUTO picks (bench/aio_bench.c, docs/aio.md): for buffered
@@ -44,7 +45,7 @@ int aio_parse_backend(const char *name, enum aio_backend *out)
 	if (!out)
 		return -EINVAL;
 	if (!name || !*name) {
-		name = getenv("PGCKPT_AIO");
+		name = opt_env(OPT_AIO);
 		if (!name || !*name) {
 			*out = AIO_AUTO;
 			return 0;
@@ -136,7 +137,7 @@ static atomic_uint_fast64_t fault_count;
 
 static void fault_parse(void)
 {
-	const char *s = getenv("PGCKPT_FAULT_AIO");
+	const char *s = test_hook(HOOK_FAULT_AIO);
 	unsigned long long nth;
 	int op = FAULT_NONE, err, used = 0;
 

@@ -15,19 +15,16 @@
  *
  * One mutex guards both lists. Workers block every signal, so a
  * program's signal handlers never run on them and their system calls
- * never see EINTR. The pool has min(capacity, $PGCKPT_AIO_THREADS or
- * AIO_THREADS_DEFAULT) workers.
+ * never see EINTR. The pool has min(capacity, $PGCKPT_AIO_THREADS or its
+ * default) workers (src/util/options.c).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "aio_impl.h"
+#include "util/options.h"
 #include "util/util.h"
-
-/* Workers per queue unless $PGCKPT_AIO_THREADS says otherwise (see docs/aio.md). */
-#define AIO_THREADS_DEFAULT 8
-#define AIO_THREADS_MAX 256
 
 struct tpool {
 	pthread_mutex_t mu;
@@ -134,17 +131,8 @@ static void *worker(void *arg)
 
 static unsigned pool_size(unsigned capacity)
 {
-	const char *env = getenv("PGCKPT_AIO_THREADS");
-	long n = AIO_THREADS_DEFAULT;
-	char *end;
+	int64_t n = opt_env_int(OPT_AIO_THREADS);
 
-	if (env && *env) {
-		n = strtol(env, &end, 10);
-		if (*end || n < 1)
-			n = AIO_THREADS_DEFAULT;
-		if (n > AIO_THREADS_MAX)
-			n = AIO_THREADS_MAX;
-	}
 	return (unsigned)n < capacity ? (unsigned)n : capacity;
 }
 

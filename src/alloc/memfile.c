@@ -20,6 +20,7 @@
 
 #include "findrange.h"
 #include "memfile.h"
+#include "util/options.h"
 #include "util/util.h"
 
 /* ---- range-set value types -------------------------------------------- */
@@ -640,6 +641,8 @@ int pgc_allocate(pgc_memfile *mf, uint64_t length,
 		PGC_ASSERT(!"pgc_allocate: bad arguments");
 		return -EINVAL;
 	}
+	if (!opts_reserved_zero(o))
+		return -EINVAL;   /* a field this version does not know */
 	if (mf->readonly)
 		return -EBADF;
 	ret = alloc_range(mf, length, o, &fr);
@@ -852,7 +855,7 @@ int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out)
 	uint64_t size = 0;
 	int ret;
 
-	if (!out || (opts && opts->fd < -1))
+	if (!out || (opts && (opts->fd < -1 || !opts_reserved_zero(opts))))
 		return -EINVAL;
 	mf = calloc(1, sizeof(*mf));
 	if (!mf)

@@ -5,7 +5,7 @@
  * loader): the hooks the engine installs, and the few functions of the
  * MemoryFile it may call. The engine includes this header, never
  * memfile.h, so it cannot reach into struct pgc_memfile, and src/alloc
- * includes nothing of the engine (tests/check-layering.sh checks both):
+ * includes nothing of the engine (tests/static/layering.sh checks both):
  * it only calls the hooks, whose preconditions are written here once.
  * The complete lock order is in memfile.h (and docs/alloc.md).
  */

@@ -565,7 +565,7 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
-		printf("pgckpt %s\n", PGC_VERSION_STRING);
+		printf("pgckpt %s\n", pgc_version_string());
 		return EXIT_OK;
 	}
 	for (i = 0; i < NCOMMANDS; i++)

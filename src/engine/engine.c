@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "util/options.h"
 #include "util/util.h"
 
 int engine_jobs(int requested)
@@ -16,11 +17,12 @@ int engine_jobs(int requested)
 	long n;
 
 	if (requested > 0)
-		return requested > 64 ? 64 : requested;
-	n = sysconf(_SC_NPROCESSORS_ONLN);
+		n = requested;
+	else
+		n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		n = 1;
-	return n > 64 ? 64 : (int)n;
+	return n > opt_max(OPT_JOBS) ? (int)opt_max(OPT_JOBS) : (int)n;
 }
 
 int engine_populate(void *addr, size_t len)

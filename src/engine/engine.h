@@ -16,8 +16,6 @@
 
 /* Bytes of memory handed to one worker at a time. */
 #define ENGINE_BATCH_BYTES (4u << 20)
-/* Default block size of an image (bytes of memory per block). */
-#define ENGINE_DEFAULT_BLOCK (1u << 20)
 
 /* engine_jobs - @requested if positive, else the number of online CPUs (1..64). */
 int engine_jobs(int requested);

@@ -16,12 +16,13 @@
 #include "alloc/memfile_hooks.h"
 #include "engine.h"
 #include "loader.h"
+#include "util/options.h"
 #include "statefile/statefile.h"
 
-/* Loader defaults (SPEC §5; docs/perf.md has the measurements). */
-#define LOAD_MAX_READ     (256u << 10)
-#define LOAD_MAX_IOVECS   64u
-#define LOAD_MAX_INFLIGHT 128u
+/* Loader defaults and bounds: src/util/options.c (docs/perf.md has the measurements). */
+#define LOAD_MAX_READ     ((uint32_t)opt_default(OPT_LOAD_MAX_READ))
+#define LOAD_MAX_IOVECS   ((uint32_t)opt_default(OPT_LOAD_MAX_IOVECS))
+#define LOAD_MAX_INFLIGHT ((uint32_t)opt_default(OPT_LOAD_MAX_INFLIGHT))
 
 void pgc_load_opts_init(struct pgc_load_opts *opts)
 {
@@ -52,7 +53,8 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
 		o.max_iovecs = LOAD_MAX_IOVECS;
 	if (!o.max_inflight)
 		o.max_inflight = LOAD_MAX_INFLIGHT;
-	if (o.max_iovecs > 1024 || o.max_inflight > 4096)
+	if (o.max_iovecs > opt_max(OPT_LOAD_MAX_IOVECS) ||
+	    o.max_inflight > opt_max(OPT_LOAD_MAX_INFLIGHT) || !opts_reserved_zero(&o))
 		return -EINVAL;
 	if (memfile_readonly(mf))
 		return -EBADF;

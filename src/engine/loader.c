@@ -42,6 +42,7 @@
 
 #include "engine.h"
 #include "loader_int.h"
+#include "util/options.h"
 
 static const struct rs_ops block_ops = { .value_size = sizeof(uint32_t) };
 
@@ -421,7 +422,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	atomic_init(&l->lowest, UINT64_MAX);
 	atomic_init(&l->done, false);
 	/* Test hook: exercise the mapping path that hugetlbfs files take. */
-	atomic_init(&l->use_pwrite, !getenv("PGCKPT_LOADER_NO_PWRITE"));
+	atomic_init(&l->use_pwrite, !test_hook(HOOK_LOADER_NO_PWRITE));
 	atomic_init(&l->result, 0);
 	l->stats.bytes_total = img->mem_bytes;
 	l->start_ns = util_now_ns();

@@ -25,10 +25,10 @@
 #include <unistd.h>
 
 #include "lazy/lazy.h"
+#include "util/options.h"
 
 #define PAGE        PGC_PAGE_SIZE
 #define UFFD_BATCH   64
-#define MAX_CHUNK   (4ULL << 20)
 
 enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
 
@@ -120,10 +120,10 @@ static bool page_is_zero(const unsigned char *p)
 void pgc_lazy_serve_opts_init(struct pgc_lazy_serve_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->fault_chunk = 64 << 10;
-	o->push_chunk = 1 << 20;
-	o->accept_timeout_ms = -1;
-	o->handshake_timeout_ms = 5000;
+	o->fault_chunk = (uint64_t)opt_default(OPT_LAZY_FAULT_CHUNK);
+	o->push_chunk = (uint64_t)opt_default(OPT_LAZY_PUSH_CHUNK);
+	o->accept_timeout_ms = (int)opt_default(OPT_LAZY_ACCEPT_TIMEOUT_MS);
+	o->handshake_timeout_ms = (int)opt_default(OPT_LAZY_HANDSHAKE_TIMEOUT_MS);
 	o->cancel_fd = -1;
 }
 
@@ -759,9 +759,10 @@ static int open_datafd(pgc_memfile *mf, bool *own)
 	return fd >= 0 ? fd : pgc_memfile_fd(mf);
 }
 
-static bool chunk_ok(uint64_t c)
+/* Whether @c is a power of two within the bounds of tunable @id. */
+static bool chunk_ok(uint64_t c, enum opt_id id)
 {
-	return c >= PAGE && c <= MAX_CHUNK && !(c & (c - 1));
+	return c >= (uint64_t)opt_min(id) && c <= (uint64_t)opt_max(id) && !(c & (c - 1));
 }
 
 int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_opts *opts,
@@ -793,7 +794,8 @@ int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_o
 		s->o = *opts;
 	else
 		pgc_lazy_serve_opts_init(&s->o);
-	if (!mf || conn < 0 || !chunk_ok(s->o.fault_chunk) || !chunk_ok(s->o.push_chunk)) {
+	if (!mf || conn < 0 || !chunk_ok(s->o.fault_chunk, OPT_LAZY_FAULT_CHUNK) ||
+	    !chunk_ok(s->o.push_chunk, OPT_LAZY_PUSH_CHUNK) || !opts_reserved_zero(&s->o)) {
 		ret = -EINVAL;
 		goto exit;
 	}
@@ -856,6 +858,8 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
 		pgc_lazy_serve_opts_init(&def);
 		opts = &def;
 	}
+	if (!opts_reserved_zero(opts))
+		return -EINVAL;
 	for (;;) {
 		ret = poll(&pfd, 1, opts->accept_timeout_ms);
 		if (ret < 0 && errno == EINTR)

@@ -128,7 +128,7 @@ static size_t chunk_len(size_t n, size_t done)
 
 static int encode_segs(const struct sf_tables *t, struct sf_buf *out)
 {
-	PgcImgSegments m = PGC_IMG_SEGMENTS__INIT;
+	Pgckpt__PgcImgSegments m = PGCKPT__PGC_IMG_SEGMENTS__INIT;
 	uint64_t *gap, *pages, *refs, prev_end = 0;
 	uint32_t *kind, *memcg;
 	protobuf_c_boolean *kc;
@@ -180,7 +180,7 @@ exit:
 
 static int encode_runs(const struct sf_tables *t, struct sf_buf *out)
 {
-	PgcImgRuns m = PGC_IMG_RUNS__INIT;
+	Pgckpt__PgcImgRuns m = PGCKPT__PGC_IMG_RUNS__INIT;
 	uint64_t *gap, *pages, prev_end = 0;
 	size_t done, n, i;
 	int ret = -ENOMEM;
@@ -213,7 +213,7 @@ exit:
 
 static int encode_blocks(const struct sf_tables *t, struct sf_buf *out)
 {
-	PgcImgBlocks m = PGC_IMG_BLOCKS__INIT;
+	Pgckpt__PgcImgBlocks m = PGCKPT__PGC_IMG_BLOCKS__INIT;
 	uint32_t *nruns, *stored;
 	uint64_t *sum;
 	size_t done, n, i;
@@ -248,9 +248,9 @@ exit:
 
 int sf_index_encode(const struct sf_tables *t, struct sf_buf *out)
 {
-	PgcImgHead head = PGC_IMG_HEAD__INIT;
-	PgcImgMeta meta = PGC_IMG_META__INIT;
-	PgcImgTrailer trailer = PGC_IMG_TRAILER__INIT;
+	Pgckpt__PgcImgHead head = PGCKPT__PGC_IMG_HEAD__INIT;
+	Pgckpt__PgcImgMeta meta = PGCKPT__PGC_IMG_META__INIT;
+	Pgckpt__PgcImgTrailer trailer = PGCKPT__PGC_IMG_TRAILER__INIT;
 	size_t meta_at;
 	uint64_t size;
 	int ret;
@@ -307,7 +307,7 @@ int sf_index_peek(const uint8_t *p, size_t len, uint64_t size, uint32_t *version
 	uint8_t magic[8];
 	struct sf_cursor c = { p, len, 8 };
 	const uint8_t *rec;
-	PgcImgHead *head;
+	Pgckpt__PgcImgHead *head;
 	size_t rlen;
 	int ret;
 
@@ -328,11 +328,11 @@ int sf_index_peek(const uint8_t *p, size_t len, uint64_t size, uint32_t *version
 	ret = sf_cursor_record(&c, SF_MAX_HEAD, &rec, &rlen);
 	if (ret)
 		return ret;
-	head = pgc_img_head__unpack(NULL, rlen, rec);
+	head = pgckpt__pgc_img_head__unpack(NULL, rlen, rec);
 	if (!head)
 		return -PGC_ECORRUPT;
 	*version = head->version;
-	pgc_img_head__free_unpacked(head, NULL);
+	pgckpt__pgc_img_head__free_unpacked(head, NULL);
 	if (*version == 0)
 		return -PGC_ECORRUPT;
 	if (*version > SF_VERSION)
@@ -341,7 +341,7 @@ int sf_index_peek(const uint8_t *p, size_t len, uint64_t size, uint32_t *version
 }
 
 /* Check the meta record against the file and the format's limits. */
-static int check_meta(const PgcImgMeta *m, size_t len)
+static int check_meta(const Pgckpt__PgcImgMeta *m, size_t len)
 {
 	uint64_t max_pages = m->file_size >> SF_PAGE_SHIFT;
 
@@ -411,7 +411,7 @@ struct undelta_ctx {
 
 static int fill_segs(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
 {
-	const PgcImgSegments *m = (const PgcImgSegments *)msg;
+	const Pgckpt__PgcImgSegments *m = (const Pgckpt__PgcImgSegments *)msg;
 	struct undelta_ctx *u = arg;
 	size_t i;
 
@@ -435,7 +435,7 @@ static int fill_segs(void *arg, const ProtobufCMessage *msg, size_t done, size_t
 
 static int fill_runs(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
 {
-	const PgcImgRuns *m = (const PgcImgRuns *)msg;
+	const Pgckpt__PgcImgRuns *m = (const Pgckpt__PgcImgRuns *)msg;
 	struct undelta_ctx *u = arg;
 	uint64_t end;
 	size_t i;
@@ -454,7 +454,7 @@ static int fill_runs(void *arg, const ProtobufCMessage *msg, size_t done, size_t
 
 static int fill_blocks(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
 {
-	const PgcImgBlocks *m = (const PgcImgBlocks *)msg;
+	const Pgckpt__PgcImgBlocks *m = (const Pgckpt__PgcImgBlocks *)msg;
 	struct sf_block *blocks = (struct sf_block *)arg + done;
 	size_t i;
 
@@ -473,7 +473,7 @@ static int decode_segs(struct sf_cursor *c, uint64_t file_size,
 {
 	struct undelta_ctx u = { 0, file_size >> SF_PAGE_SHIFT, segs };
 
-	return decode_table(c, &pgc_img_segments__descriptor, nsegs, fill_segs, &u);
+	return decode_table(c, &pgckpt__pgc_img_segments__descriptor, nsegs, fill_segs, &u);
 }
 
 static int decode_runs(struct sf_cursor *c, uint64_t file_size,
@@ -481,29 +481,29 @@ static int decode_runs(struct sf_cursor *c, uint64_t file_size,
 {
 	struct undelta_ctx u = { 0, file_size >> SF_PAGE_SHIFT, runs };
 
-	return decode_table(c, &pgc_img_runs__descriptor, nruns, fill_runs, &u);
+	return decode_table(c, &pgckpt__pgc_img_runs__descriptor, nruns, fill_runs, &u);
 }
 
 static int decode_blocks(struct sf_cursor *c, struct sf_block *blocks, size_t nblocks)
 {
-	return decode_table(c, &pgc_img_blocks__descriptor, nblocks, fill_blocks, blocks);
+	return decode_table(c, &pgckpt__pgc_img_blocks__descriptor, nblocks, fill_blocks, blocks);
 }
 
 /* The trailer: 13 bytes at the very end, xxh64 of everything before it. */
 static int check_trailer(const uint8_t *p, size_t len)
 {
 	const uint8_t *t = p + len - SF_TRAILER_BYTES;
-	PgcImgTrailer *m;
+	Pgckpt__PgcImgTrailer *m;
 	int ret = 0;
 
 	if (sf_get_u32(t) != SF_TRAILER_BYTES - 4)
 		return -PGC_ECORRUPT;
-	m = pgc_img_trailer__unpack(NULL, SF_TRAILER_BYTES - 4, t + 4);
+	m = pgckpt__pgc_img_trailer__unpack(NULL, SF_TRAILER_BYTES - 4, t + 4);
 	if (!m)
 		return -PGC_ECORRUPT;
 	if (m->checksum != sf_checksum(p, len - SF_TRAILER_BYTES))
 		ret = -PGC_ECHECKSUM;
-	pgc_img_trailer__free_unpacked(m, NULL);
+	pgckpt__pgc_img_trailer__free_unpacked(m, NULL);
 	return ret;
 }
 
@@ -514,7 +514,7 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 	struct pgc_segment *segs = NULL;
 	struct sf_run *runs = NULL;
 	struct sf_block *blocks = NULL;
-	PgcImgMeta *m = NULL;
+	Pgckpt__PgcImgMeta *m = NULL;
 	const uint8_t *rec;
 	uint32_t version;
 	size_t rlen;
@@ -529,7 +529,7 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 		ret = sf_cursor_record(&c, SF_MAX_META, &rec, &rlen);
 	if (ret)
 		return ret;
-	m = pgc_img_meta__unpack(NULL, rlen, rec);
+	m = pgckpt__pgc_img_meta__unpack(NULL, rlen, rec);
 	if (!m)
 		return -PGC_ECORRUPT;
 	/* The size first: a short file is "truncated", whatever else is wrong. */
@@ -603,6 +603,6 @@ exit:
 	free(segs);
 	free(runs);
 	free(blocks);
-	pgc_img_meta__free_unpacked(m, NULL);
+	pgckpt__pgc_img_meta__free_unpacked(m, NULL);
 	return ret;
 }

@@ -5,8 +5,8 @@
  * pages-1.img (the stored pages decoded, in order) into a directory, the
  * pair CRIU's tools (`crit decode -i pagemap.img`) understand.
  *
- * A CRIU pagemap is CRIU's common magic, PAGEMAP_MAGIC, a PagemapHead
- * {pages_id} record, then one PagemapEntry {vaddr, nr_pages, flags} per
+ * A CRIU pagemap is CRIU's common magic, PAGEMAP_MAGIC, a pagemap_head
+ * {pages_id} record, then one pagemap_entry {vaddr, nr_pages, flags} per
  * stretch of pages; here vaddr is the memory-file offset, adjacent runs
  * are merged, and nr_pages goes in both field 2 (older CRIU, u32) and
  * field 5 (newer CRIU, u64).
@@ -25,7 +25,7 @@
 
 static int put_entry(struct sf_buf *out, uint64_t off, uint64_t pages)
 {
-	PagemapEntry e = PAGEMAP_ENTRY__INIT;
+	Pgckpt__PagemapEntry e = PGCKPT__PAGEMAP_ENTRY__INIT;
 
 	e.vaddr = off;
 	e.compat_nr_pages = (uint32_t)pages;
@@ -38,7 +38,7 @@ static int put_entry(struct sf_buf *out, uint64_t off, uint64_t pages)
 
 int sf_pagemap_encode(const struct sf_run *runs, size_t nruns, struct sf_buf *out)
 {
-	PagemapHead head = PAGEMAP_HEAD__INIT;
+	Pgckpt__PagemapHead head = PGCKPT__PAGEMAP_HEAD__INIT;
 	uint64_t start = 0, end = 0, pages;
 	size_t i;
 	int ret;

@@ -5,7 +5,7 @@
  * helpers (page.c): the all-zero page test and the one bulk-populate path
  * with its one process-wide off switch. Error strings live in errors.c.
  *
- * src/util depends on nothing else of the library (tests/check-layering.sh
+ * src/util depends on nothing else of the library (tests/static/layering.sh
  * checks it): src/alloc, src/aio, src/statefile and src/engine build on
  * it. The lazy-restore helper and the command use only pgckpt.h.
  */

@@ -1,13 +1,13 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: Apache-2.0
 #
-# layering.bats - tests/check-layering.sh (run on the real tree by
+# layering.bats - tests/static/layering.sh (run on the real tree by
 # tests/run-all.sh) must fail for each kind of forbidden #include: it is
 # run here on a copy of src/ with one bad line added.
 
 load helpers
 
-CHECK="$BATS_TEST_DIRNAME/../check-layering.sh"
+CHECK="$BATS_TEST_DIRNAME/../static/layering.sh"
 SRC="$BATS_TEST_DIRNAME/../../src"
 
 # Copy src/, append line $2 to file $1 of the copy, run the check on it.
@@ -34,7 +34,7 @@ check_with() {
 	assert_output --partial 'alloc/memfile.h is private to src/alloc'
 }
 
-@test "layering: lazy and the command use only pgckpt.h" {
+@test "layering: lazy may not reach past src/util, the command past pgckpt.h" {
 	check_with lazy/server.c '#include <statefile/statefile.h>'
 	assert_failure
 	assert_output --partial 'src/lazy may not depend on src/statefile'

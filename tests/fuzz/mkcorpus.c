@@ -59,7 +59,7 @@ static void emit(const char *name, uint8_t flags, const uint8_t *m, size_t mlen,
 }
 
 /* Re-encode @m with meta changed by @edit; size field and trailer made right. */
-static uint8_t *edit_meta(const uint8_t *m, size_t mlen, void (*edit)(PgcImgMeta *),
+static uint8_t *edit_meta(const uint8_t *m, size_t mlen, void (*edit)(Pgckpt__PgcImgMeta *),
 			  size_t *outlen)
 {
 	uint8_t *x = img_edit_meta(m, mlen, edit, outlen);
@@ -69,13 +69,13 @@ static uint8_t *edit_meta(const uint8_t *m, size_t mlen, void (*edit)(PgcImgMeta
 	return x;
 }
 
-static void huge_blocks(PgcImgMeta *m) { m->nblocks = 1ULL << 40; }
-static void huge_runs(PgcImgMeta *m) { m->nruns = 1ULL << 40; }
-static void huge_segs(PgcImgMeta *m) { m->nsegs = 1ULL << 40; }
-static void huge_file(PgcImgMeta *m) { m->file_size = 1ULL << 62; }
-static void max_file(PgcImgMeta *m) { m->file_size = SF_MAX_FILE_SIZE; }
-static void huge_block(PgcImgMeta *m) { m->block_size = 1u << 31; }
-static void huge_pages(PgcImgMeta *m) { m->pages_bytes = UINT64_MAX; }
+static void huge_blocks(Pgckpt__PgcImgMeta *m) { m->nblocks = 1ULL << 40; }
+static void huge_runs(Pgckpt__PgcImgMeta *m) { m->nruns = 1ULL << 40; }
+static void huge_segs(Pgckpt__PgcImgMeta *m) { m->nsegs = 1ULL << 40; }
+static void huge_file(Pgckpt__PgcImgMeta *m) { m->file_size = 1ULL << 62; }
+static void max_file(Pgckpt__PgcImgMeta *m) { m->file_size = SF_MAX_FILE_SIZE; }
+static void huge_block(Pgckpt__PgcImgMeta *m) { m->block_size = 1u << 31; }
+static void huge_pages(Pgckpt__PgcImgMeta *m) { m->pages_bytes = UINT64_MAX; }
 
 static void fill(pgc_memfile *mf, pgc_range r, unsigned seed)
 {

@@ -261,7 +261,7 @@ static void test_save_write_error(void)
  * Rewrite img/memfile.img with its meta record changed by @edit, the
  * size field and trailer checksum made consistent again.
  */
-static int edit_meta(const char *dir, void (*edit)(PgcImgMeta *))
+static int edit_meta(const char *dir, void (*edit)(Pgckpt__PgcImgMeta *))
 {
 	char path[256];
 	size_t mlen, xlen;
@@ -284,19 +284,19 @@ static int edit_meta(const char *dir, void (*edit)(PgcImgMeta *))
 	return ret;
 }
 
-static void huge_blocks(PgcImgMeta *m) { m->nblocks = 1ULL << 40; }
-static void huge_runs(PgcImgMeta *m) { m->nruns = 1ULL << 40; m->nblocks = 1ULL << 39; }
-static void huge_segs(PgcImgMeta *m) { m->nsegs = 1ULL << 40; }
-static void huge_all(PgcImgMeta *m)
+static void huge_blocks(Pgckpt__PgcImgMeta *m) { m->nblocks = 1ULL << 40; }
+static void huge_runs(Pgckpt__PgcImgMeta *m) { m->nruns = 1ULL << 40; m->nblocks = 1ULL << 39; }
+static void huge_segs(Pgckpt__PgcImgMeta *m) { m->nsegs = 1ULL << 40; }
+static void huge_all(Pgckpt__PgcImgMeta *m)
 {
 	m->file_size = SF_MAX_FILE_SIZE;
 	m->nsegs = m->nruns = m->nblocks = 1ULL << 40;
 	m->pages_bytes = m->mem_bytes = 1ULL << 50;
 }
-static void huge_file(PgcImgMeta *m) { m->file_size = 1ULL << 62; }
-static void huge_block(PgcImgMeta *m) { m->block_size = 1u << 31; }
-static void huge_pages(PgcImgMeta *m) { m->pages_bytes = UINT64_MAX; }
-static void huge_mem(PgcImgMeta *m) { m->mem_bytes = UINT64_MAX; }
+static void huge_file(Pgckpt__PgcImgMeta *m) { m->file_size = 1ULL << 62; }
+static void huge_block(Pgckpt__PgcImgMeta *m) { m->block_size = 1u << 31; }
+static void huge_pages(Pgckpt__PgcImgMeta *m) { m->pages_bytes = UINT64_MAX; }
+static void huge_mem(Pgckpt__PgcImgMeta *m) { m->mem_bytes = UINT64_MAX; }
 
 static long maxrss_kib(void)
 {
@@ -310,7 +310,7 @@ static void test_absurd_meta(void)
 {
 	static const struct {
 		const char *name;
-		void (*edit)(PgcImgMeta *);
+		void (*edit)(Pgckpt__PgcImgMeta *);
 	} cases[] = {
 		{ "2^40 blocks", huge_blocks }, { "2^40 runs", huge_runs },
 		{ "2^40 segments", huge_segs }, { "everything huge", huge_all },
@@ -362,7 +362,7 @@ static void test_absurd_meta(void)
  * small segments: a valid image. Loading it must cost nothing near the
  * claimed size (it costs 8 bytes per GiB claimed, see below).
  */
-static void max_file(PgcImgMeta *m) { m->file_size = SF_MAX_FILE_SIZE; }
+static void max_file(Pgckpt__PgcImgMeta *m) { m->file_size = SF_MAX_FILE_SIZE; }
 
 static void test_max_file_size(void)
 {

@@ -42,13 +42,13 @@ static inline uint8_t *img_slurp(const char *path, size_t *len)
  * a malloc'd buffer and its length in *@outlen, or NULL.
  */
 static inline uint8_t *img_edit_meta(const uint8_t *m, size_t mlen,
-				     void (*edit)(PgcImgMeta *), size_t *outlen)
+				     void (*edit)(Pgckpt__PgcImgMeta *), size_t *outlen)
 {
-	PgcImgTrailer tr = PGC_IMG_TRAILER__INIT;
+	Pgckpt__PgcImgTrailer tr = PGCKPT__PGC_IMG_TRAILER__INIT;
 	struct sf_buf b = { 0 };
 	size_t hl = sf_get_u32(m + 8), at = 12 + hl, ml = sf_get_u32(m + at);
 	size_t rest = at + 4 + ml, meta_at;
-	PgcImgMeta *meta = pgc_img_meta__unpack(NULL, ml, m + at + 4);
+	Pgckpt__PgcImgMeta *meta = pgckpt__pgc_img_meta__unpack(NULL, ml, m + at + 4);
 
 	if (!meta)
 		return NULL;
@@ -63,7 +63,7 @@ static inline uint8_t *img_edit_meta(const uint8_t *m, size_t mlen,
 		tr.checksum = sf_checksum(b.p, b.len);
 		sf_buf_put_record(&b, &tr.base);
 	}
-	pgc_img_meta__free_unpacked(meta, NULL);
+	pgckpt__pgc_img_meta__free_unpacked(meta, NULL);
 	if (b.err) {
 		sf_buf_free(&b);
 		return NULL;

@@ -715,11 +715,11 @@ static void check_pagemap(const char *path, const struct gen *g)
 			break;
 		}
 		if (nent == 0) {
-			PagemapHead *h = pagemap_head__unpack(NULL, n, p + pos);
+			Pgckpt__PagemapHead *h = pgckpt__pagemap_head__unpack(NULL, n, p + pos);
 			CHECK(h && h->pages_id == 1);
-			pagemap_head__free_unpacked(h, NULL);
+			pgckpt__pagemap_head__free_unpacked(h, NULL);
 		} else {
-			PagemapEntry *e = pagemap_entry__unpack(NULL, n, p + pos);
+			Pgckpt__PagemapEntry *e = pgckpt__pagemap_entry__unpack(NULL, n, p + pos);
 			CHECK(e != NULL);
 			if (!e)
 				break;
@@ -733,7 +733,7 @@ static void check_pagemap(const char *path, const struct gen *g)
 				ri++;
 			}
 			CHECK_EQ(off, end);
-			pagemap_entry__free_unpacked(e, NULL);
+			pgckpt__pagemap_entry__free_unpacked(e, NULL);
 		}
 		nent++;
 		pos += n;

@@ -10,16 +10,17 @@
 #   aio        util                     (aio/aio.h)
 #   statefile  util                     (statefile/statefile.h)
 #   engine     util alloc aio statefile (nothing depends on it)
-#   lazy, cli  nothing but pgckpt.h
+#   lazy       util                     (util/util.h, util/options.h)
+#   cli        nothing but pgckpt.h
 #
 # So src/alloc includes nothing of the engine, the engine sees the
-# MemoryFile only through memfile_hooks.h, and the lazy helper and the
-# command use only the public API. A directory without a rule fails.
+# MemoryFile only through memfile_hooks.h, the lazy helper uses the public
+# API and src/util, and the command uses only the public API. A directory without a rule fails.
 # Prints "ok ..." or "not ok ..." per directory, then "N passed, N failed"
 # (tests/run-all.sh counts it); exits 1 if any failed.
-# Usage: tests/check-layering.sh [SRC_DIR]   (default: src next to tests/)
+# Usage: tests/static/layering.sh [SRC_DIR]   (default: src of this tree)
 set -u
-src=${1:-$(cd "$(dirname "$0")/.." && pwd)/src}
+src=${1:-$(cd "$(dirname "$0")/../.." && pwd)/src}
 
 declare -A deps=(
 	[util]=""
@@ -27,10 +28,10 @@ declare -A deps=(
 	[aio]="util"
 	[statefile]="util"
 	[engine]="util alloc aio statefile"
-	[lazy]=""
+	[lazy]="util"
 	[cli]=""
 )
-iface=" util/util.h alloc/memfile_hooks.h alloc/rangeset.h aio/aio.h statefile/statefile.h "
+iface=" util/util.h util/options.h alloc/memfile_hooks.h alloc/rangeset.h aio/aio.h statefile/statefile.h "
 
 # Print why @inc may not be included from module @mod (nothing if it may).
 verdict() {
@@ -58,7 +59,7 @@ for dir in "$src"/*/; do
 	dir=${dir%/}
 	mod=$(basename "$dir")
 	if [ -z "${deps[$mod]+set}" ]; then
-		echo "not ok layering: src/$mod has no layering rule (tests/check-layering.sh)"
+		echo "not ok layering: src/$mod has no layering rule (tests/static/layering.sh)"
 		failed=$((failed + 1))
 		continue
 	fi
