@@ -100,8 +100,8 @@ if kind == "garbage":
 elif kind == "nofd":
     s.sendall(json.dumps([region]).encode())
     s.recv(1)
-elif kind in ("outside", "notuffd"):
-    if kind == "outside":
+elif kind in ("outside", "notuffd", "disagree"):
+    if kind in ("outside", "disagree"):
         import platform
         nr = {"x86_64": 323, "aarch64": 282, "riscv64": 282, "ppc64le": 364,
               "s390x": 355, "i686": 374, "armv7l": 388}.get(platform.machine())
@@ -111,7 +111,10 @@ elif kind in ("outside", "notuffd"):
         fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
         if fd < 0:
             sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
-        region["offset"] = 1 << 40
+        if kind == "outside":
+            region["offset"] = 1 << 40
+        else:                      # Firecracker 1.7+ form, the two keys disagreeing
+            region["page_size_kib"] = 8192
     else:
         fd = os.open("/dev/null", os.O_RDONLY)
     socket.send_fds(s, [json.dumps([region]).encode()], [fd])
@@ -133,6 +136,34 @@ EOF
 	grep -q 'consumer 1 (pid [0-9]*): connected' server.log
 	grep -q 'consumer 1: done: 32.0 MiB in 3 region(s), all placed' server.log
 	[ ! -e s.sock ]
+}
+
+@test "lazy: each Firecracker handoff form (page_size, page_size_kib, both) is served byte-exact" {
+	mkmem mem 8M --seed 11
+	pgckpt save mem img
+	local form
+	for form in page_size kib both; do
+		start_server img --once --timeout 10
+		run consumer -n 100 -r 2 --handoff-form "$form" -v mem
+		assert_success
+		assert_output --regexp 'bytes=8388608 regions=2 .*verified=yes$'
+		wait_server
+		[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "form $form: server exited $SRV_STATUS"; }
+		grep -q 'consumer 1: done: 8.0 MiB in 2 region(s), all placed' server.log
+	done
+	# Both keys present but disagreeing: refused, and the server goes on.
+	start_server img --timeout 10
+	run bad_client disagree
+	assert_success
+	run consumer -n 10 --handoff-form both -v mem
+	assert_success
+	kill -TERM "$SRV_PID"
+	wait_server
+	grep -q 'consumer 1: refused: bad handoff: invalid JSON' server.log
+	grep -q 'consumer 2: done: 8.0 MiB' server.log
+	run "$CONSUMER" --handoff-form kib2 s.sock
+	assert_failure 1
+	assert_output --partial "bad handoff form 'kib2'"
 }
 
 @test "lazy: size learnt from inspect --json, odd-sized file, raw image" {
