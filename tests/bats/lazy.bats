@@ -17,6 +17,12 @@ CONSUMER="$PGCKPT_BUILD/examples/lazy_consumer"
 setup() {
 	common_setup
 	[ -x "$CONSUMER" ] || fail "lazy_consumer not built: $CONSUMER"
+	UNPRIV_DIR=
+}
+
+teardown() {
+	common_teardown
+	[ -z "$UNPRIV_DIR" ] || rm -rf "$UNPRIV_DIR"
 }
 
 # start_server IMAGE [OPTION]...: a server on ./s.sock, its stderr in
@@ -164,6 +170,26 @@ EOF
 	run "$CONSUMER" --handoff-form kib2 s.sock
 	assert_failure 1
 	assert_output --partial "bad handoff form 'kib2'"
+}
+
+@test "lazy: a consumer without privilege (user-mode-only userfaultfd) is served" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root, to run the consumer as another user"
+	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$CONSUMER" ||
+		skip "the build directory is not reachable by uid 65534"
+	# A directory the unprivileged consumer can reach.
+	UNPRIV_DIR=$(mktemp -d /tmp/pgckpt-unpriv.XXXXXX)
+	chmod 755 "$UNPRIV_DIR"
+	cd "$UNPRIV_DIR"
+	mkmem mem 4M --seed 12
+	chmod 644 mem
+	pgckpt save mem img
+	start_server img --once --timeout 10
+	chmod 666 s.sock
+	run setpriv --reuid=65534 --regid=65534 --clear-groups timeout 20 "$CONSUMER" -n 50 -v mem s.sock
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ]
 }
 
 @test "lazy: size learnt from inspect --json, odd-sized file, raw image" {
