@@ -25,24 +25,14 @@ struct cursor {
 	const char *end;
 };
 
-enum {
-	F_BASE = 1,
-	F_SIZE = 2,
-	F_OFFSET = 4,
-	F_PAGE = 8,
-	F_PAGE_KIB = 16,
+/* The keys a region may carry; bit K_x of a "seen" mask is key K_x. */
+enum { K_BASE, K_SIZE, K_OFFSET, K_PAGE, K_PAGE_KIB, K_COUNT };
+
+static const char *const known_keys[K_COUNT] = {
+	"base_host_virt_addr", "size", "offset", "page_size", "page_size_kib",
 };
 
-static const struct {
-	const char *name;
-	unsigned bit;
-} known_keys[] = {
-	{ "base_host_virt_addr", F_BASE },
-	{ "size",                F_SIZE },
-	{ "offset",              F_OFFSET },
-	{ "page_size",           F_PAGE },
-	{ "page_size_kib",       F_PAGE_KIB },
-};
+#define BIT(k) (1u << (k))
 
 static void skip_ws(struct cursor *c)
 {
@@ -305,37 +295,38 @@ static int skip_value(struct cursor *c)
 	}
 }
 
-/* The F_* bit of the key @s (@len bytes), or 0 for a key we do not know. */
-static unsigned key_bit(const char *s, size_t len)
+/* The index in known_keys of the key @s (@len bytes), or -1 for a key we do not know. */
+static int key_index(const char *s, size_t len)
 {
-	size_t i;
+	int i;
 
-	for (i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++)
-		if (strlen(known_keys[i].name) == len && !memcmp(known_keys[i].name, s, len))
-			return known_keys[i].bit;
-	return 0;
+	for (i = 0; i < K_COUNT; i++)
+		if (strlen(known_keys[i]) == len && !memcmp(known_keys[i], s, len))
+			return i;
+	return -1;
 }
 
-/* The region's fields; @vals is indexed by the F_* bit's position. */
+/* The region from the values @vals of the keys in @seen (both indexed by K_*). */
 static int finish_region(unsigned seen, const uint64_t *vals, struct pgc_lazy_map *m)
 {
-	if ((seen & (F_BASE | F_SIZE | F_OFFSET)) != (F_BASE | F_SIZE | F_OFFSET))
-		return -EINVAL;
-	if (!(seen & (F_PAGE | F_PAGE_KIB)))
+	unsigned need = BIT(K_BASE) | BIT(K_SIZE) | BIT(K_OFFSET);
+	bool page = seen & BIT(K_PAGE), kib = seen & BIT(K_PAGE_KIB);
+
+	if ((seen & need) != need || (!page && !kib))
 		return -EINVAL;
 	/* Both names (Firecracker 1.7 on) must carry the same byte count. */
-	if ((seen & F_PAGE) && (seen & F_PAGE_KIB) && vals[3] != vals[4])
+	if (page && kib && vals[K_PAGE] != vals[K_PAGE_KIB])
 		return -EINVAL;
-	m->base = vals[0];
-	m->size = vals[1];
-	m->offset = vals[2];
-	m->page_size = (seen & F_PAGE) ? vals[3] : vals[4];
+	m->base = vals[K_BASE];
+	m->size = vals[K_SIZE];
+	m->offset = vals[K_OFFSET];
+	m->page_size = page ? vals[K_PAGE] : vals[K_PAGE_KIB];
 	return 0;
 }
 
 static int parse_object(struct cursor *c, struct pgc_lazy_map *m)
 {
-	uint64_t vals[5] = { 0 };
+	uint64_t vals[K_COUNT] = { 0 };
 	unsigned seen = 0;
 	int ret;
 
@@ -346,18 +337,18 @@ static int parse_object(struct cursor *c, struct pgc_lazy_map *m)
 	for (;;) {
 		const char *key;
 		size_t klen;
-		unsigned bit;
+		int k;
 		uint64_t v;
 
-		/* Known keys never need escapes; a sender that escapes one is refused. */
+		/* Keys are plain: one with an escape (which could spell a known key) is refused. */
 		ret = scan_string(c, false, &key, &klen);
 		if (ret)
 			return ret;
 		ret = expect(c, ':');
 		if (ret)
 			return ret;
-		bit = key_bit(key, klen);
-		if (!bit) {
+		k = key_index(key, klen);
+		if (k < 0) {
 			ret = skip_value(c);
 			if (ret)
 				return ret;
@@ -365,10 +356,10 @@ static int parse_object(struct cursor *c, struct pgc_lazy_map *m)
 			ret = parse_u64(c, &v);
 			if (ret)
 				return ret;
-			if (seen & bit)
+			if (seen & BIT(k))
 				return -EINVAL;
-			seen |= bit;
-			vals[__builtin_ctz(bit)] = v;
+			seen |= BIT(k);
+			vals[k] = v;
 		}
 		skip_ws(c);
 		if (c->p == c->end)
