@@ -115,6 +115,8 @@ elif kind in ("outside", "notuffd", "disagree"):
             sys.exit("userfaultfd: syscall number unknown on " + platform.machine())
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
+        if fd < 0 and ctypes.get_errno() == 1:                   # EPERM: user mode only
+            fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK | 1)
         if fd < 0:
             sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
         if kind == "outside":
