@@ -13,7 +13,7 @@
 #   p50/p99 random-access latency of those first touches
 #   all     handoff until the consumer holds and has verified every page
 #
-# The memory file is a dense heap: mkmem.py --holes 0.05 --zero 0.05
+# The memory file is a dense heap: bench/mkmem --holes 0.05 --zero 0.05
 # --random 0.1 (256 MiB by default), saved with the default zstd:1. The
 # image sits in the page cache (tmpfs $BENCH_DIR), so this measures the
 # server, not the disk. Targets: all < 1000 ms, first < 20 ms.
@@ -26,7 +26,7 @@ B=${B:-build}
 case $B in /*) bdir=$B ;; *) bdir=$top/$B ;; esac
 bin="$bdir/pgckpt"
 consumer="$bdir/examples/lazy_consumer"
-mkmem="$top/../shared/bench/mkmem.py"
+mkmem="$bdir/bench/mkmem"
 dir=${BENCH_DIR:-/dev/shm/pgckpt-lazy-bench}
 runs=${RUNS:-5}
 size=${SIZE:-256M}
@@ -34,7 +34,7 @@ nrand=${RANDOM_PAGES:-1000}
 
 [ -x "$bin" ] || { echo "lazy.sh: $bin missing: run make" >&2; exit 2; }
 [ -x "$consumer" ] || { echo "lazy.sh: $consumer missing: run make" >&2; exit 2; }
-[ -f "$mkmem" ] || { echo "lazy.sh: $mkmem missing (../shared beside the repo)" >&2; exit 2; }
+[ -x "$mkmem" ] || { echo "lazy.sh: $mkmem missing: run make" >&2; exit 2; }
 rm -rf "$dir"; mkdir -p "$dir"
 srv_pid=
 cleanup() {
@@ -43,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 "$mkmem" "$dir/mem" "$size" --holes 0.05 --zero 0.05 --random 0.1 --seed 1
+"$mkmem" "$dir/mem" "$size" --holes 0.05 --zero 0.05 --random 0.1 --seed 1
 "$bin" save "$dir/mem" "$dir/img"
 echo "# $("$bin" inspect --json "$dir/img")"
 

@@ -3,7 +3,7 @@
 #
 # make bench: pgckpt against the tools a user would otherwise reach for,
 # measured side by side in one run, best of $RUNS, on memory files made by
-# ../shared/bench/mkmem.py (and one real process's memory):
+# the project's generator bench/mkmem (and one real process's memory):
 #
 #   save -c zstd          vs  zstd -1 -T0 FILE
 #   restore (zstd image)  vs  zstd -d into tmpfs
@@ -24,13 +24,13 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 B=${B:-build}
 bin="$top/$B/pgckpt"
 probe="$top/$B/bench/memprobe"
-mkmem="$top/../shared/bench/mkmem.py"
+mkmem="$top/$B/bench/mkmem"
 dir=${BENCH_DIR:-/dev/shm/pgckpt-bench}
 runs=${RUNS:-3}
 out=${PERF_MD:-$top/docs/perf.md}
 
 [ -x "$bin" ] || { echo "bench: $bin missing: run make" >&2; exit 2; }
-[ -f "$mkmem" ] || { echo "bench: $mkmem missing (../shared beside the repo)" >&2; exit 2; }
+[ -x "$mkmem" ] || { echo "bench: $mkmem missing: run make" >&2; exit 2; }
 command -v zstd >/dev/null || { echo "bench: zstd missing (apt-get install zstd)" >&2; exit 2; }
 rm -rf "$dir"; mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
@@ -80,13 +80,13 @@ EOF
 
 files=()
 if [ "${QUICK:-0}" = 1 ]; then
-	python3 "$mkmem" "$dir/default-64M" 64M; files+=(default-64M)
+	"$mkmem" "$dir/default-64M" 64M; files+=(default-64M)
 else
 	for s in ${SIZES:-256M 1G}; do
-		python3 "$mkmem" "$dir/default-$s" "$s"; files+=("default-$s")
+		"$mkmem" "$dir/default-$s" "$s"; files+=("default-$s")
 	done
-	python3 "$mkmem" "$dir/mostly-zero-256M" 256M --holes 0.45 --zero 0.45 --random 0.02; files+=(mostly-zero-256M)
-	python3 "$mkmem" "$dir/mostly-random-256M" 256M --holes 0.05 --zero 0.05 --random 0.8; files+=(mostly-random-256M)
+	"$mkmem" "$dir/mostly-zero-256M" 256M --holes 0.45 --zero 0.45 --random 0.02; files+=(mostly-zero-256M)
+	"$mkmem" "$dir/mostly-random-256M" 256M --holes 0.05 --zero 0.05 --random 0.8; files+=(mostly-random-256M)
 	make_real "$dir/python-heap"; files+=(python-heap)
 fi
 
@@ -153,7 +153,7 @@ image and target lives on tmpfs (\`$dir\`), so the figures measure CPU
 and memory rather than a disk. Each time is the best of $runs runs, wall
 clock, of the whole command (process start to exit).
 
-Inputs: \`../shared/bench/mkmem.py FILE SIZE\` with the default mix (20%
+Inputs: \`bench/mkmem FILE SIZE\` (bench/mkmem.c) with the default mix (20%
 holes, 20% written zeros, 15% random, 45% heap-like), a mostly-zero mix
 (\`--holes 0.45 --zero 0.45 --random 0.02\`), a mostly-random mix
 (\`--holes 0.05 --zero 0.05 --random 0.8\`), and \`python-heap\`: the

@@ -10,7 +10,13 @@
  * p50_us/p99_us (the random first touches), all_ms (from before the
  * attach until every page was read and verified).
  *
- *   lazy_consumer [-s SIZE | -i IMAGE] [-r N] [-n N] [-v FILE] SOCKET
+ *   lazy_consumer [-s SIZE | -i IMAGE] [-r N] [-n N] [-v FILE]
+ *                 [--handoff-form page_size|kib|both] SOCKET
+ *
+ * --handoff-form picks the page-size key(s) of the handoff as each
+ * Firecracker version writes them; it uses pgc_lazy_attach_form, an
+ * internal hook of the library (src/lazy/lazy.h) kept for this test use.
+ * A program of your own needs only pgc_lazy_attach (pgckpt.h).
  *
  * Exit status: 0 ok, 1 usage or a byte that does not match, 2 system error.
  */
@@ -28,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lazy/lazy.h"
 #include "pgckpt.h"
 
 #define PAGE PGC_PAGE_SIZE
@@ -45,6 +52,9 @@ static const char usage[] =
 	"  -n, --random N      random pages to read before reading all (default 1000)\n"
 	"  -v, --verify FILE   compare every page read with FILE, byte for byte\n"
 	"      --seed N        seed of the random page order (default 1)\n"
+	"      --handoff-form F  page-size key(s) of the handoff: page_size (default),\n"
+	"                      kib (page_size_kib only: Firecracker 1.0-1.6) or both\n"
+	"                      (Firecracker 1.7 and later)\n"
 	"      --kill-after N  SIGKILL this process after N random pages (for tests)\n"
 	"      --stop-after N  SIGSTOP this process after N random pages (for tests)\n"
 	"  -h, --help          show this help\n"
@@ -188,6 +198,7 @@ int main(int argc, char **argv)
 		{ "seed",       required_argument, NULL, 'S' },
 		{ "kill-after", required_argument, NULL, 'K' },
 		{ "stop-after", required_argument, NULL, 'T' },
+		{ "handoff-form", required_argument, NULL, 'F' },
 		{ "help",       no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -199,6 +210,7 @@ int main(int argc, char **argv)
 	uint64_t stop_after = UINT64_MAX;
 	uint64_t nregions = 1, pages, t0, t_attach, t_first, t_all, i, mismatches = 0;
 	uint64_t first_bad = UINT64_MAX, *lat = NULL;
+	enum pgc_lazy_form form = PGC_LAZY_FORM_PAGE_SIZE;
 	int opt, uffd = -1, vfd = -1, ret = 2;
 	size_t k;
 
@@ -240,6 +252,18 @@ int main(int argc, char **argv)
 		case 'T':
 			if (parse_size(optarg, opt == 'K' ? &kill_after : &stop_after)) {
 				fprintf(stderr, "lazy_consumer: bad count '%s'\n", optarg);
+				return 1;
+			}
+			break;
+		case 'F':
+			if (!strcmp(optarg, "page_size")) {
+				form = PGC_LAZY_FORM_PAGE_SIZE;
+			} else if (!strcmp(optarg, "kib")) {
+				form = PGC_LAZY_FORM_KIB;
+			} else if (!strcmp(optarg, "both")) {
+				form = PGC_LAZY_FORM_BOTH;
+			} else {
+				fprintf(stderr, "lazy_consumer: bad handoff form '%s'\n", optarg);
 				return 1;
 			}
 			break;
@@ -320,7 +344,7 @@ int main(int argc, char **argv)
 	}
 
 	t0 = now_ns();
-	uffd = pgc_lazy_attach(sock, lr, nregions);
+	uffd = pgc_lazy_attach_form(sock, lr, nregions, form);
 	if (uffd < 0) {
 		fprintf(stderr, "lazy_consumer: %s: %s\n", sock, pgc_strerror(uffd));
 		goto exit;

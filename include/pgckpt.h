@@ -471,8 +471,11 @@ struct pgc_lazy_region {
 /*
  * pgc_lazy_attach - consumer side of the Firecracker UFFD handoff: create
  * a userfaultfd, register @regions in MISSING mode, send them as JSON with
- * the uffd over the unix socket @socket_path. Returns the uffd (>= 0, kept
- * open by the caller for the life of the mappings) or -errno.
+ * the uffd over the unix socket @socket_path. A process without the
+ * privilege to handle kernel faults gets a user-mode-only uffd: a kernel
+ * access to a page not yet in place then fails with EFAULT (docs/lazy.md).
+ * Returns the uffd (>= 0, kept open by the caller for the life of the
+ * mappings) or -errno.
  */
 int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regions,
 		    size_t nregions);

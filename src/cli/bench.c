@@ -231,16 +231,9 @@ static void print_result(const struct bench_cfg *c, const struct bench_result *r
 	char a[32], b[32];
 
 	if (c->json) {
-		printf("{\"file\":\"");
-		for (const char *p = c->file; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				putchar('\\');
-			if ((unsigned char)*p < 0x20)
-				printf("\\u%04x", *p);
-			else
-				putchar(*p);
-		}
-		printf("\",\"size\":%" PRIu64 ",\"mem_bytes\":%" PRIu64 ",\"image_bytes\":%" PRIu64
+		printf("{\"file\":");
+		cli_json_string(stdout, c->file);
+		printf(",\"size\":%" PRIu64 ",\"mem_bytes\":%" PRIu64 ",\"image_bytes\":%" PRIu64
 		       ",\"compress\":\"%s\",\"level\":%d,\"block_size\":%u,\"runs\":%ld"
 		       ",\"save_s\":%.4f,\"restore_s\":%.4f,\"ready_ms\":%.3f,\"all_s\":%.4f"
 		       ",\"accesses\":%u,\"waits\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f"

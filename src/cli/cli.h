@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "pgckpt.h"
 
@@ -79,6 +80,12 @@ int cli_opt_aio(const char *cmd, const char *arg, const char **aio);
  */
 int cli_opt_compress(const char *cmd, const char *arg, struct pgc_save_opts *so);
 int cli_opt_block_size(const char *cmd, const char *arg, struct pgc_save_opts *so);
+
+/*
+ * Print @s as a JSON string (quotes included) on @f: always valid UTF-8
+ * JSON; bytes that are not well-formed UTF-8 become U+FFFD (json.c).
+ */
+void cli_json_string(FILE *f, const char *s);
 
 /* "12.3 MiB" into @buf. */
 void cli_human_bytes(uint64_t n, char *buf, size_t len);

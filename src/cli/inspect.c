@@ -19,36 +19,6 @@ static const struct option help_only[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Print @s as a JSON string. */
-static void json_string(const char *s)
-{
-	const unsigned char *p;
-
-	putchar('"');
-	for (p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", stdout);
-			break;
-		case '\\':
-			fputs("\\\\", stdout);
-			break;
-		case '\n':
-			fputs("\\n", stdout);
-			break;
-		case '\t':
-			fputs("\\t", stdout);
-			break;
-		default:
-			if (*p < 0x20)
-				printf("\\u%04x", *p);
-			else
-				putchar(*p);
-		}
-	}
-	putchar('"');
-}
-
 static const char *compress_name(enum pgc_compress c)
 {
 	return c == PGC_COMPRESS_NONE ? "none" : "zstd";
@@ -57,7 +27,7 @@ static const char *compress_name(enum pgc_compress c)
 static void print_json(const char *img, const struct pgc_image_info *in)
 {
 	fputs("{\"image\": ", stdout);
-	json_string(img);
+	cli_json_string(stdout, img);
 	printf(", \"version\": %" PRIu32, in->version);
 	printf(", \"file_size\": %" PRIu64, in->file_size);
 	printf(", \"mem_bytes\": %" PRIu64, in->mem_bytes);

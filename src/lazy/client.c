@@ -19,23 +19,43 @@
 
 #include "lazy/lazy.h"
 
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/*
+ * A userfaultfd. A process without the privilege to handle kernel-mode
+ * faults (not root, vm.unprivileged_userfaultfd = 0, the default) gets a
+ * user-mode-only one (Linux 5.11 on): its own accesses are served, but a
+ * kernel access to a missing page (read(2) into the memory, KVM) fails
+ * with EFAULT instead of waiting.
+ */
+static int uffd_open(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	return fd < 0 ? -errno : fd;
+}
+
 static int uffd_create(void)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	int fd, ret;
 
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	fd = uffd_open();
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* Ask what is there, then enable REMOVE events if the kernel has them. */
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		ret = -errno;
 		goto fail;
 	}
 	close(fd);
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	fd = uffd_open();
 	if (fd < 0)
-		return -errno;
+		return fd;
 	api.features &= UFFD_FEATURE_EVENT_REMOVE;
 	api.api = UFFD_API;
 	api.ioctls = 0;
@@ -92,13 +112,20 @@ static int send_handoff(int sock, const char *json, size_t len, int uffd)
 int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regions,
 		    size_t nregions)
 {
+	return pgc_lazy_attach_form(socket_path, regions, nregions, PGC_LAZY_FORM_PAGE_SIZE);
+}
+
+int pgc_lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *regions,
+			 size_t nregions, enum pgc_lazy_form form)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct pgc_lazy_map *maps = NULL;
 	char *json = NULL;
 	int uffd = -1, sock = -1, ret, len;
 	size_t i;
 
-	if (!socket_path || !regions || nregions == 0 || nregions > PGC_LAZY_MAX_REGIONS)
+	if (!socket_path || !regions || nregions == 0 || nregions > PGC_LAZY_MAX_REGIONS ||
+	    form > PGC_LAZY_FORM_BOTH)
 		return -EINVAL;
 	if (strlen(socket_path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -120,7 +147,7 @@ int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regio
 		maps[i] = (struct pgc_lazy_map){ a, regions[i].size, regions[i].offset,
 						 PGC_PAGE_SIZE };
 	}
-	len = pgc_lazy_format_regions(maps, nregions, json, PGC_LAZY_MAX_MSG);
+	len = pgc_lazy_format_regions(maps, nregions, form, json, PGC_LAZY_MAX_MSG);
 	if (len < 0) {
 		ret = len;
 		goto exit;

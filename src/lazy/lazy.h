@@ -7,8 +7,8 @@
  * The wire protocol is Firecracker's snapshot UFFD handoff: the consumer
  * connects to a unix stream socket and sends one message, a JSON array of
  * {"base_host_virt_addr", "size", "offset", "page_size"} objects (the older
- * "page_size_kib", which carries bytes, is accepted too), with its
- * userfaultfd attached as SCM_RIGHTS. Nothing is sent back. docs/lazy.md
+ * "page_size_kib", which carries bytes, instead of or beside "page_size"),
+ * with its userfaultfd attached as SCM_RIGHTS. Nothing is sent back. docs/lazy.md
  * describes the protocol and the server's behaviour.
  *
  * The server API (pgc_lazy_listen, pgc_lazy_serve, pgc_lazy_serve_conn,
@@ -37,9 +37,12 @@ struct pgc_lazy_map {
 /*
  * pgc_lazy_parse_regions - parse the handoff JSON in @buf (@len bytes, no
  * terminator needed) into at most @max entries of @out; *@n gets the count.
- * Strict: one array of one or more objects whose values are unsigned
- * decimal integers; unknown keys (with integer values) are ignored,
- * duplicate or missing required keys are errors.
+ * Strict: one array of one or more objects. The known keys take unsigned
+ * decimal integers and may not repeat; "base_host_virt_addr", "size" and
+ * "offset" are required, and "page_size" or "page_size_kib" (bytes) or
+ * both, which must then be equal. Keys are plain strings (no escapes).
+ * Any other key is skipped with its value, whatever JSON value it is
+ * (containers nested at most 32 deep); strings must be well-formed UTF-8.
  * Returns 0; -ENODATA if @buf is a valid but incomplete prefix (more bytes
  * may complete it); -E2BIG for more than @max regions; -EINVAL otherwise.
  * Never reads outside @buf. Values are not range-checked here.
@@ -47,12 +50,27 @@ struct pgc_lazy_map {
 int pgc_lazy_parse_regions(const char *buf, size_t len, struct pgc_lazy_map *out,
 			   size_t max, size_t *n);
 
+/* Which page-size key(s) a handoff carries, as Firecracker versions write it. */
+enum pgc_lazy_form {
+	PGC_LAZY_FORM_PAGE_SIZE,   /* "page_size" (pgc_lazy_attach's default) */
+	PGC_LAZY_FORM_KIB,         /* "page_size_kib" only: Firecracker 1.0-1.6 */
+	PGC_LAZY_FORM_BOTH,        /* both, equal: Firecracker 1.7 and later */
+};
+
 /*
- * pgc_lazy_format_regions - write @n regions as handoff JSON into @buf
- * (@size bytes, NUL-terminated). Returns the length without the NUL, or
- * -ENOBUFS if @buf is too small.
+ * pgc_lazy_format_regions - write @n regions as handoff JSON of form
+ * @form into @buf (@size bytes, NUL-terminated). Returns the length
+ * without the NUL, or -ENOBUFS if @buf is too small.
  */
-int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, char *buf,
-			    size_t size);
+int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, enum pgc_lazy_form form,
+			    char *buf, size_t size);
+
+/*
+ * pgc_lazy_attach_form - pgc_lazy_attach (pgckpt.h), sending the handoff
+ * in the form @form; for tests and the example consumer, which show that
+ * the server takes every form. Returns what pgc_lazy_attach returns.
+ */
+int pgc_lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *regions,
+			 size_t nregions, enum pgc_lazy_form form);
 
 #endif /* PGC_LAZY_H */

@@ -7,7 +7,7 @@
 load helpers
 
 @test "bench prints a table and cleans up after itself" {
-	python3 "$MKMEM" mem 8M
+	mkmem mem 8M
 	run pgckpt bench --runs 1 --accesses 50 --dir "$PWD" mem
 	assert_success
 	assert_output --partial "save"
@@ -18,7 +18,7 @@ load helpers
 }
 
 @test "bench --json is one object with the documented keys" {
-	python3 "$MKMEM" mem 8M
+	mkmem mem 8M
 	pgckpt bench --json --runs 2 --accesses 100 -c zstd:3 --block-size 256K --dir "$PWD" mem >out.json
 	python3 - <<'PY'
 import json, os
@@ -36,7 +36,7 @@ PY
 }
 
 @test "bench with raw images and usage errors" {
-	python3 "$MKMEM" mem 4M
+	mkmem mem 4M
 	run pgckpt bench --json --runs 1 -c none --dir "$PWD" mem
 	assert_success
 	assert_output --partial '"compress":"none"'

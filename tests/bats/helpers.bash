@@ -3,15 +3,16 @@
 # helpers.bash - shared set-up for the bats end-to-end tests of the pgckpt
 # command. The runner sets PGCKPT_BUILD to the build directory; the binary
 # is $PGCKPT_BUILD/pgckpt. Every test runs in its own empty directory
-# (BATS_TEST_TMPDIR); memory files come from ../shared/bench/mkmem.py, kept
-# small so the whole suite runs in seconds.
+# (BATS_TEST_TMPDIR); memory files come from the project's generator,
+# $PGCKPT_BUILD/bench/mkmem (bench/mkmem.c), kept small so the whole suite
+# runs in seconds.
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
 PGCKPT_BUILD=${PGCKPT_BUILD:-$BATS_TEST_DIRNAME/../../build}
 PGCKPT="$PGCKPT_BUILD/pgckpt"
-MKMEM="$BATS_TEST_DIRNAME/../../../shared/bench/mkmem.py"
+MKMEM="$PGCKPT_BUILD/bench/mkmem"
 
 common_setup() {
 	[ -x "$PGCKPT" ] || fail "pgckpt not built: $PGCKPT (set PGCKPT_BUILD)"
@@ -38,10 +39,10 @@ pgckpt() {
 	"$PGCKPT" "$@"
 }
 
-# mkmem PATH SIZE [mkmem.py options]
+# mkmem PATH SIZE [mkmem options]
 mkmem() {
-	[ -f "$MKMEM" ] || skip "mkmem.py not found at $MKMEM"
-	python3 "$MKMEM" "$@"
+	[ -x "$MKMEM" ] || fail "mkmem not built: $MKMEM (run make)"
+	"$MKMEM" "$@"
 }
 
 # Bytes the file system stores for PATH.

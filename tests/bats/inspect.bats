@@ -55,6 +55,32 @@ EOF
 	assert_output 'we"ird\img'
 }
 
+# json_name FILE: the "image" or "file" string of the JSON object in FILE,
+# parsed by Python's strict decoder, printed as Python's ascii() of it.
+json_name() {
+	python3 -c 'import json,sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+print(ascii(d.get("image", d.get("file"))))' "$1"
+}
+
+@test "inspect and bench --json stay valid UTF-8 JSON for a name that is not UTF-8" {
+	mkmem mem 1M --seed 23
+	# Invalid bytes (\xff\xfe, a lone continuation byte, a cut sequence) each
+	# become U+FFFD; valid UTF-8 stays; control bytes and DEL are escaped.
+	local name=$'bad\xff\xfe-\x80-\xc3\xa9-\x01\x1f\x7f-\xe2\x82'
+	pgckpt save mem "$name"
+	pgckpt inspect --json "$name" >out.json
+	python3 -c 'import json,sys; json.load(sys.stdin)' <out.json
+	run json_name out.json
+	assert_output "'bad\\ufffd\\ufffd-\\ufffd-\\xe9-\\x01\\x1f\\x7f-\\ufffd\\ufffd'"
+	grep -q '"bad\\ufffd\\ufffd-\\ufffd-' out.json
+	grep -q '\\u0001\\u001f\\u007f' out.json
+	cp mem "$name.mem"
+	pgckpt bench --json --runs 1 --accesses 10 --dir "$PWD" "$name.mem" >bench.json
+	run json_name bench.json
+	assert_output --partial "'bad\\ufffd\\ufffd-"
+}
+
 @test "inspect --json of an image of holes has a null ratio" {
 	truncate -s 1M mem
 	pgckpt save mem img

@@ -39,9 +39,9 @@ check_with() {
 	assert_failure
 	assert_output --partial 'src/lazy may not depend on src/statefile'
 	rm -rf src
-	check_with cli/main.c '#include "util/util.h"'
+	check_with cli/main.c '#include "alloc/rangeset.h"'
 	assert_failure
-	assert_output --partial 'src/cli may not depend on src/util'
+	assert_output --partial 'src/cli may not depend on src/alloc'
 }
 
 @test "layering: util depends on nothing" {
@@ -54,4 +54,10 @@ check_with() {
 	check_with NEWDIR
 	assert_failure
 	assert_output --partial 'src/newmod has no layering rule'
+}
+
+@test "layering: the command may take only the header-only utf8.h from src/util" {
+	check_with cli/main.c '#include "util/util.h"'
+	assert_failure
+	assert_output --partial 'src/cli may include only pgckpt.h and the header-only util/utf8.h'
 }

@@ -17,6 +17,12 @@ CONSUMER="$PGCKPT_BUILD/examples/lazy_consumer"
 setup() {
 	common_setup
 	[ -x "$CONSUMER" ] || fail "lazy_consumer not built: $CONSUMER"
+	UNPRIV_DIR=
+}
+
+teardown() {
+	common_teardown
+	[ -z "$UNPRIV_DIR" ] || rm -rf "$UNPRIV_DIR"
 }
 
 # start_server IMAGE [OPTION]...: a server on ./s.sock, its stderr in
@@ -100,8 +106,8 @@ if kind == "garbage":
 elif kind == "nofd":
     s.sendall(json.dumps([region]).encode())
     s.recv(1)
-elif kind in ("outside", "notuffd"):
-    if kind == "outside":
+elif kind in ("outside", "notuffd", "disagree"):
+    if kind in ("outside", "disagree"):
         import platform
         nr = {"x86_64": 323, "aarch64": 282, "riscv64": 282, "ppc64le": 364,
               "s390x": 355, "i686": 374, "armv7l": 388}.get(platform.machine())
@@ -109,9 +115,14 @@ elif kind in ("outside", "notuffd"):
             sys.exit("userfaultfd: syscall number unknown on " + platform.machine())
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
+        if fd < 0 and ctypes.get_errno() == 1:                   # EPERM: user mode only
+            fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK | 1)
         if fd < 0:
             sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
-        region["offset"] = 1 << 40
+        if kind == "outside":
+            region["offset"] = 1 << 40
+        else:                      # Firecracker 1.7+ form, the two keys disagreeing
+            region["page_size_kib"] = 8192
     else:
         fd = os.open("/dev/null", os.O_RDONLY)
     socket.send_fds(s, [json.dumps([region]).encode()], [fd])
@@ -133,6 +144,54 @@ EOF
 	grep -q 'consumer 1 (pid [0-9]*): connected' server.log
 	grep -q 'consumer 1: done: 32.0 MiB in 3 region(s), all placed' server.log
 	[ ! -e s.sock ]
+}
+
+@test "lazy: each Firecracker handoff form (page_size, page_size_kib, both) is served byte-exact" {
+	mkmem mem 8M --seed 11
+	pgckpt save mem img
+	local form
+	for form in page_size kib both; do
+		start_server img --once --timeout 10
+		run consumer -n 100 -r 2 --handoff-form "$form" -v mem
+		assert_success
+		assert_output --regexp 'bytes=8388608 regions=2 .*verified=yes$'
+		wait_server
+		[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "form $form: server exited $SRV_STATUS"; }
+		grep -q 'consumer 1: done: 8.0 MiB in 2 region(s), all placed' server.log
+	done
+	# Both keys present but disagreeing: refused, and the server goes on.
+	start_server img --timeout 10
+	run bad_client disagree
+	assert_success
+	run consumer -n 10 --handoff-form both -v mem
+	assert_success
+	kill -TERM "$SRV_PID"
+	wait_server
+	grep -q 'consumer 1: refused: bad handoff: invalid JSON' server.log
+	grep -q 'consumer 2: done: 8.0 MiB' server.log
+	run "$CONSUMER" --handoff-form kib2 s.sock
+	assert_failure 1
+	assert_output --partial "bad handoff form 'kib2'"
+}
+
+@test "lazy: a consumer without privilege (user-mode-only userfaultfd) is served" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root, to run the consumer as another user"
+	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$CONSUMER" ||
+		skip "the build directory is not reachable by uid 65534"
+	# A directory the unprivileged consumer can reach.
+	UNPRIV_DIR=$(mktemp -d /tmp/pgckpt-unpriv.XXXXXX)
+	chmod 755 "$UNPRIV_DIR"
+	cd "$UNPRIV_DIR"
+	mkmem mem 4M --seed 12
+	chmod 644 mem
+	pgckpt save mem img
+	start_server img --once --timeout 10
+	chmod 666 s.sock
+	run setpriv --reuid=65534 --regid=65534 --clear-groups timeout 20 "$CONSUMER" -n 50 -v mem s.sock
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ]
 }
 
 @test "lazy: size learnt from inspect --json, odd-sized file, raw image" {

@@ -3,9 +3,10 @@
  * fuzz_handoff.c - libFuzzer harness for the lazy-restore handoff JSON
  * parser (pgc_lazy_parse_regions), input from another process. The input
  * is parsed as is, with a small and the full region limit; an accepted
- * message must format back (pgc_lazy_format_regions) into JSON that parses
- * to the same regions, and every prefix of it tried here must be either
- * complete or -ENODATA (never -EINVAL: the server waits for more bytes).
+ * message must format back (pgc_lazy_format_regions, in each form a
+ * Firecracker version writes) into JSON that parses to the same regions,
+ * and every prefix of it tried here must be -ENODATA (never -EINVAL: the
+ * server waits for more bytes).
  *
  * Built with -fsanitize=fuzzer by `make fuzz`, and with -DREPLAY plus
  * replay.c by the normal build, which runs tests/fuzz/corpus/handoff/.
@@ -20,13 +21,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct pgc_lazy_map maps[PGC_LAZY_MAX_REGIONS], again[PGC_LAZY_MAX_REGIONS];
 
+/* The first @n of maps[], written in @form, must parse back to themselves. */
+static void check_round_trip(size_t n, int form)
+{
+	static char out[PGC_LAZY_MAX_REGIONS * 256];
+	size_t n2 = 0, cut;
+	int len;
+
+	len = pgc_lazy_format_regions(maps, n, (enum pgc_lazy_form)form, out, sizeof(out));
+	if (len < 0)
+		abort();
+	if (pgc_lazy_parse_regions(out, (size_t)len, again, PGC_LAZY_MAX_REGIONS, &n2) ||
+	    n2 != n || memcmp(maps, again, n * sizeof(*maps)))
+		abort();
+	/* Prefixes of the canonical form are incomplete, not invalid. */
+	for (cut = 0; cut < (size_t)len; cut += 1 + (size_t)len / 16)
+		if (pgc_lazy_parse_regions(out, cut, again, PGC_LAZY_MAX_REGIONS, &n2) != -ENODATA)
+			abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char out[PGC_LAZY_MAX_REGIONS * 128];
 	const char *buf;
 	char *copy;
-	size_t n = 0, n2 = 0, cut;
-	int ret, len;
+	size_t n = 0;
+	int ret, form;
 
 	if (size > PGC_LAZY_MAX_MSG)
 		return 0;
@@ -45,18 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ret == 0) {
 		if (n == 0 || n > PGC_LAZY_MAX_REGIONS)
 			abort();
-		len = pgc_lazy_format_regions(maps, n, out, sizeof(out));
-		if (len < 0)
-			abort();
-		if (pgc_lazy_parse_regions(out, (size_t)len, again, PGC_LAZY_MAX_REGIONS, &n2) ||
-		    n2 != n || memcmp(maps, again, n * sizeof(*maps)))
-			abort();
-		/* Prefixes of the canonical form are incomplete, not invalid. */
-		for (cut = 0; cut < (size_t)len; cut += 1 + (size_t)len / 16) {
-			ret = pgc_lazy_parse_regions(out, cut, again, PGC_LAZY_MAX_REGIONS, &n2);
-			if (ret != -ENODATA)
-				abort();
-		}
+		for (form = PGC_LAZY_FORM_PAGE_SIZE; form <= PGC_LAZY_FORM_BOTH; form++)
+			check_round_trip(n, form);
 	}
 	free(copy);
 	return 0;

@@ -69,6 +69,113 @@ static int parse(const char *s, struct pgc_lazy_map *m, size_t max, size_t *n)
 	return pgc_lazy_parse_regions(s, strlen(s), m, max, n);
 }
 
+#define R0 "\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":0"
+
+/* Each form a Firecracker version writes, and unknown fields of every kind. */
+static void test_json_forms(void)
+{
+	static const char *good[] = {
+		"[{" R0 ",\"page_size\":4096}]",                            /* pgckpt */
+		"[{" R0 ",\"page_size_kib\":4096}]",                        /* FC 1.0-1.6 */
+		"[{" R0 ",\"page_size\":4096,\"page_size_kib\":4096}]",     /* FC 1.7+ */
+		"[{\"page_size_kib\":4096," R0 ",\"page_size\":4096}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":null,\"y\":true,\"z\":false}]",
+		"[{" R0 ",\"page_size\":4096,\"n\":-1.5e+3,\"m\":0,\"k\":0.25,\"j\":1E9,\"i\":-0}]",
+		"[{" R0 ",\"page_size\":4096,\"s\":\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u00e9\\uD83D\"}]",
+		"[{" R0 ",\"page_size\":4096,\"u\":\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}]",
+		"[{\"nested\":{\"a\":[1,{\"b\":[]},{}],\"c\":{\"d\":\"}]\"}}," R0
+		",\"page_size\":4096,\"e\":[[[]]]}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":1,\"x\":2}]",          /* unknown keys: not tracked */
+		"[{" R0 ",\"page_size\":4096,\"a-key-longer-than-sixty-four-bytes-"
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\":[]}]",
+	};
+	static const char *bad[] = {
+		"[{" R0 ",\"page_size\":4096,\"page_size_kib\":4}]",       /* disagree */
+		"[{" R0 ",\"page_size_kib\":4096,\"page_size\":8192}]",
+		"[{" R0 ",\"page_size\":4096,\"page_size\":4096}]",        /* same key twice */
+		"[{" R0 ",\"page_size_kib\":4096,\"page_size_kib\":4096}]",
+		"[{" R0 ",\"offset\":0,\"page_size\":4096}]",
+		"[{" R0 "}]",                                              /* no page size */
+		"[{" R0 ",\"page_size_kib\":\"4096\"}]",
+		"[{" R0 ",\"page_size_kib\":4096.0}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":01}]",                  /* bad numbers */
+		"[{" R0 ",\"page_size\":4096,\"x\":-}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":1.}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":.5}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":1e}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":+1}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":tru}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":nul1}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":True}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":\"\\x\"}]",             /* bad escapes */
+		"[{" R0 ",\"page_size\":4096,\"x\":\"\\u12G4\"}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":\"a\tb\"}]",            /* control byte */
+		"[{" R0 ",\"page_size\":4096,\"x\":\"\xff\"}]",            /* bad UTF-8 */
+		"[{" R0 ",\"page_size\":4096,\"x\":\"\xc0\xaf\"}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":\"\xed\xa0\x80\"}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":\"\xf4\x90\x80\x80\"}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":[1,]}]",                /* bad containers */
+		"[{" R0 ",\"page_size\":4096,\"x\":[1}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":{\"a\"}}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":{\"a\":1,}}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":{1:2}}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":{\"a\":1]}]",
+		"[{" R0 ",\"page_size\":4096,\"x\":}]",
+		"[{" R0 ",\"page_size\":4096,\"x\" 1}]",
+		"[{" R0 ",\"page_size\":4096,\"\\u0073ize\":1}]",          /* escaped key */
+	};
+	struct pgc_lazy_map m[2], back[2];
+	char deep[1024], buf[512];
+	size_t i, n, k, f;
+	int len;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		int r = parse(good[i], m, 2, &n);
+
+		if (r != 0)
+			printf("  good[%zu] gave %d\n", i, r);
+		CHECK_EQ(r, 0);
+		CHECK_EQ(n, 1);
+		CHECK(m[0].base == 4096 && m[0].size == 8192 && m[0].offset == 0);
+		CHECK_EQ(m[0].page_size, 4096);
+		/* Every proper prefix is incomplete. */
+		for (k = 0; k < strlen(good[i]); k++)
+			CHECK_EQ(pgc_lazy_parse_regions(good[i], k, m, 2, &n), -ENODATA);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = parse(bad[i], m, 2, &n);
+
+		if (r != -EINVAL)
+			printf("  bad[%zu] gave %d\n", i, r);
+		CHECK_EQ(r, -EINVAL);
+	}
+	/* Nesting: 32 containers are skipped, 33 are refused. */
+	for (k = 32; k <= 33; k++) {
+		size_t d;
+
+		len = snprintf(deep, sizeof(deep), "[{" R0 ",\"page_size\":4096,\"x\":");
+		for (d = 0; d < k; d++)
+			len += snprintf(deep + len, sizeof(deep) - (size_t)len, d % 2 ? "{\"a\":" : "[");
+		deep[len++] = '1';
+		for (d = k; d-- > 0;)
+			deep[len++] = d % 2 ? '}' : ']';
+		len += snprintf(deep + len, sizeof(deep) - (size_t)len, "}]");
+		CHECK_EQ(pgc_lazy_parse_regions(deep, (size_t)len, m, 2, &n), k == 32 ? 0 : -EINVAL);
+	}
+	/* Each form the formatter writes parses back to the same regions. */
+	m[0] = (struct pgc_lazy_map){ 1ULL << 40, 1 << 20, 4096, 4096 };
+	m[1] = (struct pgc_lazy_map){ 1ULL << 41, 8192, 1 << 20, 4096 };
+	for (f = PGC_LAZY_FORM_PAGE_SIZE; f <= PGC_LAZY_FORM_BOTH; f++) {
+		len = pgc_lazy_format_regions(m, 2, (enum pgc_lazy_form)f, buf, sizeof(buf));
+		CHECK(len > 0);
+		CHECK_EQ(strstr(buf, "\"page_size\":") != NULL, f != PGC_LAZY_FORM_KIB);
+		CHECK_EQ(strstr(buf, "\"page_size_kib\":") != NULL, f != PGC_LAZY_FORM_PAGE_SIZE);
+		CHECK_EQ(pgc_lazy_parse_regions(buf, (size_t)len, back, 2, &n), 0);
+		CHECK_EQ(n, 2);
+		CHECK(!memcmp(m, back, sizeof(m)));
+	}
+}
+
 static void test_json(void)
 {
 	static const char *bad[] = {
@@ -85,7 +192,7 @@ static void test_json(void)
 		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4}] x",
 		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4,}]",
 		"[{\"base_host_virt_addr\":1,\"si\\ze\":2,\"offset\":3,\"page_size\":4}]",
-		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4,\"x\":null}]",
+		"[{\"base_host_virt_addr\":1,\"size\":2,\"offset\":3,\"page_size\":4,\"x\":nul}]",
 		"[{\"base_host_virt_addr\" 1,\"size\":2,\"offset\":3,\"page_size\":4}]",
 	};
 	static const char *good =
@@ -118,12 +225,12 @@ static void test_json(void)
 	CHECK_EQ(pgc_lazy_parse_regions(good, 20, m, 4, &n), -ENODATA);
 	/* Round trip through the formatter. */
 	CHECK_EQ(parse(good, m, 4, &n), 0);
-	len = pgc_lazy_format_regions(m, n, buf, sizeof(buf));
+	len = pgc_lazy_format_regions(m, n, PGC_LAZY_FORM_PAGE_SIZE, buf, sizeof(buf));
 	CHECK(len > 0);
 	CHECK_EQ(pgc_lazy_parse_regions(buf, (size_t)len, back, 4, &k), 0);
 	CHECK_EQ(k, 2);
 	CHECK(!memcmp(m, back, sizeof(m[0]) * 2));
-	CHECK_EQ(pgc_lazy_format_regions(m, n, buf, 20), -ENOBUFS);
+	CHECK_EQ(pgc_lazy_format_regions(m, n, PGC_LAZY_FORM_BOTH, buf, 20), -ENOBUFS);
 	/* Mutations: any result but a crash (the sanitizer builds check). */
 	for (i = 0; i < 20000; i++) {
 		char mut[256];
@@ -180,9 +287,23 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/* A userfaultfd, user-mode-only without the privilege, as pgc_lazy_attach makes. */
+static int uffd_open(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	return fd;
+}
+
 static bool uffd_available(void)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	int fd = uffd_open();
 
 	if (fd < 0)
 		return false;
@@ -446,7 +567,7 @@ static void test_bad_handoff(void)
 	pgc_memfile *mf = load_bg("img", 8);
 	struct pgc_lazy_serve_opts o;
 	char ok[256], out[256];
-	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int uffd = uffd_open();
 	int lfd;
 
 	snprintf(ok, sizeof(ok),
@@ -532,6 +653,7 @@ int main(int argc, char **argv)
 	test_init(argc, argv);
 	seed = test_rand();
 	TEST_RUN(test_json);
+	TEST_RUN(test_json_forms);
 	if (!uffd_available()) {
 		printf("userfaultfd unavailable (%s)\n", strerror(errno));
 		test_done();
