@@ -244,6 +244,54 @@ static void *worker_main(void *arg)
 
 /* ---- the loader thread --------------------------------------------------- */
 
+/* Track @rd as in the aio queue (until reaped or the queue is dropped). */
+static void submitted_add_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	rd->q_prev = NULL;
+	rd->q_next = l->submitted;
+	if (l->submitted)
+		l->submitted->q_prev = rd;
+	l->submitted = rd;
+}
+
+static void submitted_del_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	if (rd->q_prev)
+		rd->q_prev->q_next = rd->q_next;
+	else
+		l->submitted = rd->q_next;
+	if (rd->q_next)
+		rd->q_next->q_prev = rd->q_prev;
+	rd->q_next = rd->q_prev = NULL;
+}
+
+/*
+ * The queue failed (aio_wait): its completions can no longer be reaped.
+ * Destroying it cancels or finishes every read in it, so that nothing
+ * writes into the mapping afterwards; only then do those reads leave
+ * flight (until here they count in l->reads, and loader_quiesce waits).
+ * Caller holds l->mu; it is dropped around the destruction.
+ */
+static void drop_queue_locked(struct pgc_loader *l)
+{
+	struct aio_queue *q = l->q;
+	struct ld_read *rd;
+
+	pthread_mutex_unlock(&l->mu);
+	aio_queue_destroy(q);
+	pthread_mutex_lock(&l->mu);
+	l->q = NULL;
+	while ((rd = l->submitted) != NULL) {
+		submitted_del_locked(l, rd);
+		read_retire_locked(l, rd);
+		ld_buf_put_locked(l, rd);
+		pthread_mutex_unlock(&l->mu);
+		ld_read_free(rd);
+		pthread_mutex_lock(&l->mu);
+	}
+	pthread_cond_broadcast(&l->wait_cv);
+}
+
 static int read_submit(struct pgc_loader *l, struct ld_read *rd)
 {
 	struct aio_req req = { .id = (uintptr_t)rd, .fd = l->img->pages_fd, .off = rd->file_off };
@@ -317,6 +365,7 @@ static void *loader_main(void *arg)
 				ld_read_free(rd);
 				break;
 			}
+			submitted_add_locked(l, rd);
 			added++;
 		}
 		if (l->reads == 0 && (l->error || rs_empty(&l->unloaded)))
@@ -327,13 +376,14 @@ static void *loader_main(void *arg)
 			n = ret ? ret : aio_wait(l->q, 1, comp, 64);
 			pthread_mutex_lock(&l->mu);
 			if (n < 0) {
-				/* The queue is unusable: nothing more can complete. */
+				/* The queue is unusable: end its reads, then drain the rest. */
 				ld_fail_locked(l, n);
-				l->reads -= aio_inflight(l->q);
-				break;
+				drop_queue_locked(l);
+				continue;
 			}
 			for (i = 0; i < n; i++) {
 				rd = (struct ld_read *)(uintptr_t)comp[i].id;
+				submitted_del_locked(l, rd);
 				if (comp[i].res < 0)
 					rd->err = (int)comp[i].res;
 				else if ((uint64_t)comp[i].res != rd->len)

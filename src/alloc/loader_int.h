@@ -27,11 +27,12 @@ enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 /* One read in flight: consecutive blocks [b0, b1) of pages.img. */
 struct ld_read {
 	struct ld_read *next;           /* worker queue */
+	struct ld_read *q_next, *q_prev;/* submitted to the aio queue (under mu) */
 	uint32_t b0, b1;
 	uint64_t file_off, len;
 	bool fill;                      /* started by the fill, not a waiter */
 	uint8_t *buf;                   /* zstd: the stored bytes */
-	uint8_t *scratch;               /* raw: destination of cancelled pages */
+	uint8_t *scratch;               /* raw: cancelled pages, each block its own */
 	struct iovec *iov;              /* destinations, block after block */
 	uint64_t *ioff;                 /* their file offsets (UINT64_MAX: scratch) */
 	int niov;
@@ -74,6 +75,7 @@ struct pgc_loader {
 	struct ld_waiter *waiters;      /* round-robin list */
 	struct ld_waiter *rr;           /* whose turn it is */
 	struct ld_read *work_head, *work_tail;
+	struct ld_read *submitted;      /* in the aio queue, not yet reaped */
 	void **pool;                    /* free read buffers of pool_size bytes */
 	unsigned npool;
 	size_t pool_size;
