@@ -194,8 +194,6 @@ int memfile_map(struct pgc_memfile *mf, pgc_range r, int access,
 int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 		     struct iovec *iov, int iovcnt)
 {
-	struct pgc_loader *l;
-	pgc_range pages;
 	int ret;
 
 	if (!mf)
@@ -204,15 +202,10 @@ int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 	ret = map_check(mf, r, access, iovcnt, iov);
 	if (ret)
 		return ret;
-	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
-	if (l) {
-		/* r.end <= file size, so rounding up cannot overflow. */
-		pages.start = r.start & ~MF_PAGE_MASK;
-		pages.end = (r.end + MF_PAGE_MASK) & ~MF_PAGE_MASK;
-		ret = loader_wait(l, pages);
-		if (ret)
-			return ret;
-	}
+	/* Pages still being loaded in the background jump the queue. */
+	ret = pgc_load_wait(mf, r);
+	if (ret)
+		return ret;
 	return memfile_map(mf, r, access, iov, iovcnt);
 }
 
@@ -306,6 +299,22 @@ int pgc_memfile_fd(const pgc_memfile *mf)
 	return mf ? mf->fd : -EBADF;
 }
 
+void pgc_mark_savable(pgc_memfile *mf)
+{
+	if (mf)
+		atomic_store_explicit(&mf->savable, true, memory_order_release);
+}
+
+bool pgc_is_savable(const pgc_memfile *mf)
+{
+	return mf && atomic_load_explicit(&mf->savable, memory_order_acquire);
+}
+
+bool pgc_is_disk_backed(const pgc_memfile *mf)
+{
+	return mf && mf->opts.disk_backed;
+}
+
 /* ---- commit, decommit, zeroing ----------------------------------------- */
 
 int memfile_decommit_file(struct pgc_memfile *mf, pgc_range r)
@@ -362,6 +371,7 @@ int memfile_mark_decommitted_locked(struct pgc_memfile *mf, pgc_range r)
 
 int pgc_decommit(pgc_memfile *mf, pgc_range r)
 {
+	struct pgc_loader *l;
 	int ret;
 
 	if (!mf || !memfile_range_ok(r) ||
@@ -371,6 +381,16 @@ int pgc_decommit(pgc_memfile *mf, pgc_range r)
 	}
 	if (mf->readonly)
 		return -EBADF;
+	/*
+	 * A background load must not write these pages after they are
+	 * released: cancel what has not started (as decref does) and let
+	 * the reads already writing into them land first.
+	 */
+	l = atomic_load_explicit(&mf->loader, memory_order_acquire);
+	if (l) {
+		loader_cancel(l, r);
+		loader_quiesce(l, r);
+	}
 	/* A punched hole may not read back as zeroes on manual_zeroing files. */
 	if (mf->opts.manual_zeroing)
 		ret = memfile_manually_zero(mf, r);
@@ -759,11 +779,40 @@ int memfile_insert_segment(struct pgc_memfile *mf, const struct pgc_segment *seg
 		memfile_acct_inc(mf, r.end - r.start, seg->kind, seg->memcg_id);
 		mf->usage_expected += r.end - r.start;
 	}
-	if (!info.refs)
-		memfile_reclaim_add_locked(mf, r);
 exit:
 	pthread_mutex_unlock(&mf->mu);
 	return ret;
+}
+
+void memfile_reclaim_freed(struct pgc_memfile *mf)
+{
+	rs_node *n;
+
+	pthread_mutex_lock(&mf->mu);
+	for (n = rs_first(&mf->usage); n; n = rs_next(n))
+		if (!((const struct usage_info *)rs_value(n))->refs)
+			memfile_reclaim_add_locked(mf, rs_range(n));
+	pthread_mutex_unlock(&mf->mu);
+}
+
+void memfile_reset(struct pgc_memfile *mf)
+{
+	size_t i;
+
+	pthread_mutex_lock(&mf->mu);
+	rs_clear(&mf->usage);
+	rs_clear(&mf->reclaim);
+	mf->reclaimable = false;
+	mf->reclaim_rebuild = false;
+	for (i = 0; i < mf->nacct; i++)
+		memset(mf->acct[i].kind, 0, sizeof(mf->acct[i].kind));
+	mf->usage_expected = 0;
+	mf->usage_swapped = 0;
+	mf->usage_scanned = false;
+	/* The mappings stay; nothing maps past the size, now 0. */
+	atomic_store_explicit(&mf->file_size, 0, memory_order_release);
+	(void)backing_truncate(mf->fd, 0);
+	pthread_mutex_unlock(&mf->mu);
 }
 
 /* ---- creation and destruction ------------------------------------------ */
@@ -904,6 +953,7 @@ int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out)
 	rs_init(&mf->usage, &usage_ops);
 	rs_init(&mf->reclaim, &flag_ops);
 	atomic_init(&mf->loader, NULL);
+	atomic_init(&mf->savable, false);
 	atomic_init(&mf->mappings, NULL);
 	atomic_init(&mf->file_size, 0);
 

@@ -78,6 +78,7 @@ struct pgc_memfile {
 	struct pgc_memfile_opts opts;   /* immutable after creation */
 	int fd;
 	bool readonly;                  /* fd opened O_RDONLY (adopt mode) */
+	atomic_bool savable;            /* pgc_mark_savable was called */
 
 	pthread_mutex_t mu;
 
@@ -161,10 +162,23 @@ int memfile_set_size(struct pgc_memfile *mf, uint64_t size);
  * memfile_insert_segment - add a saved usage segment to @mf, as LoadFrom
  * rebuilds the usage set. The range must be page-aligned, inside the file
  * and free. Known-committed segments are accounted; a segment with refs 0
- * goes to the reclaimer. Takes mf->mu.
+ * waits for memfile_reclaim_freed. Takes mf->mu.
  * Returns 0, -EINVAL (bad range or kind), -EEXIST (overlap) or -ENOMEM.
  */
 int memfile_insert_segment(struct pgc_memfile *mf, const struct pgc_segment *seg);
+
+/*
+ * memfile_reclaim_freed - once a load can no longer fail: hand every
+ * segment with refs 0 to the reclaimer. Takes mf->mu.
+ */
+void memfile_reclaim_freed(struct pgc_memfile *mf);
+
+/*
+ * memfile_reset - undo a failed load: empty the usage and reclaim sets
+ * and the accounting, and shrink the file to 0. Nothing of the load may
+ * run any more (no loader published). Takes mf->mu.
+ */
+void memfile_reset(struct pgc_memfile *mf);
 
 /*
  * memfile_grow_locked - grow the file to @new_size (ftruncate) and publish
