@@ -122,8 +122,10 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
 	if (!o.background) {
 		ret = loader_await(atomic_load_explicit(&mf->loader, memory_order_acquire));
 		if (ret) {
-			loader_destroy(atomic_exchange_explicit(&mf->loader, NULL,
-								memory_order_acq_rel));
+			struct pgc_loader *l = atomic_exchange_explicit(&mf->loader, NULL,
+									memory_order_acq_rel);
+
+			loader_retire(l);
 			goto fail;
 		}
 	}

@@ -686,3 +686,33 @@ void loader_destroy(struct pgc_loader *l)
 	loader_stop(l);
 	loader_free(l);
 }
+
+void loader_retire(struct pgc_loader *l)
+{
+	struct pgc_memfile *mf = l->mf;
+
+	loader_stop(l);
+	/* Nothing is pending any more: a late loader_quiesce returns at once. */
+	pthread_mutex_lock(&l->mu);
+	rs_clear(&l->unloaded);
+	update_lowest_locked(l);
+	while (l->npool)
+		free(l->pool[--l->npool]);
+	pthread_mutex_unlock(&l->mu);
+	sf_image_close(l->img);
+	l->img = NULL;
+	pthread_mutex_lock(&mf->mu);
+	l->retired_next = mf->retired_loaders;
+	mf->retired_loaders = l;
+	pthread_mutex_unlock(&mf->mu);
+}
+
+void loader_destroy_retired(struct pgc_loader *list)
+{
+	struct pgc_loader *next;
+
+	for (; list; list = next) {
+		next = list->retired_next;
+		loader_destroy(list);
+	}
+}

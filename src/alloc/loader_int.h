@@ -94,6 +94,8 @@ struct pgc_loader {
 	atomic_bool use_pwrite;         /* decoded blocks go in with pwrite */
 	atomic_int result;
 
+	struct pgc_loader *retired_next;/* on mf->retired_loaders (loader_retire) */
+
 	pthread_t thread;
 	pthread_t *workers;
 	int nworkers;

@@ -1029,6 +1029,7 @@ void pgc_memfile_destroy(pgc_memfile *mf)
 	memfile_reclaim_stop(mf);
 	memfile_evict_fini(mf);
 	loader_destroy(atomic_exchange_explicit(&mf->loader, NULL, memory_order_acq_rel));
+	loader_destroy_retired(mf->retired_loaders);
 	size = atomic_load_explicit(&mf->file_size, memory_order_relaxed);
 	if (mf->opts.decommit_on_destroy && size && !mf->readonly)
 		(void)memfile_decommit_file(mf, (pgc_range){ 0, size });

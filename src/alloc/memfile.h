@@ -120,7 +120,7 @@ struct pgc_memfile {
 
 	/* Background loader (loader.c): set while a background load runs. */
 	_Atomic(struct pgc_loader *) loader;
-	void *load_state;               /* owned by the loader module */
+	struct pgc_loader *retired_loaders; /* of failed loads (load.c), under mu */
 };
 
 /* Whether @r is non-empty and page-aligned. */
