@@ -147,6 +147,15 @@ static void read_retire_locked(struct pgc_loader *l, const struct ld_read *rd)
 	pthread_cond_signal(&l->loader_cv);
 }
 
+/* Free @rd, out of flight, its buffer back in the pool; l->mu is dropped meanwhile. */
+static void read_release_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	ld_buf_put_locked(l, rd);
+	pthread_mutex_unlock(&l->mu);
+	ld_read_free(rd);
+	pthread_mutex_lock(&l->mu);
+}
+
 /* Drop the pages of @rd's blocks from the unloaded set and wake waiters. */
 static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 {
@@ -231,10 +240,7 @@ static void *worker_main(void *arg)
 			read_finish_locked(l, rd);
 		else
 			read_retire_locked(l, rd);
-		ld_buf_put_locked(l, rd);
-		pthread_mutex_unlock(&l->mu);
-		ld_read_free(rd);
-		pthread_mutex_lock(&l->mu);
+		read_release_locked(l, rd);
 	}
 	pthread_mutex_unlock(&l->mu);
 	free(scratch);
@@ -284,10 +290,7 @@ static void drop_queue_locked(struct pgc_loader *l)
 	while ((rd = l->submitted) != NULL) {
 		submitted_del_locked(l, rd);
 		read_retire_locked(l, rd);
-		ld_buf_put_locked(l, rd);
-		pthread_mutex_unlock(&l->mu);
-		ld_read_free(rd);
-		pthread_mutex_lock(&l->mu);
+		read_release_locked(l, rd);
 	}
 	pthread_cond_broadcast(&l->wait_cv);
 }
@@ -361,8 +364,7 @@ static void *loader_main(void *arg)
 			if (ret) {
 				ld_fail_locked(l, ret);
 				read_retire_locked(l, rd);
-				ld_buf_put_locked(l, rd);
-				ld_read_free(rd);
+				read_release_locked(l, rd);
 				break;
 			}
 			submitted_add_locked(l, rd);
