@@ -2,12 +2,15 @@
 /*
  * load.c - LoadFrom: restore an image into an empty MemoryFile.
  *
- * The metadata comes first: the image is opened and validated
- * (sf_image_open trusts nothing), the file is sized and the usage set is
- * rebuilt segment by segment with the saved refs, kinds and memcg ids.
- * Then the page loader (loader.c) starts; an eager load waits for it, a
- * background load returns at once and pgc_map_internal waits for the
- * pages it needs.
+ * The options are checked first, before the MemoryFile is touched. Then
+ * the metadata: the image is opened and validated (sf_image_open trusts
+ * nothing), the file is sized and the usage set is rebuilt segment by
+ * segment with the saved refs, kinds and memcg ids. Then the page loader
+ * (loader.c) starts; an eager load waits for it, a background load
+ * returns at once and pgc_map_internal / pgc_load_wait wait for the
+ * pages needed. Freed segments reach the reclaimer only once the load
+ * can no longer fail; any failure before that empties the MemoryFile
+ * again.
  */
 #include <errno.h>
 #include <stdlib.h>

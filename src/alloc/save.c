@@ -14,7 +14,11 @@
  * 4. The calling thread commits windows in offset order: appends their
  *    blocks to the index and writes them through the aio queue, several
  *    windows in flight, while the workers run ahead.
- * 5. sf_writer_commit writes the metadata, fsyncs and renames.
+ * 5. As gVisor's SaveTo (updateUsageLocked, alsoScanCommitted), the
+ *    usage set is brought in line with what was stored: stored pages are
+ *    known committed, zero pages and holes are not; the segments are then
+ *    snapshotted again for the metadata.
+ * 6. sf_writer_commit writes the metadata, fsyncs and renames.
  * Any error (ENOSPC, EIO, a short write) abandons the temporary directory:
  * nothing appears under the image's name and an older image is untouched.
  */
