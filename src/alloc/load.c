@@ -94,6 +94,18 @@ static int load_segments(struct pgc_memfile *mf, const struct sf_image *img)
 	return ret;
 }
 
+/* Once the load can no longer fail: hand every freed segment to the reclaimer. */
+static void reclaim_freed(struct pgc_memfile *mf)
+{
+	rs_node *n;
+
+	pthread_mutex_lock(&mf->mu);
+	for (n = rs_first(&mf->usage); n; n = rs_next(n))
+		if (!((const struct usage_info *)rs_value(n))->refs)
+			memfile_reclaim_add_locked(mf, rs_range(n));
+	pthread_mutex_unlock(&mf->mu);
+}
+
 int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts)
 {
 	struct pgc_load_opts o;
@@ -133,7 +145,7 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
 		}
 	}
 	/* Freed segments go to the reclaimer only once nothing can fail. */
-	memfile_reclaim_freed(mf);
+	reclaim_freed(mf);
 	return 0;
 fail:
 	/* A failed load leaves @mf as it found it: empty. */

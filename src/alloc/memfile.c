@@ -784,17 +784,6 @@ exit:
 	return ret;
 }
 
-void memfile_reclaim_freed(struct pgc_memfile *mf)
-{
-	rs_node *n;
-
-	pthread_mutex_lock(&mf->mu);
-	for (n = rs_first(&mf->usage); n; n = rs_next(n))
-		if (!((const struct usage_info *)rs_value(n))->refs)
-			memfile_reclaim_add_locked(mf, rs_range(n));
-	pthread_mutex_unlock(&mf->mu);
-}
-
 void memfile_reset(struct pgc_memfile *mf)
 {
 	size_t i;

@@ -162,16 +162,10 @@ int memfile_set_size(struct pgc_memfile *mf, uint64_t size);
  * memfile_insert_segment - add a saved usage segment to @mf, as LoadFrom
  * rebuilds the usage set. The range must be page-aligned, inside the file
  * and free. Known-committed segments are accounted; a segment with refs 0
- * waits for memfile_reclaim_freed. Takes mf->mu.
+ * is left for the caller to hand to the reclaimer. Takes mf->mu.
  * Returns 0, -EINVAL (bad range or kind), -EEXIST (overlap) or -ENOMEM.
  */
 int memfile_insert_segment(struct pgc_memfile *mf, const struct pgc_segment *seg);
-
-/*
- * memfile_reclaim_freed - once a load can no longer fail: hand every
- * segment with refs 0 to the reclaimer. Takes mf->mu.
- */
-void memfile_reclaim_freed(struct pgc_memfile *mf);
 
 /*
  * memfile_reset - undo a failed load: empty the usage and reclaim sets
