@@ -174,6 +174,15 @@ struct pgc_memfile_opts {
 	bool decommit_on_destroy;      /* punch out the whole file on destroy */
 	bool manual_zeroing;           /* do not assume new host pages are zero */
 	bool disable_ima_workaround;
+	/*
+	 * The backing file lives on a disk filesystem, not in memory (tmpfs,
+	 * memfd, hugetlbfs): its pages are written back to disk rather than
+	 * swapped. Reported by pgc_is_disk_backed() for callers that choose
+	 * by it (gVisor's tmpfs commits fallocated pages of a disk-backed
+	 * file instead of write-populating them); the MemoryFile itself
+	 * behaves the same either way. Set decommit_on_destroy as well to
+	 * give the disk space back.
+	 */
 	bool disk_backed;
 	/* If non-zero, allocations fail with -ENOMEM past this many bytes in use. */
 	uint64_t max_allocatable;
@@ -198,11 +207,33 @@ int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out);
  */
 void pgc_memfile_destroy(pgc_memfile *mf);
 
-/* The backing file descriptor (owned by @mf). */
+/*
+ * pgc_memfile_fd - the backing file descriptor (owned by @mf), or -EBADF
+ * for a NULL @mf. While a background load runs, the file holds only the
+ * pages loaded so far: pages not loaded yet read through this fd (or a
+ * mapping of it made by the caller or handed to another process) as
+ * holes, i.e. zeroes, and writes to them may be overwritten when the load
+ * reaches them. Call pgc_load_wait() on a range before using it through
+ * the fd; pgc_map_internal() waits by itself.
+ */
 int pgc_memfile_fd(const pgc_memfile *mf);
 
 /* pgc_total_size - current size of the backing file in bytes. */
 uint64_t pgc_total_size(pgc_memfile *mf);
+
+/*
+ * pgc_mark_savable - allow pgc_save() of @mf (gVisor's MarkSavable). A
+ * MemoryFile is not savable until marked, so that one the application
+ * never meant to checkpoint is not saved by mistake. Cannot be undone.
+ * @mf may be NULL (no effect).
+ */
+void pgc_mark_savable(pgc_memfile *mf);
+
+/* pgc_is_savable - whether pgc_mark_savable() was called on @mf (false for NULL). */
+bool pgc_is_savable(const pgc_memfile *mf);
+
+/* pgc_is_disk_backed - the disk_backed option @mf was created with (false for NULL). */
+bool pgc_is_disk_backed(const pgc_memfile *mf);
 
 /*
  * Reader callback for pgc_allocate(): copy up to @len bytes into @dst.
@@ -246,8 +277,12 @@ int pgc_decref(pgc_memfile *mf, pgc_range r);
 int pgc_has_unique_ref(pgc_memfile *mf, pgc_range r);
 
 /*
- * pgc_decommit - release the contents of @r; later reads see zeroes.
- * Returns 0, -EINVAL for a bad range, or -errno from fallocate.
+ * pgc_decommit - release the contents of @r; later reads see zeroes. During
+ * a background load the pages of @r whose load has not started are
+ * cancelled and reads already writing into @r are waited for, so the load
+ * never brings them back.
+ * Returns 0, -EINVAL for a bad range, -EBADF for a read-only file, or
+ * -errno from fallocate.
  */
 int pgc_decommit(pgc_memfile *mf, pgc_range r);
 
@@ -365,8 +400,13 @@ void pgc_save_opts_init(struct pgc_save_opts *opts);
 /*
  * pgc_save - write @mf to the image directory @path atomically (built in a
  * temporary sibling, fsynced, renamed over @path). Waits for a background
- * load first. Returns 0, or -errno (-ENOSPC, -EIO, ...); on failure no
- * image appears under @path and an existing one is left untouched.
+ * load first. As gVisor's SaveTo, it first brings the commitment of every
+ * allocated segment in line with what is stored (non-zero pages are
+ * known committed, zero pages and holes are not), so the image and the
+ * accounting of @mf record what the image really holds.
+ * Returns 0; -EPERM if @mf was not marked with pgc_mark_savable(); or
+ * -errno (-ENOSPC, -EIO, ...); on failure no image appears under @path
+ * and an existing one is left untouched.
  */
 int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts);
 
@@ -375,9 +415,14 @@ struct pgc_load_opts {
 	const char *aio;         /* as in pgc_save_opts */
 	bool background;         /* return after the metadata; load pages in the background */
 	bool direct;             /* O_DIRECT reads of raw images */
-	uint32_t max_read;       /* background: bytes per merged read (default 256 KiB) */
-	uint32_t max_iovecs;     /* background: iovecs per read (default 64) */
-	uint32_t max_inflight;   /* background: reads in flight (default 128) */
+	uint32_t max_read;       /* bytes per merged read (default 256 KiB, at most 64 MiB) */
+	uint32_t max_iovecs;     /* iovecs per read (default 64, at most 1024) */
+	/*
+	 * Most reads in flight (default 128, at most 4096). Read buffers are
+	 * also held to 8 MiB, which allows 8 MiB / max(max_read, largest
+	 * stored block) reads (at least 2): 8 with the default 1 MiB blocks.
+	 */
+	uint32_t max_inflight;
 	/*
 	 * Called once from the loader thread when the load ends (0 or its
 	 * error), before pgc_load_await returns; it must not call
@@ -397,8 +442,11 @@ void pgc_load_opts_init(struct pgc_load_opts *opts);
  * allocations. Usage segments, refs, kinds and memcg ids come back as
  * saved. Eager: returns when every page is in memory. Background: returns
  * after the metadata; pages arrive in the background and
- * pgc_map_internal waits for the ones it needs.
- * Returns 0, -PGC_E* for a bad image, or -errno.
+ * pgc_map_internal (or pgc_load_wait) waits for the ones it needs.
+ * Returns 0; -EINVAL for bad options (an unknown aio backend, a limit
+ * exceeded), -EBADF for a read-only @mf, -EBUSY if @mf is not empty;
+ * -PGC_E* for a bad image; or -errno. On failure @mf is left empty (no
+ * segments, size 0), as it was, and may be loaded again.
  */
 int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts);
 
@@ -408,6 +456,18 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
  * Returns 0 (also when no load was started) or the load's error.
  */
 int pgc_load_await(pgc_memfile *mf);
+
+/*
+ * pgc_load_wait - wait until every page of @r (any byte range inside the
+ * file) is loaded, without mapping it: for callers that use the file
+ * through pgc_memfile_fd(). The unloaded pages of @r jump the loader's
+ * queue, as for pgc_map_internal. Lock-free once @r is loaded.
+ * Returns 0 when @r is loaded (at once when no load was started or the
+ * load has finished); -EINVAL for a NULL @mf or an empty range or one
+ * past the end of the file; the load's error if it failed before @r was
+ * loaded (-ECANCELED once pgc_memfile_destroy has begun).
+ */
+int pgc_load_wait(pgc_memfile *mf, pgc_range r);
 
 struct pgc_load_stats {
 	uint64_t bytes_total;    /* bytes the image holds */

@@ -125,11 +125,13 @@ static int usable_cpus(void)
  * PGCKPT_FAULT_AIO="read:N:ERRNO" (or "write:N:ERRNO") makes the Nth read
  * (READ / READV) or write completion, counted from 1 over the queues of
  * the process since the last aio_queue_new, report -ERRNO instead of its
- * result, as an I/O error from the kernel would. ERRNO is a number (5 for
- * EIO). Read at every aio_queue_new; when unset, the cost is one relaxed
- * atomic load per completion. Not for production use.
+ * result, as an I/O error from the kernel would. "wait:N:ERRNO" instead
+ * makes the Nth aio_wait call fail with -ERRNO before it reaps anything,
+ * as a broken queue would (its requests stay in flight). ERRNO is a
+ * number (5 for EIO). Read at every aio_queue_new; when unset, the cost is
+ * one relaxed atomic load per completion or wait. Not for production use.
  */
-enum { FAULT_NONE, FAULT_READ, FAULT_WRITE };
+enum { FAULT_NONE, FAULT_READ, FAULT_WRITE, FAULT_WAIT };
 static atomic_int fault_op;
 static atomic_int fault_err;
 static atomic_uint_fast64_t fault_nth;
@@ -146,6 +148,8 @@ static void fault_parse(void)
 			op = FAULT_READ;
 		else if (strncmp(s, "write:", 6) == 0)
 			op = FAULT_WRITE;
+		else if (strncmp(s, "wait:", 5) == 0)
+			op = FAULT_WAIT;
 		if (op != FAULT_NONE &&
 		    (sscanf(strchr(s, ':') + 1, "%llu:%d%n", &nth, &err, &used) != 2 ||
 		     strchr(s, ':')[1 + used] != '\0' || nth == 0 || err <= 0))
@@ -165,11 +169,21 @@ static int64_t fault_apply(enum aio_op op, int64_t res)
 	int f = atomic_load_explicit(&fault_op, memory_order_relaxed);
 	bool write = op == AIO_OP_WRITE || op == AIO_OP_WRITEV;
 
-	if (f == FAULT_NONE || write != (f == FAULT_WRITE))
+	if (f == FAULT_NONE || f == FAULT_WAIT || write != (f == FAULT_WRITE))
 		return res;
 	if (atomic_fetch_add(&fault_count, 1) + 1 != atomic_load(&fault_nth))
 		return res;
 	return -(int64_t)atomic_load(&fault_err);
+}
+
+/* The injected result of an aio_wait call: 0 or -errno. */
+static int fault_wait(void)
+{
+	if (atomic_load_explicit(&fault_op, memory_order_relaxed) != FAULT_WAIT)
+		return 0;
+	if (atomic_fetch_add(&fault_count, 1) + 1 != atomic_load(&fault_nth))
+		return 0;
+	return -atomic_load(&fault_err);
 }
 
 static void queue_free(struct aio_queue *q)
@@ -396,6 +410,9 @@ int aio_wait(struct aio_queue *q, unsigned min, struct aio_completion *out,
 
 	if (!q || (max && !out))
 		return -EINVAL;
+	ret = fault_wait();
+	if (ret)
+		return ret;
 	/* Requests still pending can only complete once started. */
 	if (q->npending) {
 		ret = aio_submit(q);

@@ -175,10 +175,31 @@ int memfile_map(struct pgc_memfile *mf, pgc_range r, int access,
 	return n;
 }
 
+/*
+ * Wait, through the wait hook, until every page of @r (inside the file)
+ * holds its contents. Returns 0 or the load's error.
+ */
+static int memfile_wait_loaded(struct pgc_memfile *mf, pgc_range r)
+{
+	pgc_range pages;
+
+	/* r.end <= file size, so rounding up cannot overflow. */
+	pages.start = r.start & ~MF_PAGE_MASK;
+	pages.end = (r.end + MF_PAGE_MASK) & ~MF_PAGE_MASK;
+	return memfile_hook_wait(mf, pages);
+}
+
+int pgc_load_wait(pgc_memfile *mf, pgc_range r)
+{
+	if (!mf || r.start >= r.end ||
+	    r.end > atomic_load_explicit(&mf->file_size, memory_order_acquire))
+		return -EINVAL;
+	return memfile_wait_loaded(mf, r);
+}
+
 int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 		     struct iovec *iov, int iovcnt)
 {
-	pgc_range pages;
 	int ret;
 
 	if (!mf)
@@ -187,10 +208,8 @@ int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 	ret = map_check(mf, r, access, iovcnt, iov);
 	if (ret)
 		return ret;
-	/* r.end <= file size, so rounding up cannot overflow. */
-	pages.start = r.start & ~MF_PAGE_MASK;
-	pages.end = (r.end + MF_PAGE_MASK) & ~MF_PAGE_MASK;
-	ret = memfile_hook_wait(mf, pages);
+	/* Pages still being loaded in the background jump the queue. */
+	ret = memfile_wait_loaded(mf, r);
 	if (ret)
 		return ret;
 	return memfile_map(mf, r, access, iov, iovcnt);
@@ -286,6 +305,22 @@ int pgc_memfile_fd(const pgc_memfile *mf)
 	return mf ? mf->fd : -EBADF;
 }
 
+void pgc_mark_savable(pgc_memfile *mf)
+{
+	if (mf)
+		atomic_store_explicit(&mf->savable, true, memory_order_release);
+}
+
+bool pgc_is_savable(const pgc_memfile *mf)
+{
+	return mf && atomic_load_explicit(&mf->savable, memory_order_acquire);
+}
+
+bool pgc_is_disk_backed(const pgc_memfile *mf)
+{
+	return mf && mf->opts.disk_backed;
+}
+
 /* ---- commit, decommit, zeroing ----------------------------------------- */
 
 int memfile_decommit_file(struct pgc_memfile *mf, pgc_range r)
@@ -351,6 +386,15 @@ int pgc_decommit(pgc_memfile *mf, pgc_range r)
 	}
 	if (mf->readonly)
 		return -EBADF;
+	/*
+	 * A background load must not write these pages after they are
+	 * released: cancel what has not started (as decref does) and let
+	 * the reads already writing into them land first.
+	 */
+	pthread_mutex_lock(&mf->mu);
+	memfile_hook_cancel_locked(mf, r);
+	pthread_mutex_unlock(&mf->mu);
+	memfile_hook_quiesce(mf, r);
 	/* A punched hole may not read back as zeroes on manual_zeroing files. */
 	if (mf->opts.manual_zeroing)
 		ret = memfile_manually_zero(mf, r);
@@ -729,9 +773,51 @@ int memfile_insert_segment(struct pgc_memfile *mf, const struct pgc_segment *seg
 		memfile_acct_inc(mf, r.end - r.start, seg->kind, seg->memcg_id);
 		mf->usage_expected += r.end - r.start;
 	}
-	if (!info.refs)
-		memfile_reclaim_add_locked(mf, r);
 exit:
+	pthread_mutex_unlock(&mf->mu);
+	return ret;
+}
+
+void memfile_reset(struct pgc_memfile *mf)
+{
+	size_t i;
+
+	pthread_mutex_lock(&mf->mu);
+	rs_clear(&mf->usage);
+	rs_clear(&mf->reclaim);
+	mf->reclaimable = false;
+	mf->reclaim_rebuild = false;
+	for (i = 0; i < mf->nacct; i++)
+		memset(mf->acct[i].kind, 0, sizeof(mf->acct[i].kind));
+	mf->usage_expected = 0;
+	mf->usage_swapped = 0;
+	mf->usage_scanned = false;
+	/* The mappings stay; nothing maps past the size, now 0. */
+	atomic_store_explicit(&mf->file_size, 0, memory_order_release);
+	(void)backing_truncate(mf->fd, 0);
+	pthread_mutex_unlock(&mf->mu);
+}
+
+void memfile_reclaim_freed(struct pgc_memfile *mf)
+{
+	rs_node *n;
+
+	pthread_mutex_lock(&mf->mu);
+	for (n = rs_first(&mf->usage); n; n = rs_next(n))
+		if (!((const struct usage_info *)rs_value(n))->refs)
+			memfile_reclaim_add_locked(mf, rs_range(n));
+	pthread_mutex_unlock(&mf->mu);
+}
+
+int memfile_rescan_usage(struct pgc_memfile *mf, memfile_check_fn check, void *arg)
+{
+	uint64_t current;
+	int ret;
+
+	pthread_mutex_lock(&mf->mu);
+	ret = pgc_total_usage(mf, &current);
+	if (!ret)
+		ret = memfile_update_usage_locked(mf, current, NULL, 0, true, check, arg);
 	pthread_mutex_unlock(&mf->mu);
 	return ret;
 }
@@ -874,6 +960,7 @@ int pgc_memfile_new(const struct pgc_memfile_opts *opts, pgc_memfile **out)
 	rs_init(&mf->usage, &usage_ops);
 	rs_init(&mf->reclaim, &flag_ops);
 	atomic_init(&mf->hook_ctx, NULL);
+	atomic_init(&mf->savable, false);
 	atomic_init(&mf->mappings, NULL);
 	atomic_init(&mf->file_size, 0);
 

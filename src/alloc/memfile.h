@@ -94,6 +94,7 @@ struct pgc_memfile {
 	struct pgc_memfile_opts opts;   /* immutable after creation */
 	int fd;
 	bool readonly;                  /* fd opened O_RDONLY (adopt mode) */
+	atomic_bool savable;            /* pgc_mark_savable was called */
 
 	pthread_mutex_t mu;
 
@@ -137,9 +138,14 @@ struct pgc_memfile {
 	 * The engine filling the file (memfile_hooks.h): hooks is written
 	 * once, under mu, before hook_ctx is published (release); a reader
 	 * that sees hook_ctx (acquire) may call the hooks. NULL: none.
+	 * Retired contexts (of failed loads) are kept, under mu, until
+	 * destroy: a hook call that read hook_ctx before it was retired may
+	 * still be running.
 	 */
 	const struct memfile_hooks *hooks;
 	_Atomic(void *) hook_ctx;
+	void **retired_ctx;             /* under mu; room for one more once installed */
+	size_t nretired, retired_cap;
 };
 
 /* Whether @r is non-empty and page-aligned. */
@@ -235,15 +241,7 @@ void memfile_acct_dec(struct pgc_memfile *mf, uint64_t bytes, enum pgc_kind kind
 void memfile_acct_move(struct pgc_memfile *mf, uint64_t bytes, enum pgc_kind to,
 		       enum pgc_kind from, uint32_t memcg_id);
 
-/*
- * Commit check for memfile_update_usage_locked: for each page of the
- * @len bytes mapped at @addr (file offset @off), set committed[i] bit 0 if
- * page i is committed. @was_committed tells which kind of segment is being
- * scanned. Called without mf->mu. Returns 0 or -errno.
- */
-typedef int (*memfile_check_fn)(void *arg, const void *addr, size_t len,
-				unsigned char *committed, uint64_t off,
-				bool was_committed);
+/* memfile_check_fn (the commit check of a usage scan) is in memfile_hooks.h. */
 
 /*
  * memfile_update_usage_locked - gVisor's updateUsageLocked: scan the

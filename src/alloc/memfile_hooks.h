@@ -68,11 +68,23 @@ struct memfile_hooks {
 
 /*
  * memfile_hooks_install - install @hooks, with @ctx, on @mf: from now on
- * the MemoryFile calls them, until pgc_memfile_destroy. At most once per
- * MemoryFile (an engine fills only a pristine one). Takes mf->mu.
+ * the MemoryFile calls them, until memfile_hooks_retire or
+ * pgc_memfile_destroy. One engine at a time, installed on a pristine
+ * MemoryFile; every context installed on one MemoryFile has the same
+ * @hooks. Takes mf->mu.
+ * Returns 0, or -ENOMEM (nothing installed).
  */
-void memfile_hooks_install(struct pgc_memfile *mf, const struct memfile_hooks *hooks,
-			   void *ctx);
+int memfile_hooks_install(struct pgc_memfile *mf, const struct memfile_hooks *hooks,
+			  void *ctx);
+
+/*
+ * memfile_hooks_retire - for a fill that failed: the MemoryFile stops
+ * calling the installed hooks (a call that had already begun may still
+ * run; quiesce, for one, must return at once from now on, as nothing may
+ * be pending). The context is kept and destroyed with the MemoryFile.
+ * Never fails (install reserved the room). Takes mf->mu.
+ */
+void memfile_hooks_retire(struct pgc_memfile *mf);
 
 /*
  * memfile_hooks_ctx - the context installed on @mf with @hooks, or NULL
@@ -86,8 +98,9 @@ void *memfile_hooks_ctx(struct pgc_memfile *mf, const struct memfile_hooks *hook
 bool memfile_readonly(const struct pgc_memfile *mf);
 
 /*
- * memfile_pristine - whether @mf has never held an allocation, a file
- * size or hooks: the only kind of MemoryFile an image may be loaded into.
+ * memfile_pristine - whether @mf holds no allocation, no file size and no
+ * installed hooks (it never held any, or a failed load was undone): the
+ * only kind of MemoryFile an image may be loaded into.
  * Takes mf->mu.
  */
 bool memfile_pristine(struct pgc_memfile *mf);
@@ -120,5 +133,38 @@ int memfile_set_size(struct pgc_memfile *mf, uint64_t size);
  * Returns 0, -EINVAL (bad range or kind), -EEXIST (overlap) or -ENOMEM.
  */
 int memfile_insert_segment(struct pgc_memfile *mf, const struct pgc_segment *seg);
+
+/*
+ * memfile_reset - undo a failed load: empty the usage and reclaim sets
+ * and the accounting, and shrink the file to 0. Nothing of the load may
+ * run any more (its hooks retired or never installed). Takes mf->mu.
+ */
+void memfile_reset(struct pgc_memfile *mf);
+
+/*
+ * memfile_reclaim_freed - hand every segment with no reference (refs 0,
+ * as a load inserted them) to the reclaimer; a load calls it once it can
+ * no longer fail. Takes mf->mu.
+ */
+void memfile_reclaim_freed(struct pgc_memfile *mf);
+
+/*
+ * Commit check of a usage scan: for each page of the @len bytes mapped at
+ * @addr (file offset @off), set committed[i] bit 0 if page i is
+ * committed. @was_committed tells which kind of segment is being scanned.
+ * Called without mf->mu. Returns 0 or -errno.
+ */
+typedef int (*memfile_check_fn)(void *arg, const void *addr, size_t len,
+				unsigned char *committed, uint64_t off,
+				bool was_committed);
+
+/*
+ * memfile_rescan_usage - gVisor's updateUsageLocked with
+ * alsoScanCommitted, as SaveTo runs it: rescan every allocated segment,
+ * known committed or not, with @check, and bring known_committed and the
+ * accounting in line with its answers. Takes mf->mu (dropped around each
+ * @check call). Returns 0 or -errno.
+ */
+int memfile_rescan_usage(struct pgc_memfile *mf, memfile_check_fn check, void *arg);
 
 #endif /* PGC_MEMFILE_HOOKS_H */

@@ -182,6 +182,7 @@ static int bench_run(const struct bench_cfg *c, const char *img, struct bench_re
 		close(fd);
 		return ret;
 	}
+	pgc_mark_savable(src);
 	res->save_s = res->restore_s = res->all_s = 1e9;
 	for (r = 0; r < c->runs; r++) {
 		struct pgc_save_opts so = c->so;

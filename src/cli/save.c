@@ -97,6 +97,7 @@ int cmd_save(int argc, char **argv)
 		goto exit;
 	}
 	fd = -1;        /* owned by mf now */
+	pgc_mark_savable(mf);   /* this MemoryFile exists to be saved */
 
 	cli_progress_init(&bar, "save");
 	so.logical_size = (uint64_t)st.st_size;

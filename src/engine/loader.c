@@ -148,6 +148,15 @@ static void read_retire_locked(struct pgc_loader *l, const struct ld_read *rd)
 	pthread_cond_signal(&l->loader_cv);
 }
 
+/* Free @rd, out of flight, its buffer back in the pool; l->mu is dropped meanwhile. */
+static void read_release_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	ld_buf_put_locked(l, rd);
+	pthread_mutex_unlock(&l->mu);
+	ld_read_free(rd);
+	pthread_mutex_lock(&l->mu);
+}
+
 /* Drop the pages of @rd's blocks from the unloaded set and wake waiters. */
 static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 {
@@ -232,10 +241,7 @@ static void *worker_main(void *arg)
 			read_finish_locked(l, rd);
 		else
 			read_retire_locked(l, rd);
-		ld_buf_put_locked(l, rd);
-		pthread_mutex_unlock(&l->mu);
-		ld_read_free(rd);
-		pthread_mutex_lock(&l->mu);
+		read_release_locked(l, rd);
 	}
 	pthread_mutex_unlock(&l->mu);
 	free(scratch);
@@ -244,6 +250,51 @@ static void *worker_main(void *arg)
 }
 
 /* ---- the loader thread --------------------------------------------------- */
+
+/* Track @rd as in the aio queue (until reaped or the queue is dropped). */
+static void submitted_add_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	rd->q_prev = NULL;
+	rd->q_next = l->submitted;
+	if (l->submitted)
+		l->submitted->q_prev = rd;
+	l->submitted = rd;
+}
+
+static void submitted_del_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	if (rd->q_prev)
+		rd->q_prev->q_next = rd->q_next;
+	else
+		l->submitted = rd->q_next;
+	if (rd->q_next)
+		rd->q_next->q_prev = rd->q_prev;
+	rd->q_next = rd->q_prev = NULL;
+}
+
+/*
+ * The queue failed (aio_wait): its completions can no longer be reaped.
+ * Destroying it cancels or finishes every read in it, so that nothing
+ * writes into the mapping afterwards; only then do those reads leave
+ * flight (until here they count in l->reads, and loader_quiesce waits).
+ * Caller holds l->mu; it is dropped around the destruction.
+ */
+static void drop_queue_locked(struct pgc_loader *l)
+{
+	struct aio_queue *q = l->q;
+	struct ld_read *rd;
+
+	pthread_mutex_unlock(&l->mu);
+	aio_queue_destroy(q);
+	pthread_mutex_lock(&l->mu);
+	l->q = NULL;
+	while ((rd = l->submitted) != NULL) {
+		submitted_del_locked(l, rd);
+		read_retire_locked(l, rd);
+		read_release_locked(l, rd);
+	}
+	pthread_cond_broadcast(&l->wait_cv);
+}
 
 static int read_submit(struct pgc_loader *l, struct ld_read *rd)
 {
@@ -314,10 +365,10 @@ static void *loader_main(void *arg)
 			if (ret) {
 				ld_fail_locked(l, ret);
 				read_retire_locked(l, rd);
-				ld_buf_put_locked(l, rd);
-				ld_read_free(rd);
+				read_release_locked(l, rd);
 				break;
 			}
+			submitted_add_locked(l, rd);
 			added++;
 		}
 		if (l->reads == 0 && (l->error || rs_empty(&l->unloaded)))
@@ -328,13 +379,14 @@ static void *loader_main(void *arg)
 			n = ret ? ret : aio_wait(l->q, 1, comp, 64);
 			pthread_mutex_lock(&l->mu);
 			if (n < 0) {
-				/* The queue is unusable: nothing more can complete. */
+				/* The queue is unusable: end its reads, then drain the rest. */
 				ld_fail_locked(l, n);
-				l->reads -= aio_inflight(l->q);
-				break;
+				drop_queue_locked(l);
+				continue;
 			}
 			for (i = 0; i < n; i++) {
 				rd = (struct ld_read *)(uintptr_t)comp[i].id;
+				submitted_del_locked(l, rd);
 				if (comp[i].res < 0)
 					rd->err = (int)comp[i].res;
 				else if ((uint64_t)comp[i].res != rd->len)
@@ -488,8 +540,10 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	if (ret)
 		goto fail_workers;
 	l->thread_started = true;
-	loader_install(mf, l);
-	return 0;
+	ret = loader_install(mf, l);
+	if (ret)
+		loader_destroy(l);    /* stops the load it began, joins every thread */
+	return ret;
 fail_workers:
 	pthread_mutex_lock(&l->mu);
 	l->stopping = true;
@@ -636,4 +690,22 @@ void loader_destroy(struct pgc_loader *l)
 		return;
 	loader_stop(l);
 	loader_free(l);
+}
+
+void loader_retire(struct pgc_loader *l)
+{
+	struct pgc_memfile *mf = l->mf;
+
+	loader_stop(l);
+	/* Nothing is pending any more: a late loader_quiesce returns at once. */
+	pthread_mutex_lock(&l->mu);
+	rs_clear(&l->unloaded);
+	update_lowest_locked(l);
+	while (l->npool)
+		free(l->pool[--l->npool]);
+	pthread_mutex_unlock(&l->mu);
+	sf_image_close(l->img);
+	l->img = NULL;
+	/* The MemoryFile keeps @l, and destroys it with itself. */
+	memfile_hooks_retire(mf);
 }

@@ -30,7 +30,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 struct pgc_loader *loader_of(struct pgc_memfile *mf);
 
 /*
- * loader_wait - called by pgc_map_internal before mapping @r: push the
+ * loader_wait - called by pgc_load_wait (and so pgc_map_internal): push the
  * unloaded, unstarted parts of @r to the front of the loader's queue and
  * wait until every byte of @r is loaded. Lock-free once @r is loaded.
  * Must be called without mf->mu. Returns 0 or the load error.
@@ -38,15 +38,16 @@ struct pgc_loader *loader_of(struct pgc_memfile *mf);
 int loader_wait(struct pgc_loader *l, pgc_range r);
 
 /*
- * loader_cancel - called by pgc_decref with mf->mu held for a range whose
- * refs reached zero: drop the parts of @r whose load has not started.
+ * loader_cancel - called by pgc_decref (with mf->mu held) for a range whose
+ * refs reached zero, and by pgc_decommit (without it): drop the parts of
+ * @r whose load has not started.
  */
 void loader_cancel(struct pgc_loader *l, pgc_range r);
 
 /*
- * loader_quiesce - called by the reclaimer before it decommits @r, without
- * mf->mu: wait until no started load still writes into @r, so freed pages
- * are never written after they were punched out.
+ * loader_quiesce - called by the reclaimer and pgc_decommit before they
+ * punch @r out, without mf->mu: wait until no started load still writes
+ * into @r, so released pages are never written after they were punched.
  */
 void loader_quiesce(struct pgc_loader *l, pgc_range r);
 
@@ -68,5 +69,14 @@ void loader_stop(struct pgc_loader *l);
  * pgc_memfile_destroy after uninstalling the hooks, without mf->mu.
  */
 void loader_destroy(struct pgc_loader *l);
+
+/*
+ * loader_retire - for an eager load that failed after @l was installed:
+ * stop @l, drop what it holds, and retire its hooks (memfile_hooks_retire:
+ * the MemoryFile keeps @l until destroy, since a thread that found it
+ * before, the reclaimer, may still call loader_quiesce, which now returns
+ * at once). Called without mf->mu.
+ */
+void loader_retire(struct pgc_loader *l);
 
 #endif /* PGC_LOADER_H */

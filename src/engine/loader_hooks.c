@@ -40,9 +40,9 @@ static const struct memfile_hooks loader_hooks = {
 	.destroy = hook_destroy,
 };
 
-void loader_install(struct pgc_memfile *mf, struct pgc_loader *l)
+int loader_install(struct pgc_memfile *mf, struct pgc_loader *l)
 {
-	memfile_hooks_install(mf, &loader_hooks, l);
+	return memfile_hooks_install(mf, &loader_hooks, l);
 }
 
 struct pgc_loader *loader_of(struct pgc_memfile *mf)

@@ -29,11 +29,12 @@ enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 /* One read in flight: consecutive blocks [b0, b1) of pages.img. */
 struct ld_read {
 	struct ld_read *next;           /* worker queue */
+	struct ld_read *q_next, *q_prev;/* submitted to the aio queue (under mu) */
 	uint32_t b0, b1;
 	uint64_t file_off, len;
 	bool fill;                      /* started by the fill, not a waiter */
 	uint8_t *buf;                   /* zstd: the stored bytes */
-	uint8_t *scratch;               /* raw: destination of cancelled pages */
+	uint8_t *scratch;               /* raw: cancelled pages, each block its own */
 	struct iovec *iov;              /* destinations, block after block */
 	uint64_t *ioff;                 /* their file offsets (UINT64_MAX: scratch) */
 	int niov;
@@ -76,6 +77,7 @@ struct pgc_loader {
 	struct ld_waiter *waiters;      /* round-robin list */
 	struct ld_waiter *rr;           /* whose turn it is */
 	struct ld_read *work_head, *work_tail;
+	struct ld_read *submitted;      /* in the aio queue, not yet reaped */
 	void **pool;                    /* free read buffers of pool_size bytes */
 	unsigned npool;
 	size_t pool_size;
@@ -94,6 +96,7 @@ struct pgc_loader {
 	atomic_bool use_pwrite;         /* decoded blocks go in with pwrite */
 	atomic_int result;
 
+
 	pthread_t thread;
 	pthread_t *workers;
 	int nworkers;
@@ -104,8 +107,9 @@ struct pgc_loader {
  * loader_install - install @l's hooks on @mf (loader_hooks.c): from then
  * on the MemoryFile calls loader_wait, loader_cancel, loader_quiesce,
  * loader_stop and loader_destroy as alloc/memfile_hooks.h describes.
+ * Returns 0 or -ENOMEM (not installed).
  */
-void loader_install(struct pgc_memfile *mf, struct pgc_loader *l);
+int loader_install(struct pgc_memfile *mf, struct pgc_loader *l);
 
 /* The index entry of block @b. */
 static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t b)

@@ -172,6 +172,26 @@ static bool block_whole_locked(struct pgc_loader *l, uint32_t b)
 }
 
 /*
+ * Scratch for the cancelled pages of @rd's blocks (read raw straight into
+ * the mapping): one block's worth for every block not wholly wanted, none
+ * if all are. Returns 0 or -ENOMEM.
+ */
+static int read_scratch_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	uint64_t need = 0;
+	uint32_t b;
+
+	for (b = rd->b0; b < rd->b1; b++)
+		if (!block_whole_locked(l, b))
+			need += ld_blk(l, b)->mem_len;
+	if (!need)
+		return 0;
+	/* Page-aligned: pages.img may be open with O_DIRECT. */
+	rd->scratch = aligned_alloc(PGC_PAGE_SIZE, (need + MF_PAGE_MASK) & ~MF_PAGE_MASK);
+	return rd->scratch ? 0 : -ENOMEM;
+}
+
+/*
  * Start a read of blocks [b0, b1) (all unstarted): mark them started and
  * build their destinations. Returns the read, or NULL after recording an
  * error.
@@ -182,6 +202,7 @@ struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t
 	bool raw = l->img->compress == PGC_COMPRESS_NONE;
 	struct ld_read *rd = calloc(1, sizeof(*rd));
 	int cap = 0, ret = -ENOMEM;
+	uint8_t *at;
 	uint32_t b;
 
 	if (!rd)
@@ -200,16 +221,26 @@ struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t
 		if (!rd->buf)
 			goto fail;
 	}
-	for (b = b0; b < b1; b++) {
+	/*
+	 * Raw blocks read straight into the mapping send their cancelled
+	 * pages to scratch; each such block gets its own part of it, since
+	 * the checksum reads them back after the whole read has landed.
+	 */
+	if (raw && !rd->buf) {
+		ret = read_scratch_locked(l, rd);
+		if (ret)
+			goto fail;
+	}
+	for (b = b0, at = rd->scratch; b < b1; b++) {
+		uint8_t *bscratch = NULL;
+
 		rd->blk_iov[b - b0] = rd->blk_first = rd->niov;
-		if (raw && !rd->buf && !rd->scratch && !block_whole_locked(l, b)) {
-			/* Page-aligned: pages.img may be open with O_DIRECT. */
-			rd->scratch = aligned_alloc(PGC_PAGE_SIZE, l->img->block_size);
-			if (!rd->scratch)
-				goto fail;
+		if (at && !block_whole_locked(l, b)) {
+			bscratch = at;
+			at += ld_blk(l, b)->mem_len;
 		}
 		/* zstd blocks decode into a worker's own scratch when cancelled. */
-		ret = block_dests_locked(l, rd, &cap, b, rd->scratch);
+		ret = block_dests_locked(l, rd, &cap, b, bscratch);
 		if (ret)
 			goto fail;
 		l->bstate[b] = BLK_STARTED;

@@ -14,7 +14,11 @@
  * 4. The calling thread commits windows in offset order: appends their
  *    blocks to the index and writes them through the aio queue, several
  *    windows in flight, while the workers run ahead.
- * 5. sf_writer_commit writes the metadata, fsyncs and renames.
+ * 5. As gVisor's SaveTo (updateUsageLocked, alsoScanCommitted), the
+ *    usage set is brought in line with what was stored: stored pages are
+ *    known committed, zero pages and holes are not; the segments are then
+ *    snapshotted again for the metadata.
+ * 6. sf_writer_commit writes the metadata, fsyncs and renames.
  * Any error (ENOSPC, EIO, a short write) abandons the temporary directory:
  * nothing appears under the image's name and an older image is untouched.
  */
@@ -79,6 +83,8 @@ struct sv_ctx {
 	size_t committed;                  /* windows committed by the caller */
 	size_t ahead;                      /* windows a worker may run ahead */
 	bool stop;
+	struct sf_run *stored;             /* the pages written, in offset order */
+	size_t nstored, stored_cap;
 	void **out_pool;                   /* free output buffers of out_cap bytes */
 	size_t nout_pool, out_cap;
 	pthread_mutex_t mu;
@@ -496,6 +502,75 @@ static int snap_fn(void *arg, const struct pgc_segment *seg)
 	return 0;
 }
 
+/* ---- what the image stores (gVisor's SaveTo: alsoScanCommitted) ----------- */
+
+/* Append @w's runs (the pages it stores) to c->stored. Returns 0 or -ENOMEM. */
+static int stored_add(struct sv_ctx *c, const struct sv_window *w)
+{
+	uint32_t i;
+
+	for (i = 0; i < w->nruns; i++) {
+		const struct sf_run *r = &w->runs[i];
+		struct sf_run *last = c->nstored ? &c->stored[c->nstored - 1] : NULL;
+
+		if (last && last->off + last->len == r->off) {
+			last->len += r->len;
+			continue;
+		}
+		if (c->nstored == c->stored_cap) {
+			size_t cap = c->stored_cap ? c->stored_cap * 2 : 64;
+			struct sf_run *n = realloc(c->stored, cap * sizeof(*n));
+
+			if (!n)
+				return -ENOMEM;
+			c->stored = n;
+			c->stored_cap = cap;
+		}
+		c->stored[c->nstored++] = *r;
+	}
+	return 0;
+}
+
+/* memfile_check_fn: a page is committed if the image stores it. */
+static int stored_check(void *arg, const void *addr, size_t len, unsigned char *committed,
+			uint64_t off, bool was_committed)
+{
+	const struct sv_ctx *c = arg;
+	size_t lo = 0, hi = c->nstored, i, p, pages = len / PGC_PAGE_SIZE;
+
+	(void)addr;
+	(void)was_committed;
+	/* The first run ending after @off. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (c->stored[mid].off + c->stored[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (p = 0, i = lo; p < pages; p++) {
+		uint64_t at = off + p * PGC_PAGE_SIZE;
+
+		while (i < c->nstored && c->stored[i].off + c->stored[i].len <= at)
+			i++;
+		committed[p] = i < c->nstored && c->stored[i].off <= at;
+	}
+	return 0;
+}
+
+/*
+ * Make known_committed of every allocated segment say whether the image
+ * holds its pages, as gVisor's SaveTo does before recording the usage
+ * set: zero pages and holes are not stored, so they are not committed
+ * once restored (and are no longer counted as committed here either,
+ * until a later pgc_update_usage finds them). Returns 0 or -errno.
+ */
+static int stored_mark(struct sv_ctx *c)
+{
+	return memfile_rescan_usage(c->mf, stored_check, c);
+}
+
 static int save_windows(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue *q)
 {
 	size_t idx;
@@ -516,6 +591,8 @@ static int save_windows(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue
 			ret = reap(c, q, 1);
 		if (!ret)
 			ret = window_commit(c, wr, q, idx);
+		if (!ret)
+			ret = stored_add(c, w);
 		if (!ret)
 			ret = aio_submit(q);
 		if (ret)
@@ -555,6 +632,8 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 
 	if (!mf || !path)
 		return -EINVAL;
+	if (!pgc_is_savable(mf))
+		return -EPERM;
 	if (opts)
 		o = *opts;
 	else
@@ -623,6 +702,13 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 		pthread_join(thr[i], NULL);
 	if (ret)
 		goto exit;
+	/* Record the segments as the image holds them. */
+	ret = stored_mark(&c);
+	snap.n = 0;
+	if (!ret)
+		ret = pgc_for_each_segment(mf, snap_fn, &snap);
+	if (ret)
+		goto exit;
 
 	meta = (struct sf_meta){
 		.file_size = pgc_total_size(mf),
@@ -650,6 +736,7 @@ exit:
 	free(c.out_pool);
 	free(c.win);
 	free(c.ext);
+	free(c.stored);
 	free(snap.segs);
 	free(thr);
 	pthread_cond_destroy(&c.worker_cv);

@@ -47,7 +47,7 @@ static const struct opt_desc opts[OPT_COUNT] = {
 	},
 	[OPT_LOAD_MAX_READ] = {
 		.name = "load.max_read", .field = "pgc_load_opts.max_read",
-		.def = 256 * KiB, .min = 1, .max = UINT32_MAX, .bytes = true,
+		.def = 256 * KiB, .min = 1, .max = 64 * MiB, .bytes = true,
 		.doc = "bytes per merged read (a read holds at least one block); 0: the default",
 	},
 	[OPT_LOAD_MAX_IOVECS] = {

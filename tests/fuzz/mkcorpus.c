@@ -116,6 +116,7 @@ static void one(enum pgc_compress c, uint32_t block_size, unsigned pages, unsign
 	pgc_memfile_opts_init(&mo);
 	if (pgc_memfile_new(&mo, &mf))
 		exit(1);
+	pgc_mark_savable(mf);
 	if (pgc_allocate(mf, (uint64_t)pages * PGC_PAGE_SIZE, &ao, &r1) ||
 	    pgc_allocate(mf, 2 * PGC_PAGE_SIZE, &ao, &r2))
 		exit(1);

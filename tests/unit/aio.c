@@ -495,6 +495,36 @@ exit:
 	free(data);
 }
 
+/*
+ * The fault hook's "wait:N:ERRNO": the Nth aio_wait fails before reaping,
+ * its requests stay in flight, and destroying the queue ends them.
+ */
+static void test_fault_wait(void)
+{
+	struct aio_completion c[4];
+	unsigned char buf[4][512];
+	struct aio_queue *q;
+	unsigned i;
+	int fd;
+
+	fd = make_file("fw", 4 * 512, NULL);
+	setenv("PGCKPT_FAULT_AIO", "wait:2:5", 1);
+	q = qnew(4);
+	unsetenv("PGCKPT_FAULT_AIO");
+	if (!q)
+		goto exit;
+	for (i = 0; i < 4; i++)
+		CHECK_EQ(aio_add(q, &(struct aio_req){ .id = i, .op = AIO_OP_READ, .fd = fd,
+				      .off = i * 512, .buf = buf[i], .len = 512 }), 0);
+	CHECK_EQ(aio_submit(q), 0);
+	CHECK_EQ(aio_wait(q, 1, c, 1), 1);      /* the first wait works */
+	CHECK_EQ(aio_wait(q, 1, c, 4), -EIO);   /* the second fails */
+	CHECK_EQ(aio_inflight(q), 3);           /* nothing was reaped */
+exit:
+	aio_queue_destroy(q);
+	close(fd);
+}
+
 /* A big iovec array, right at IOV_MAX. */
 static void test_iov_max(void)
 {
@@ -831,6 +861,7 @@ static void run_suite(void)
 	TEST_RUN(test_errors);
 	TEST_RUN(test_short_write);
 	TEST_RUN(test_wait_semantics);
+	TEST_RUN(test_fault_wait);
 	TEST_RUN(test_iov_max);
 	TEST_RUN(test_destroy_inflight);
 	TEST_RUN(test_write_order);

@@ -16,7 +16,7 @@
 #define PAGE PGC_PAGE_SIZE
 
 struct segs {
-	struct pgc_segment s[4096];
+	struct pgc_segment s[1 << 16];   /* split where stored pages meet holes */
 	size_t n;
 };
 
@@ -117,8 +117,9 @@ static void roundtrip(enum pgc_compress c, uint32_t block, int jobs)
 	so.compress = c;
 	so.block_size = block;
 	so.jobs = jobs;
-	collect(mf, &a);
 	CHECK_EQ(pgc_save(mf, "img", &so), 0);
+	/* As saved: the save marked what it stored known committed. */
+	collect(mf, &a);
 	CHECK_EQ(pgc_image_info("img", &info), 0);
 	CHECK_EQ(info.compress, c);
 	CHECK_EQ(info.block_size, block);
@@ -134,6 +135,7 @@ static void roundtrip(enum pgc_compress c, uint32_t block, int jobs)
 		CHECK_EQ(a.s[i].refs, b.s[i].refs);
 		CHECK_EQ(a.s[i].kind, b.s[i].kind);
 		CHECK_EQ(a.s[i].memcg_id, b.s[i].memcg_id);
+		CHECK_EQ(a.s[i].known_committed, b.s[i].known_committed);
 	}
 	CHECK(check_contents(mf2, seed, &b));
 	/* A load of the loaded file saves the same contents again. */
@@ -313,6 +315,129 @@ static void test_replace_and_refuse(void)
 	CHECK_EQ(system("rm -rf img notimg"), 0);
 }
 
+/*
+ * The image records what it stores (gVisor's SaveTo rescans committed
+ * segments): pages zeroed after they were known committed are not
+ * recorded as committed, so a restored MemoryFile's accounting matches
+ * what the host stores for it.
+ */
+static void test_save_records_stored(void)
+{
+	pgc_memfile *mf = memgen_memfile(), *mf2 = memgen_memfile();
+	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
+	struct pgc_accounting acct;
+	struct iovec iov;
+	uint64_t usage;
+	pgc_range r;
+
+	CHECK_EQ(pgc_allocate(mf, 64 * PAGE, &o, &r), 0);
+	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_WRITE, &iov, 1), 1);
+	memset(iov.iov_base, 1, 64 * PAGE);
+	CHECK_EQ(pgc_update_usage(mf, NULL, 0), 0);
+	CHECK_EQ(pgc_accounting(mf, PGC_MEMCG_ALL, &acct), 0);
+	CHECK_EQ(acct.kind[PGC_KIND_ANONYMOUS], 64 * PAGE);
+	memset(iov.iov_base, 0, 32 * PAGE);
+	CHECK_EQ(pgc_save(mf, "img", NULL), 0);
+	/* The source no longer counts the zeroed pages as its own. */
+	CHECK_EQ(pgc_accounting(mf, PGC_MEMCG_ALL, &acct), 0);
+	CHECK_EQ(acct.kind[PGC_KIND_ANONYMOUS], 32 * PAGE);
+
+	CHECK_EQ(pgc_load(mf2, "img", NULL), 0);
+	CHECK_EQ(pgc_update_usage(mf2, NULL, 0), 0);
+	CHECK_EQ(pgc_total_usage(mf2, &usage), 0);
+	CHECK_EQ(usage, 32 * PAGE);
+	CHECK_EQ(pgc_accounting(mf2, PGC_MEMCG_ALL, &acct), 0);
+	CHECK_EQ(acct.kind[PGC_KIND_ANONYMOUS], 32 * PAGE);
+	CHECK_EQ(acct.total, usage);
+	pgc_memfile_destroy(mf);
+	pgc_memfile_destroy(mf2);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+/* pgc_save refuses a MemoryFile not marked savable, and leaves nothing. */
+static void test_savable(void)
+{
+	struct pgc_memfile_opts mo;
+	pgc_memfile *mf;
+
+	CHECK(!pgc_is_savable(NULL));
+	pgc_mark_savable(NULL);
+	pgc_memfile_opts_init(&mo);
+	CHECK_EQ(pgc_memfile_new(&mo, &mf), 0);
+	CHECK(!pgc_is_savable(mf));
+	CHECK_EQ(pgc_save(mf, "img", NULL), -EPERM);
+	CHECK(access("img", F_OK) != 0);
+	CHECK_EQ(system("ls | grep -c tmp- >/dev/null"), 256);
+	pgc_mark_savable(mf);
+	CHECK(pgc_is_savable(mf));
+	CHECK_EQ(pgc_save(mf, "img", NULL), 0);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+/* Whether @mf is as new: no segments, size 0, nothing to map. */
+static void check_empty(pgc_memfile *mf)
+{
+	struct segs *s = malloc(sizeof(*s));
+	struct pgc_accounting acct;
+	struct iovec iov;
+
+	CHECK_EQ(pgc_total_size(mf), 0);
+	CHECK(s != NULL);
+	if (s) {
+		collect(mf, s);
+		CHECK_EQ(s->n, 0);
+		free(s);
+	}
+	CHECK_EQ(pgc_accounting(mf, PGC_MEMCG_ALL, &acct), 0);
+	CHECK_EQ(acct.total, 0);
+	CHECK_EQ(pgc_map_internal(mf, (pgc_range){ 0, PAGE }, PGC_ACCESS_READ, &iov, 1), -EINVAL);
+}
+
+/*
+ * A failed pgc_load leaves the MemoryFile empty: bad options are refused
+ * before anything is touched, and a load that fails later (a damaged
+ * block found by an eager load) is rolled back. Either way the
+ * MemoryFile can be loaded again.
+ */
+static void test_failed_load_leaves_empty(void)
+{
+	pgc_memfile *mf = memgen_memfile();
+	struct pgc_image_info info;
+	struct pgc_load_opts lo;
+	uint8_t *buf;
+	size_t len;
+
+	save_small("img", PGC_COMPRESS_ZSTD);
+	pgc_load_opts_init(&lo);
+	lo.aio = "bogus";
+	CHECK_EQ(pgc_load(mf, "img", &lo), -EINVAL);
+	check_empty(mf);
+	lo.background = true;
+	CHECK_EQ(pgc_load(mf, "img", &lo), -EINVAL);
+	check_empty(mf);
+	pgc_load_opts_init(&lo);
+	lo.max_read = (64u << 20) + 1;
+	CHECK_EQ(pgc_load(mf, "img", &lo), -EINVAL);
+	check_empty(mf);
+
+	/* Damaged pages: the eager load fails after the segments were in. */
+	system("rm -rf bad && cp -r img bad");
+	CHECK_EQ(read_file("bad/pages.img", &buf, &len), 0);
+	buf[len / 2] ^= 0x40;
+	CHECK_EQ(write_file("bad/pages.img", buf, len), 0);
+	free(buf);
+	CHECK_EQ(pgc_load(mf, "bad", NULL), -PGC_ECHECKSUM);
+	check_empty(mf);
+
+	CHECK_EQ(pgc_load(mf, "img", NULL), 0);
+	CHECK_EQ(pgc_image_info("img", &info), 0);
+	CHECK_EQ(pgc_total_size(mf), info.file_size);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img bad"), 0);
+}
+
 static void test_bad_args(void)
 {
 	pgc_memfile *mf = memgen_memfile();
@@ -348,5 +473,8 @@ int main(int argc, char **argv)
 	TEST_RUN(test_corrupt_block);
 	TEST_RUN(test_replace_and_refuse);
 	TEST_RUN(test_bad_args);
+	TEST_RUN(test_save_records_stored);
+	TEST_RUN(test_savable);
+	TEST_RUN(test_failed_load_leaves_empty);
 	return test_done();
 }

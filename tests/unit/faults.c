@@ -3,7 +3,8 @@
  * faults.c - unit tests of failure paths, driven by the aio fault hook
  * (PGCKPT_FAULT_AIO, src/aio/aio.c) and by crafted images: an I/O error
  * in the middle of a background load reaches every waiter, every later
- * wait, pgc_load_await and the done callback, and nothing hangs (a
+ * wait, pgc_load_await and the done callback, and nothing hangs; a
+ * failing aio_wait ends the reads still in flight rather than leak them (a
  * watchdog alarm fails the program instead); a failed write (ENOSPC) makes pgc_save fail without an image under the
  * final name or a temporary, and leaves an existing image whole; images
  * whose meta record claims absurd counts or sizes (with a correct
@@ -189,6 +190,51 @@ static void test_bg_read_error(void)
 	bg_read_error_case(PGC_COMPRESS_ZSTD, 5);
 	bg_read_error_case(PGC_COMPRESS_NONE, 2);
 	bg_read_error_case(PGC_COMPRESS_NONE, 9);
+}
+
+/*
+ * The aio queue itself fails (aio_wait returns an error) with reads in
+ * flight: the load fails with that error everywhere, and those reads are
+ * ended before the loader stops (destroying the queue), not abandoned
+ * (ASan reports their structures if they leak).
+ */
+static void bg_wait_error_case(enum pgc_compress c, unsigned nth)
+{
+	struct pgc_load_stats st;
+	struct pgc_load_opts lo;
+	struct iovec iov[4];
+	pgc_memfile *mf;
+	char spec[64];
+
+	printf("  background load, %s, aio_wait %u fails with EIO\n",
+	       c == PGC_COMPRESS_ZSTD ? "zstd" : "raw", nth);
+	system("rm -rf img");
+	CHECK_EQ(make_image("img", 16 * MIB, c, 64 << 10), 0);
+	snprintf(spec, sizeof(spec), "wait:%u:%d", nth, EIO);
+	setenv("PGCKPT_FAULT_AIO", spec, 1);
+	mf = memgen_memfile();
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.max_read = 64 << 10;
+	lo.max_inflight = 8;
+	CHECK_EQ(pgc_load(mf, "img", &lo), 0);
+	unsetenv("PGCKPT_FAULT_AIO");
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, iov, 4), -EIO);
+	CHECK_EQ(pgc_load_await(mf), -EIO);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK(st.done);
+	CHECK_EQ(st.error, -EIO);
+	CHECK(st.bytes_loaded < st.bytes_total);
+	/* Freeing pages now must not wait for reads that will never be reaped. */
+	CHECK_EQ(pgc_decref(mf, whole), 0);
+	pgc_memfile_destroy(mf);
+}
+
+static void test_bg_wait_error(void)
+{
+	bg_wait_error_case(PGC_COMPRESS_ZSTD, 1);
+	bg_wait_error_case(PGC_COMPRESS_ZSTD, 3);
+	bg_wait_error_case(PGC_COMPRESS_NONE, 2);
 }
 
 /* The hook with a read that never fails (N past the last read): a clean load. */
@@ -412,6 +458,7 @@ int main(int argc, char **argv)
 	alarm(WATCHDOG_S);
 	TEST_RUN(test_bg_read_error);
 	TEST_RUN(test_bg_hook_inert);
+	TEST_RUN(test_bg_wait_error);
 	TEST_RUN(test_save_write_error);
 	TEST_RUN(test_absurd_meta);
 	TEST_RUN(test_max_file_size);

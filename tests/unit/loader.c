@@ -2,15 +2,22 @@
 /*
  * loader.c - unit tests of background loading: pgc_load returns before
  * the pages are in; concurrent pgc_map_internal calls on random ranges
- * see exactly the saved contents; waits are counted; decref cancels
- * unstarted loads; a damaged block fails every waiter and every later
+ * see exactly the saved contents; waits are counted, jump the fill's
+ * queue and take turns (a huge wait does not starve small ones); once
+ * loaded, waiting takes no lock; pgc_load_wait serves users of the raw
+ * fd; decref and decommit cancel unstarted loads (and decommit waits for
+ * started ones); cancelled pages of neighbouring blocks read raw into the
+ * mapping keep apart; a damaged block fails every waiter and every later
  * wait with the error, and nothing hangs; save during a background load
  * waits for it; destroy in the middle of a load cancels it.
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 
+#include "engine/loader_int.h"
+#include "alloc/memfile.h"
 #include "memgen.h"
 #include "pgckpt.h"
 #include "test.h"
@@ -21,8 +28,8 @@
 static uint64_t seed;
 static pgc_range whole;
 
-/* Save one @len allocation of generated contents as @path. */
-static void make_image(const char *path, uint64_t len, enum pgc_compress c)
+/* Save one @len allocation of generated contents as @path, in @block blocks. */
+static void make_image_bs(const char *path, uint64_t len, enum pgc_compress c, uint32_t block)
 {
 	pgc_memfile *mf = memgen_memfile();
 	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
@@ -32,11 +39,17 @@ static void make_image(const char *path, uint64_t len, enum pgc_compress c)
 	CHECK_EQ(memgen_fill(mf, seed, whole), 0);
 	pgc_save_opts_init(&so);
 	so.compress = c;
+	so.block_size = block;
 	CHECK_EQ(pgc_save(mf, path, &so), 0);
 	pgc_memfile_destroy(mf);
 }
 
-static pgc_memfile *load_bg(const char *path, uint32_t inflight, int *ret)
+static void make_image(const char *path, uint64_t len, enum pgc_compress c)
+{
+	make_image_bs(path, len, c, 0);
+}
+
+static pgc_memfile *load_bg_jobs(const char *path, uint32_t inflight, int jobs, int *ret)
 {
 	pgc_memfile *mf = memgen_memfile();
 	struct pgc_load_opts lo;
@@ -44,8 +57,27 @@ static pgc_memfile *load_bg(const char *path, uint32_t inflight, int *ret)
 	pgc_load_opts_init(&lo);
 	lo.background = true;
 	lo.max_inflight = inflight;
+	lo.jobs = jobs;
 	*ret = pgc_load(mf, path, &lo);
 	return mf;
+}
+
+static pgc_memfile *load_bg(const char *path, uint32_t inflight, int *ret)
+{
+	return load_bg_jobs(path, inflight, 0, ret);
+}
+
+static void damage_pages(const char *path);
+
+/* Whether the @len bytes at @p are all zero. */
+static bool all_zero(const uint8_t *p, uint64_t len)
+{
+	uint64_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
 }
 
 struct reader {
@@ -154,20 +186,309 @@ static void test_wait_jumps_queue(void)
 	pgc_range last;
 	int ret;
 
-	make_image("img", 128 * MIB, PGC_COMPRESS_ZSTD);
-	mf = load_bg("img", 4, &ret);
+	/* Small blocks: a slow load, so the order shows through any stall. */
+	make_image_bs("img", 64 * MIB, PGC_COMPRESS_ZSTD, 16 << 10);
+	mf = load_bg_jobs("img", 4, 1, &ret);
 	CHECK_EQ(ret, 0);
 	/* The very last pages: the fill would reach them last. */
 	last = (pgc_range){ whole.end - 8 * PAGE, whole.end };
 	CHECK_EQ(pgc_map_internal(mf, last, PGC_ACCESS_READ, &iov, 1), 1);
 	CHECK_EQ(memgen_check(seed, last.start, iov.iov_base, iov.iov_len), UINT64_MAX);
 	CHECK_EQ(pgc_load_stats(mf, &st), 0);
-	/* Served out of order: most of the file was not loaded yet. */
+	/*
+	 * Served out of order: the fill (one decode worker, a few reads
+	 * ahead) had not come near the end. Without the jump the wait ends
+	 * only once the fill has loaded everything.
+	 */
 	printf("  last pages ready with %llu of %llu bytes loaded\n",
 	       (unsigned long long)st.bytes_loaded, (unsigned long long)st.bytes_total);
-	CHECK(st.done || st.bytes_loaded < st.bytes_total);
+	CHECK(st.bytes_loaded < st.bytes_total / 2);
+	CHECK_EQ(st.waits, 1);
 	CHECK_EQ(pgc_load_await(mf), 0);
 	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+/* A small wait in its own thread: how much was loaded when it began and ended. */
+struct small_wait {
+	pgc_memfile *mf;
+	pgc_range r;
+	int ret;
+	uint64_t loaded_at_start, loaded_at_end;
+	pthread_t t;
+};
+
+static void *small_wait_main(void *arg)
+{
+	struct small_wait *w = arg;
+	struct pgc_load_stats st;
+
+	pgc_load_stats(w->mf, &st);
+	w->loaded_at_start = st.bytes_loaded;
+	w->ret = pgc_load_wait(w->mf, w->r);
+	pgc_load_stats(w->mf, &st);
+	w->loaded_at_end = st.bytes_loaded;
+	return NULL;
+}
+
+struct big_wait {
+	pgc_memfile *mf;
+	atomic_bool started;
+	int ret;
+};
+
+static void *big_wait_main(void *arg)
+{
+	struct big_wait *w = arg;
+	struct iovec iov;
+
+	atomic_store(&w->started, true);
+	w->ret = pgc_map_internal(w->mf, whole, PGC_ACCESS_READ, &iov, 1);
+	return NULL;
+}
+
+/*
+ * Round-robin: one wait for the whole file and then many small waits at
+ * its far end. Each waiter gets one read per turn, so the small ones are
+ * served long before the big one (or the fill) could reach their pages.
+ */
+static void test_wait_round_robin(void)
+{
+	enum { NSMALL = 8 };
+	struct small_wait sw[NSMALL];
+	struct big_wait bw = { 0 };
+	struct pgc_load_stats st;
+	pthread_t bt;
+	pgc_memfile *mf;
+	int i, ret;
+
+	/* Small blocks: a slow load, one read per block, so turns are fine-grained. */
+	make_image_bs("img", 64 * MIB, PGC_COMPRESS_ZSTD, 16 << 10);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	CHECK_EQ(ret, 0);
+	bw.mf = mf;
+	CHECK_EQ(pthread_create(&bt, NULL, big_wait_main, &bw), 0);
+	while (!atomic_load(&bw.started))
+		usleep(100);
+	usleep(2000);   /* let the big one queue up first */
+	for (i = 0; i < NSMALL; i++) {
+		/* One page in each of the last MiBs of the file. */
+		uint64_t at = whole.end - (uint64_t)(NSMALL - i) * MIB + 5 * PAGE;
+
+		sw[i] = (struct small_wait){ .mf = mf, .r = { at, at + PAGE } };
+		CHECK_EQ(pthread_create(&sw[i].t, NULL, small_wait_main, &sw[i]), 0);
+	}
+	for (i = 0; i < NSMALL; i++) {
+		pthread_join(sw[i].t, NULL);
+		CHECK_EQ(sw[i].ret, 0);
+		/*
+		 * Served within a few turns, not behind the big wait (which
+		 * would have loaded nearly everything before their pages).
+		 */
+		CHECK(sw[i].loaded_at_end - sw[i].loaded_at_start < 24 * MIB);
+		if (sw[i].loaded_at_end - sw[i].loaded_at_start >= 24 * MIB)
+			printf("  small wait %d: %llu -> %llu bytes loaded\n", i,
+			       (unsigned long long)sw[i].loaded_at_start,
+			       (unsigned long long)sw[i].loaded_at_end);
+	}
+	pthread_join(bt, NULL);
+	CHECK_EQ(bw.ret, 1);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	printf("  first small wait: %llu bytes loaded meanwhile, last: %llu (of %llu)\n",
+	       (unsigned long long)(sw[0].loaded_at_end - sw[0].loaded_at_start),
+	       (unsigned long long)(sw[NSMALL - 1].loaded_at_end - sw[NSMALL - 1].loaded_at_start),
+	       (unsigned long long)st.bytes_total);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+struct map_call {
+	pgc_memfile *mf;
+	pgc_range r;
+	int ret;
+	atomic_bool done;
+};
+
+static void *map_call_main(void *arg)
+{
+	struct map_call *m = arg;
+	struct iovec iov;
+
+	m->ret = pgc_map_internal(m->mf, m->r, PGC_ACCESS_READ, &iov, 1);
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+/*
+ * Once loaded, pgc_map_internal takes neither the MemoryFile's lock nor
+ * the loader's: it returns while this thread holds both.
+ */
+static void test_fast_path_lock_free(void)
+{
+	struct map_call m = { 0 };
+	struct pgc_loader *l;
+	pgc_memfile *mf;
+	pthread_t t;
+	int i, ret;
+
+	make_image("img", 8 * MIB, PGC_COMPRESS_ZSTD);
+	mf = load_bg("img", 4, &ret);
+	CHECK_EQ(ret, 0);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	l = loader_of(mf);
+	CHECK(l != NULL);
+	if (!l)
+		goto out;
+	/* The chunk is mapped already (by the load), as on any fast path. */
+	m.mf = mf;
+	m.r = (pgc_range){ whole.start + 3 * PAGE, whole.start + 9 * PAGE };
+	pthread_mutex_lock(&mf->mu);
+	pthread_mutex_lock(&l->mu);
+	CHECK_EQ(pthread_create(&t, NULL, map_call_main, &m), 0);
+	for (i = 0; i < 5000 && !atomic_load(&m.done); i++)
+		usleep(1000);
+	CHECK(atomic_load(&m.done));
+	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_unlock(&mf->mu);
+	pthread_join(t, NULL);
+	CHECK_EQ(m.ret, 1);
+out:
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+/*
+ * pgc_load_wait: the raw fd shows a range once it is waited for; bad
+ * ranges are refused; without a load it returns at once.
+ */
+static void test_load_wait(void)
+{
+	pgc_memfile *mf, *empty = memgen_memfile();
+	pgc_range last;
+	uint8_t *buf;
+	int ret;
+
+	CHECK_EQ(pgc_load_wait(NULL, (pgc_range){ 0, PAGE }), -EINVAL);
+	CHECK_EQ(pgc_load_wait(empty, (pgc_range){ 0, PAGE }), -EINVAL);   /* past the end */
+	pgc_memfile_destroy(empty);
+
+	make_image("img", 64 * MIB, PGC_COMPRESS_ZSTD);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	CHECK_EQ(ret, 0);
+	CHECK_EQ(pgc_load_wait(mf, (pgc_range){ PAGE, PAGE }), -EINVAL);
+	CHECK_EQ(pgc_load_wait(mf, (pgc_range){ 0, pgc_total_size(mf) + 1 }), -EINVAL);
+	/* Unaligned: the whole pages around it are waited for. */
+	last = (pgc_range){ whole.end - 3 * PAGE + 100, whole.end - 50 };
+	CHECK_EQ(pgc_load_wait(mf, last), 0);
+	buf = malloc(3 * PAGE);
+	CHECK(buf != NULL);
+	CHECK_EQ(pread(pgc_memfile_fd(mf), buf, 3 * PAGE, (off_t)(whole.end - 3 * PAGE)),
+		 (ssize_t)(3 * PAGE));
+	CHECK_EQ(memgen_check(seed, whole.end - 3 * PAGE, buf, 3 * PAGE), UINT64_MAX);
+	free(buf);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_load_wait(mf, whole), 0);
+	pgc_memfile_destroy(mf);
+
+	/* A failed load: the wait returns its error. */
+	make_image("img", 8 * MIB, PGC_COMPRESS_ZSTD);
+	damage_pages("img");
+	mf = load_bg("img", 4, &ret);
+	CHECK_EQ(ret, 0);
+	CHECK_EQ(pgc_load_wait(mf, whole), -PGC_ECHECKSUM);
+	CHECK_EQ(pgc_load_await(mf), -PGC_ECHECKSUM);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+static int segment_committed_fn(void *arg, const struct pgc_segment *seg)
+{
+	const pgc_range *r = arg;
+
+	/* Any known-committed page in @r is a failure. */
+	return seg->range.start < r->end && seg->range.end > r->start && seg->known_committed;
+}
+
+/*
+ * A decommit during a background load is not undone: the pages of the
+ * range read back as zeroes after the load and are not known committed.
+ */
+static void decommit_case(enum pgc_compress c, bool mapped)
+{
+	pgc_memfile *mf;
+	pgc_range tail;
+	struct iovec iov;
+	int ret;
+
+	if (mapped)
+		setenv("PGCKPT_LOADER_NO_PWRITE", "1", 1);
+	make_image("img", 96 * MIB, c);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	CHECK_EQ(ret, 0);
+	tail = (pgc_range){ whole.end - 4 * MIB, whole.end };
+	CHECK_EQ(pgc_decommit(mf, tail), 0);
+	CHECK_EQ(pgc_for_each_segment(mf, segment_committed_fn, &tail), 0);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, tail, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK(all_zero(iov.iov_base, iov.iov_len));
+	CHECK_EQ(pgc_for_each_segment(mf, segment_committed_fn, &tail), 0);
+	/* The rest is intact. */
+	CHECK_EQ(pgc_map_internal(mf, (pgc_range){ whole.start, tail.start },
+				  PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, iov.iov_len), UINT64_MAX);
+	pgc_memfile_destroy(mf);
+	unsetenv("PGCKPT_LOADER_NO_PWRITE");
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+static void test_decommit_during_load(void)
+{
+	decommit_case(PGC_COMPRESS_ZSTD, false);
+	decommit_case(PGC_COMPRESS_NONE, false);
+	decommit_case(PGC_COMPRESS_NONE, true);
+}
+
+/*
+ * Raw blocks read straight into the mapping (the hugetlbfs path, forced
+ * here with the test hook): cancel the first page of two neighbouring
+ * blocks that one merged read covers. Each block's cancelled pages need
+ * their own scratch, or the checksum of one sees the other's bytes.
+ */
+static void test_cancel_neighbour_blocks(void)
+{
+	struct pgc_load_opts lo;
+	pgc_memfile *mf = memgen_memfile();
+	struct sf_image *img = NULL;
+	struct iovec iov;
+	uint64_t p0 = 0, p1 = 0;
+	uint32_t b;
+
+	setenv("PGCKPT_LOADER_NO_PWRITE", "1", 1);
+	make_image_bs("img", 96 * MIB, PGC_COMPRESS_NONE, 64 << 10);
+	/* The first pages of the block at 60 MiB and of the next one. */
+	CHECK_EQ(sf_image_open("img", false, &img), 0);
+	for (b = 0; img && b + 1 < img->nblocks; b++) {
+		p0 = img->runs[img->blocks[b].first_run].off;
+		p1 = img->runs[img->blocks[b + 1].first_run].off;
+		if (p0 >= whole.start + 60 * MIB)
+			break;
+	}
+	sf_image_close(img);
+	CHECK(p0 >= whole.start + 60 * MIB && p1 > p0);
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.jobs = 1;
+	CHECK_EQ(pgc_load(mf, "img", &lo), 0);
+	CHECK_EQ(pgc_decref(mf, (pgc_range){ p0, p0 + PAGE }), 0);
+	CHECK_EQ(pgc_decref(mf, (pgc_range){ p1, p1 + PAGE }), 0);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	/* What is still allocated is intact. */
+	CHECK_EQ(pgc_map_internal(mf, (pgc_range){ p0 + PAGE, p1 },
+				  PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, p0 + PAGE, iov.iov_base, iov.iov_len), UINT64_MAX);
+	pgc_memfile_destroy(mf);
+	unsetenv("PGCKPT_LOADER_NO_PWRITE");
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
@@ -300,7 +621,12 @@ int main(int argc, char **argv)
 	TEST_RUN(test_concurrent_raw);
 	TEST_RUN(test_concurrent_mapped);
 	TEST_RUN(test_wait_jumps_queue);
+	TEST_RUN(test_wait_round_robin);
+	TEST_RUN(test_fast_path_lock_free);
+	TEST_RUN(test_load_wait);
 	TEST_RUN(test_decref_cancels);
+	TEST_RUN(test_decommit_during_load);
+	TEST_RUN(test_cancel_neighbour_blocks);
 	TEST_RUN(test_error_wakes_everyone);
 	TEST_RUN(test_save_waits_for_load);
 	TEST_RUN(test_destroy_mid_load);

@@ -111,8 +111,17 @@ static void test_create_destroy(void)
 	CHECK(pgc_memfile_fd(mf) >= 0);
 	CHECK_EQ(pgc_total_size(mf), 0);
 	CHECK_EQ(seg_stats(mf).count, 0);
+	CHECK(!pgc_is_disk_backed(mf));
 	pgc_memfile_destroy(mf);
 	pgc_memfile_destroy(NULL);
+	CHECK(!pgc_is_disk_backed(NULL));
+
+	/* disk_backed is kept and reported (gVisor's IsDiskBacked). */
+	pgc_memfile_opts_init(&o);
+	o.disk_backed = true;
+	CHECK_EQ(pgc_memfile_new(&o, &mf), 0);
+	CHECK(pgc_is_disk_backed(mf));
+	pgc_memfile_destroy(mf);
 
 	pgc_memfile_opts_init(&o);
 	CHECK_EQ(o.fd, -1);

@@ -99,7 +99,10 @@ static inline uint64_t memgen_check(uint64_t seed, uint64_t off, const unsigned 
 	return UINT64_MAX;
 }
 
-/* A fresh memfd-backed MemoryFile with default options; exits on failure. */
+/*
+ * A fresh memfd-backed MemoryFile with default options, marked savable;
+ * exits on failure.
+ */
 static inline pgc_memfile *memgen_memfile(void)
 {
 	struct pgc_memfile_opts o;
@@ -110,6 +113,7 @@ static inline pgc_memfile *memgen_memfile(void)
 		printf("  pgc_memfile_new failed\n");
 		exit(1);
 	}
+	pgc_mark_savable(mf);
 	return mf;
 }
 
