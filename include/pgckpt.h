@@ -68,6 +68,8 @@ bool pgc_is_image_error(int err);
 #define PGC_PAGE_SIZE      4096ULL
 #define PGC_HUGE_PAGE_SIZE (2ULL << 20)
 #define PGC_CHUNK_SIZE     (1ULL << 30)
+/* The largest memory file an image can hold (128 TiB). */
+#define PGC_MAX_FILE_SIZE  (1ULL << 47)
 
 /* A half-open range [start, end) of file offsets. */
 typedef struct pgc_range {

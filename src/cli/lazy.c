@@ -349,6 +349,10 @@ int cmd_restore_lazy(int argc, char **argv)
 		status = cli_usage(CMD, "--background needs --listen SOCKET");
 		goto exit;
 	}
+	if (!*sock) {
+		status = cli_usage(CMD, "empty socket path");
+		goto exit;
+	}
 	if (!background) {
 		status = cli_usage(CMD, "--listen needs --background");
 		goto exit;
