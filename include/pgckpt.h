@@ -401,16 +401,25 @@ int pgc_image_info(const char *path, struct pgc_image_info *out);
 
 /*
  * pgc_image_verify - check every checksum of the image at @path, decoding
- * each block. Returns 0, -PGC_E* for a bad image, or -errno.
+ * each block, and that pagemap.img is the pagemap its index gives.
+ * Returns 0, -PGC_E* for a bad image, or -errno.
  */
 int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg);
 
+/* pgc_image_export_criu flags */
+#define PGC_EXPORT_FORCE 1u  /* replace existing entries (never writing through them) */
+
 /*
  * pgc_image_export_criu - write a CRIU pagemap.img and raw pages-1.img of
- * the image at @path into directory @dir (created if missing).
- * Returns 0, -PGC_E*, or -errno.
+ * the image at @path into directory @dir (created mode 0700 if missing).
+ * Both are new files, mode 0600, written under temporary names and renamed
+ * into place; an existing file, symlink or anything else at either name is
+ * never opened or written. Without PGC_EXPORT_FORCE an existing name is
+ * refused with -EEXIST before anything is written; with it, the entry is
+ * replaced by the rename.
+ * Returns 0, -PGC_E*, -EINVAL (unknown @flags), or -errno.
  */
-int pgc_image_export_criu(const char *path, const char *dir);
+int pgc_image_export_criu(const char *path, const char *dir, unsigned flags);
 
 /* ------------------------------------------------------------------------ */
 /* Lazy restore for other processes (userfaultfd)                            */

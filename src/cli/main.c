@@ -35,7 +35,7 @@ static const char usage_main[] =
 	"  restore --background --listen SOCKET [--once] [--timeout SEC] IMAGE\n"
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
-	"  export  --criu IMAGE DIR\n"
+	"  export  --criu [--force] IMAGE DIR\n"
 	"  bench   [--json] [-c zstd[:N]|none] [--block-size S] [--runs N] FILE\n"
 	"\n"
 	"  -h, --help     show this help, or a command's with 'pgckpt COMMAND --help'\n"
@@ -101,11 +101,13 @@ static const char usage_verify[] =
 	"  -h, --help     show this help\n";
 
 static const char usage_export[] =
-	"Usage: pgckpt export --criu IMAGE DIR\n"
+	"Usage: pgckpt export --criu [--force] IMAGE DIR\n"
 	"Write a CRIU pagemap.img and raw pages-1.img of the image IMAGE into DIR\n"
-	"(created if missing).\n"
+	"(created if missing) as new files, mode 0600.\n"
 	"\n"
 	"      --criu     CRIU format (the only one)\n"
+	"      --force    replace existing pagemap.img and pages-1.img (never\n"
+	"                 writing through them)\n"
 	"  -h, --help     show this help\n";
 
 static const char usage_bench[] =

@@ -123,3 +123,108 @@ make_image() {
 	assert_success
 	[ ! -e img/new ]
 }
+
+# every_reader IMAGE STATUS: inspect, verify, restore, export and the lazy
+# server on IMAGE each exit with STATUS, within 10 s, leaving nothing.
+every_reader() {
+	local img=$1 want=$2
+	run timeout 10 "$PGCKPT" inspect "$img"
+	assert_failure "$want"
+	run timeout 10 "$PGCKPT" verify "$img"
+	assert_failure "$want"
+	run timeout 10 "$PGCKPT" restore "$img" out
+	assert_failure "$want"
+	assert_no_target out
+	run timeout 10 "$PGCKPT" export --criu "$img" ex
+	assert_failure "$want"
+	run timeout 10 "$PGCKPT" restore --background --listen s.sock --timeout 5 "$img"
+	assert_failure "$want"
+	[ ! -e s.sock ]
+}
+
+@test "an image file that is a FIFO is refused at once (exit 3)" {
+	make_image
+	for f in pages.img memfile.img; do
+		rm -rf bad
+		cp -r img bad
+		rm "bad/$f"
+		mkfifo "bad/$f"
+		every_reader bad 3
+	done
+}
+
+@test "an image file that is a symlink is refused (exit 3)" {
+	make_image
+	mkdir elsewhere
+	for f in pages.img memfile.img; do
+		rm -rf bad
+		cp -r img bad
+		mv "bad/$f" "elsewhere/$f"
+		ln -s "../elsewhere/$f" "bad/$f"
+		every_reader bad 3
+		rm "elsewhere/$f"
+	done
+}
+
+@test "verify checks pagemap.img against the index" {
+	make_image
+	cp -r img bad
+	head -c "$(stat -c %s img/pagemap.img)" /dev/urandom >bad/pagemap.img
+	run pgckpt verify bad
+	assert_failure 3
+	assert_output "pgckpt: verify: bad: Image is corrupt"
+	rm bad/pagemap.img
+	run pgckpt verify bad
+	assert_failure 3
+	printf 'x' >>img/pagemap.img
+	run pgckpt verify img
+	assert_failure 3
+	ln -s ../bad/memfile.img bad/pagemap.img
+	run pgckpt verify bad
+	assert_failure 3
+}
+
+@test "export never writes through planted symlinks" {
+	make_image
+	echo keep1 >prec1
+	echo keep2 >prec2
+	mkdir ex
+	ln -s ../prec1 ex/pages-1.img
+	ln -s ../prec2 ex/pagemap.img
+	run pgckpt export --criu img ex
+	assert_failure 2
+	assert_output "pgckpt: export: ex: already holds pagemap.img or pages-1.img (use --force to replace them)"
+	[ "$(cat prec1)" = keep1 ]
+	[ "$(cat prec2)" = keep2 ]
+	[ -L ex/pages-1.img ]
+	# --force replaces the links themselves, never their targets.
+	run pgckpt export --criu --force img ex
+	assert_success
+	[ "$(cat prec1)" = keep1 ]
+	[ "$(cat prec2)" = keep2 ]
+	[ ! -L ex/pages-1.img ] && [ ! -L ex/pagemap.img ]
+	[ "$(stat -c %a ex/pages-1.img)" = 600 ]
+	[ "$(stat -c %a ex/pagemap.img)" = 600 ]
+	[ "$(stat -c %s ex/pages-1.img)" -eq "$(json_field img mem_bytes)" ]
+	run ls -A ex
+	assert_output "pagemap.img
+pages-1.img"
+}
+
+@test "export never writes into another user's file" {
+	make_image
+	mkdir -m 1777 shared
+	setpriv --reuid=nobody --regid=nogroup --clear-groups true 2>/dev/null ||
+		skip "cannot run as nobody"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		sh -c 'umask 0; echo theirs >shared/pages-1.img; chmod 666 shared/pages-1.img'
+	run pgckpt export --criu img shared
+	assert_failure 2
+	[ "$(cat shared/pages-1.img)" = theirs ]
+	[ ! -e shared/pagemap.img ]
+	run pgckpt export --criu --force img shared
+	assert_success
+	# A new file of ours replaced the entry; theirs was never opened for writing.
+	[ "$(stat -c '%U %a' shared/pages-1.img)" = "$(id -un) 600" ]
+	[ "$(stat -c '%U %a' shared/pagemap.img)" = "$(id -un) 600" ]
+}
