@@ -434,8 +434,12 @@ struct pgc_lazy_region {
 /*
  * pgc_lazy_attach - consumer side of the Firecracker UFFD handoff: create
  * a userfaultfd, register @regions in MISSING mode, send them as JSON with
- * the uffd over the unix socket @socket_path. Returns the uffd (>= 0, kept
- * open by the caller for the life of the mappings) or -errno.
+ * the uffd over the unix socket @socket_path. Where an unprivileged
+ * process may only have a userfaultfd for faults from user mode
+ * (vm.unprivileged_userfaultfd = 0), it gets one with UFFD_USER_MODE_ONLY:
+ * then a system call that touches a page not yet placed fails with EFAULT
+ * instead of waiting for it. Returns the uffd (>= 0, kept open by the
+ * caller for the life of the mappings) or -errno.
  */
 int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regions,
 		    size_t nregions);
@@ -452,8 +456,15 @@ struct pgc_lazy_serve_opts {
 	uint64_t push_chunk;       /* bytes per background push step: power of two, 4 KiB..4 MiB (1 MiB) */
 	bool no_push;              /* serve faults only: no background push (a baseline) */
 	int accept_timeout_ms;     /* pgc_lazy_serve: wait for a consumer (-1: forever) */
-	int handshake_timeout_ms;  /* wait for the handoff message (5000; -1: forever) */
+	int handshake_timeout_ms;  /* wait for the handoff message (1000; -1: forever) */
 	int cancel_fd;             /* -1, or an fd whose readability stops serving (-ECANCELED) */
+	/*
+	 * Peers (SO_PEERCRED uid) that may hand over a uffd besides root and
+	 * this process's effective uid, which always may: @nallow_uids
+	 * entries of @allow_uids (NULL: nobody else).
+	 */
+	const uint32_t *allow_uids;
+	size_t nallow_uids;
 };
 
 /* Fill @o with the defaults above (cancel_fd -1, accept timeout -1). */
@@ -464,6 +475,7 @@ struct pgc_lazy_stats {
 	uint64_t bytes_total;      /* bytes of all regions */
 	uint64_t faults;           /* UFFD_EVENT_PAGEFAULT messages */
 	uint64_t removes;          /* UFFD_EVENT_REMOVE messages */
+	uint64_t forks;            /* UFFD_EVENT_FORK messages: the child's uffd is closed */
 	uint64_t bytes_copied;     /* placed with UFFDIO_COPY (faults and push) */
 	uint64_t bytes_zeroed;     /* placed with UFFDIO_ZEROPAGE */
 	uint64_t bytes_pushed;     /* of those, by the background push */
@@ -476,13 +488,64 @@ struct pgc_lazy_stats {
 };
 
 /*
- * pgc_lazy_listen - create a unix stream socket bound to @path (a stale
- * socket file is replaced) and listening. Returns the fd (O_CLOEXEC) or
- * -errno: -EINVAL for an empty path, -ENAMETOOLONG for a path that does
- * not fit sun_path, -EEXIST if @path exists and is not a socket, or the
- * errno of socket/bind/listen. The caller unlinks @path when done.
+ * pgc_lazy_listen - create a unix stream socket bound to @path, mode 0600
+ * whatever the umask (bound inside a new 0700 directory beside @path, then
+ * renamed into place), and listening. A socket file at @path is replaced
+ * only if it is stale (nobody accepts on it).
+ * Returns the fd (O_CLOEXEC) or -errno: -EINVAL for an empty path,
+ * -ENAMETOOLONG for a path that does not fit sun_path, -EEXIST if @path
+ * exists and is not a socket, -EADDRINUSE if a server listens on it, or
+ * the errno of mkdtemp/socket/bind/rename/listen. The caller unlinks @path
+ * when done.
  */
 int pgc_lazy_listen(const char *path);
+
+/*
+ * Receiving a handoff without blocking, so that one thread can wait for
+ * many consumers at once and a silent one holds up nobody: create a
+ * pgc_lazy_conn for each accepted connection, poll their fds for POLLIN
+ * and call pgc_lazy_conn_recv when one is readable; once it returns 1,
+ * pgc_lazy_serve_ready serves the consumer (from any thread). The caller
+ * enforces its own handshake deadline by freeing connections that take
+ * too long.
+ */
+typedef struct pgc_lazy_conn pgc_lazy_conn;
+
+/*
+ * pgc_lazy_conn_new - start receiving the handoff on the connected socket
+ * @conn, which the pgc_lazy_conn owns from now on (closed by
+ * pgc_lazy_conn_free, or by pgc_lazy_serve_ready). The peer's credentials
+ * are read first: only root, this process's effective uid and
+ * @opts->allow_uids may hand over a uffd (@opts may be NULL).
+ * Returns 0 and *@out; -EACCES for a peer that is not allowed (*@out is
+ * still set, so that the caller can name the peer, and must be freed);
+ * -EINVAL; -ENOMEM (@conn is closed, *@out is NULL).
+ */
+int pgc_lazy_conn_new(int conn, const struct pgc_lazy_serve_opts *opts, pgc_lazy_conn **out);
+
+/* pgc_lazy_conn_fd - the socket to poll for POLLIN. */
+int pgc_lazy_conn_fd(const pgc_lazy_conn *c);
+
+/* pgc_lazy_conn_peer - the peer's pid and uid (SO_PEERCRED; 0 and UINT32_MAX if unknown). */
+void pgc_lazy_conn_peer(const pgc_lazy_conn *c, long *pid, uint32_t *uid);
+
+/*
+ * pgc_lazy_conn_recv - read what has arrived, without blocking.
+ * Returns 1 when the handoff is complete, 0 when more must arrive, or the
+ * handshake errors of pgc_lazy_serve_conn: -EPROTO, -EINVAL, or -errno.
+ */
+int pgc_lazy_conn_recv(pgc_lazy_conn *c);
+
+/* pgc_lazy_conn_free - close and free @c (may be NULL). */
+void pgc_lazy_conn_free(pgc_lazy_conn *c);
+
+/*
+ * pgc_lazy_serve_ready - serve the consumer whose complete handoff @c
+ * holds, as pgc_lazy_serve_conn does after its handshake; frees @c.
+ * Returns as pgc_lazy_serve_conn (-EINVAL also if @c is not complete).
+ */
+int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
+			 const struct pgc_lazy_serve_opts *opts, struct pgc_lazy_stats *stats);
 
 /*
  * pgc_lazy_serve - accept one consumer on @listen_fd (waiting at most
@@ -502,13 +565,16 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
  * other page is pushed in memory-file offset order. After UFFD_EVENT_REMOVE
  * the removed pages are served as zeros. When every page is placed, the
  * regions are unregistered from the uffd (later misses are ordinary zero
- * faults) and the session ends.
+ * faults) and the session ends. The new uffd of a UFFD_EVENT_FORK (a
+ * consumer that enabled UFFD_FEATURE_EVENT_FORK and forked) is closed at
+ * once and counted in stats->forks: the child is not served.
  * Several sessions may serve the same @mf concurrently from different
  * threads. @opts and @stats may be NULL.
  * Returns 0 when the session ended normally (all placed, or the consumer
- * went away: stats->consumer_gone); -EPROTO (no fd, several fds, not a
- * userfaultfd, peer closed early), -EINVAL (bad @opts, bad JSON or regions outside
- * the memory file), -EOPNOTSUPP (page_size other than 4 KiB), -ETIMEDOUT
+ * went away: stats->consumer_gone); -EACCES (the peer's uid is not
+ * allowed, see pgc_lazy_conn_new), -EPROTO (no fd, several fds, not a
+ * userfaultfd, peer closed early), -EINVAL (bad @opts, bad JSON, regions
+ * overlapping or outside the memory file), -EOPNOTSUPP (page_size other than 4 KiB), -ETIMEDOUT
  * (no handoff in time), -ECANCELED (cancel_fd), the load error if the
  * background load failed (the consumer's faulting threads then stay
  * blocked: never wrong memory; the caller should stop the consumer), or

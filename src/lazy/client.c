@@ -19,23 +19,40 @@
 
 #include "lazy/lazy.h"
 
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/*
+ * A userfaultfd; where unprivileged users may only have one for faults
+ * from user mode (vm.unprivileged_userfaultfd = 0), such a one.
+ */
+static int uffd_open(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	return fd < 0 ? -errno : fd;
+}
+
 static int uffd_create(void)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	int fd, ret;
 
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	fd = uffd_open();
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* Ask what is there, then enable REMOVE events if the kernel has them. */
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		ret = -errno;
 		goto fail;
 	}
 	close(fd);
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	fd = uffd_open();
 	if (fd < 0)
-		return -errno;
+		return fd;
 	api.features &= UFFD_FEATURE_EVENT_REMOVE;
 	api.api = UFFD_API;
 	api.ioctls = 0;
