@@ -46,6 +46,7 @@ enum {
 	PGC_ECHECKSUM  = 4099, /* a checksum does not match */
 	PGC_ETRUNCATED = 4100, /* an image file is shorter than it claims */
 	PGC_ELOADFAIL  = 4101, /* a background load failed earlier */
+	PGC_ELIMIT     = 4102, /* image exceeds a limit of this reader (PGC_MAX_SEGMENTS) */
 };
 
 /*
@@ -70,6 +71,11 @@ bool pgc_is_image_error(int err);
 #define PGC_CHUNK_SIZE     (1ULL << 30)
 /* The largest memory file an image can hold (128 TiB). */
 #define PGC_MAX_FILE_SIZE  (1ULL << 47)
+/*
+ * The most usage segments an image may record: it bounds the memory an
+ * image's tables take when opened and loaded (docs/failure.md).
+ */
+#define PGC_MAX_SEGMENTS   (1u << 20)
 
 /* A half-open range [start, end) of file offsets. */
 typedef struct pgc_range {
@@ -322,8 +328,13 @@ void pgc_save_opts_init(struct pgc_save_opts *opts);
 /*
  * pgc_save - write @mf to the image directory @path atomically (built in a
  * temporary sibling, fsynced, renamed over @path). Waits for a background
- * load first. Returns 0, or -errno (-ENOSPC, -EIO, ...); on failure no
- * image appears under @path and an existing one is left untouched.
+ * load first. @path may name nothing, an empty directory or an image
+ * directory holding only an image's own files.
+ * Returns 0, or -errno: -ENOSPC, -EIO, ...; -EEXIST or -ENOTDIR if @path
+ * is something else, -ENOTEMPTY if it is an image with other files beside
+ * it; -E2BIG for more than PGC_MAX_SEGMENTS usage segments; -ENODATA if an
+ * adopted file shrank while it was read. On failure no image appears
+ * under @path and an existing one is left untouched.
  */
 int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts);
 

@@ -654,6 +654,10 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 	ret = pgc_for_each_segment(mf, snap_fn, &snap);
 	if (ret)
 		goto exit;
+	if (snap.n > PGC_MAX_SEGMENTS) {
+		ret = -E2BIG;   /* no reader would accept the image */
+		goto exit;
+	}
 	for (k = 0; k < snap.n; k++) {
 		if (!snap.segs[k].refs)
 			continue;
