@@ -93,30 +93,8 @@ kind = sys.argv[1]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect("s.sock")
 region = {"base_host_virt_addr": 0x7f0000000000, "size": 1 << 20, "offset": 0, "page_size": 4096}
-if kind == "garbage":
-    s.sendall(b"\x00\xffnot json at all]]]" * 10)
-    s.shutdown(socket.SHUT_WR)
-    s.recv(1)                      # wait for the server to close
-elif kind == "nofd":
-    s.sendall(json.dumps([region]).encode())
-    s.recv(1)
-elif kind in ("outside", "notuffd"):
-    if kind == "outside":
-        import platform
-        nr = {"x86_64": 323, "aarch64": 282, "riscv64": 282, "ppc64le": 364,
-              "s390x": 355, "i686": 374, "armv7l": 388}.get(platform.machine())
-        if nr is None:
-            sys.exit("userfaultfd: syscall number unknown on " + platform.machine())
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
-        if fd < 0:
-            sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
-        region["offset"] = 1 << 40
-    else:
-        fd = os.open("/dev/null", os.O_RDONLY)
-    socket.send_fds(s, [json.dumps([region]).encode()], [fd])
-    s.recv(1)
-elif kind == "samebase":
+
+def userfaultfd():
     import platform
     nr = {"x86_64": 323, "aarch64": 282, "riscv64": 282, "ppc64le": 364,
           "s390x": 355, "i686": 374, "armv7l": 388}.get(platform.machine())
@@ -126,8 +104,26 @@ elif kind == "samebase":
     fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
     if fd < 0:
         sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
-    other = dict(region, offset=1 << 20)                     # same address
-    socket.send_fds(s, [json.dumps([region, other]).encode()], [fd])
+    return fd
+
+if kind == "garbage":
+    s.sendall(b"\x00\xffnot json at all]]]" * 10)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)                      # wait for the server to close
+elif kind == "nofd":
+    s.sendall(json.dumps([region]).encode())
+    s.recv(1)
+elif kind in ("outside", "notuffd", "samebase"):
+    regions = [region]
+    if kind == "outside":
+        fd = userfaultfd()
+        region["offset"] = 1 << 40
+    elif kind == "samebase":
+        fd = userfaultfd()
+        regions.append(dict(region, offset=1 << 20))         # the same address
+    else:
+        fd = os.open("/dev/null", os.O_RDONLY)
+    socket.send_fds(s, [json.dumps(regions).encode()], [fd])
     s.recv(1)
 elif kind == "silent":
     s.recv(1)                      # the server gives up after the handshake timeout

@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -474,6 +475,11 @@ static void test_bad_handoff(void)
 	pgc_lazy_serve_opts_init(&o);
 	o.accept_timeout_ms = 50;
 	CHECK_EQ(pgc_lazy_serve(mf, lfd, &o, NULL), -ETIMEDOUT);
+	/* A live socket is never replaced, a stale one is. */
+	CHECK_EQ(pgc_lazy_listen(SOCK), -EADDRINUSE);
+	close(lfd);
+	lfd = pgc_lazy_listen(SOCK);
+	CHECK(lfd >= 0);
 	close(lfd);
 	/* Only sockets are replaced. */
 	CHECK_EQ(pgc_lazy_listen("img"), -EEXIST);
@@ -531,6 +537,69 @@ static void test_consumer_dies(void)
 }
 
 /* ---- limits and hostile consumers ---------------------------------------- */
+
+/*
+ * A child of uid @uid connects to a socket in @dir and sends garbage; what
+ * does the server say?
+ */
+static int serve_stranger(pgc_memfile *mf, const char *dir, uint32_t uid, const uint32_t *allow,
+			  size_t nallow)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pgc_lazy_serve_opts o;
+	int lfd, status, ret;
+	struct stat st;
+	pid_t pid;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+	lfd = pgc_lazy_listen(sa.sun_path);
+	CHECK(lfd >= 0);
+	CHECK_EQ(stat(sa.sun_path, &st), 0);
+	CHECK_EQ(st.st_mode & 0777, 0600);
+	chmod(sa.sun_path, 0666);   /* as if someone opened it up: the uid check remains */
+	pid = fork();
+	if (pid == 0) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid) ||
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+		    write(fd, "garbage", 7) != 7)
+			_exit(2);
+		sleep(1);
+		_exit(0);
+	}
+	pgc_lazy_serve_opts_init(&o);
+	o.accept_timeout_ms = 5000;
+	o.allow_uids = allow;
+	o.nallow_uids = nallow;
+	ret = pgc_lazy_serve(mf, lfd, &o, NULL);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(lfd);
+	unlink(sa.sun_path);
+	return ret;
+}
+
+/* Only the server's own uid, root and allowed uids may hand over a uffd. */
+static void test_peer_check(void)
+{
+	const uint32_t nobody = 65534;
+	pgc_memfile *mf;
+
+	if (geteuid() != 0) {
+		printf("  not root: skipped\n");
+		return;
+	}
+	/* The test's own directory may be closed to others: one they may enter. */
+	char dir[] = "/tmp/pgckpt-peer.XXXXXX";
+
+	CHECK(mkdtemp(dir) != NULL && chmod(dir, 0755) == 0);
+	mf = load_bg("img", 8);
+	CHECK_EQ(serve_stranger(mf, dir, nobody, NULL, 0), -EACCES);
+	CHECK_EQ(serve_stranger(mf, dir, nobody, &nobody, 1), -EINVAL);   /* let in: its garbage */
+	pgc_memfile_destroy(mf);
+	rmdir(dir);
+}
 
 /* PGC_LAZY_MAX_REGIONS regions fit one handoff, whatever their values. */
 static void test_many_regions(void)
@@ -686,6 +755,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_two_consumers);
 	TEST_RUN(test_bad_handoff);
 	TEST_RUN(test_consumer_dies);
+	TEST_RUN(test_peer_check);
 	TEST_RUN(test_many_regions);
 	TEST_RUN(test_fork_events);
 	CHECK_EQ(system("rm -rf img"), 0);
