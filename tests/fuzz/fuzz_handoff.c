@@ -22,7 +22,7 @@ static struct pgc_lazy_map maps[PGC_LAZY_MAX_REGIONS], again[PGC_LAZY_MAX_REGION
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char out[PGC_LAZY_MAX_REGIONS * 128];
+	static char out[PGC_LAZY_MAX_REGIONS * PGC_LAZY_REGION_JSON_MAX + 2];
 	const char *buf;
 	char *copy;
 	size_t n = 0, n2 = 0, cut;
