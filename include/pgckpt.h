@@ -87,6 +87,7 @@ enum {
 	PGC_ECHECKSUM  = 4099, /* a checksum does not match */
 	PGC_ETRUNCATED = 4100, /* an image file is shorter than it claims */
 	PGC_ELOADFAIL  = 4101, /* a background load failed earlier */
+	PGC_ELIMIT     = 4102, /* image exceeds a limit of this reader (PGC_MAX_SEGMENTS) */
 };
 
 /*
@@ -109,6 +110,13 @@ bool pgc_is_image_error(int err);
 #define PGC_PAGE_SIZE      4096ULL
 #define PGC_HUGE_PAGE_SIZE (2ULL << 20)
 #define PGC_CHUNK_SIZE     (1ULL << 30)
+/* The largest memory file an image can hold (128 TiB). */
+#define PGC_MAX_FILE_SIZE  (1ULL << 47)
+/*
+ * The most usage segments an image may record: it bounds the memory an
+ * image's tables take when opened and loaded (docs/failure.md).
+ */
+#define PGC_MAX_SEGMENTS   (1u << 20)
 
 /* A half-open range [start, end) of file offsets. */
 typedef struct pgc_range {
@@ -400,12 +408,17 @@ void pgc_save_opts_init(struct pgc_save_opts *opts);
 /*
  * pgc_save - write @mf to the image directory @path atomically (built in a
  * temporary sibling, fsynced, renamed over @path). Waits for a background
- * load first. As gVisor's SaveTo, it first brings the commitment of every
- * allocated segment in line with what is stored (non-zero pages are
- * known committed, zero pages and holes are not), so the image and the
- * accounting of @mf record what the image really holds.
+ * load first. @path may name nothing, an empty directory or an image
+ * directory holding only an image's own files. As gVisor's SaveTo, it
+ * first brings the commitment of every allocated segment in line with
+ * what is stored (non-zero pages are known committed, zero pages and
+ * holes are not), so the image and the accounting of @mf record what the
+ * image really holds.
  * Returns 0; -EPERM if @mf was not marked with pgc_mark_savable(); or
- * -errno (-ENOSPC, -EIO, ...); on failure no image appears under @path
+ * -errno: -ENOSPC, -EIO, ...; -EEXIST or -ENOTDIR if @path is something
+ * else, -ENOTEMPTY if it is an image with other files beside it; -E2BIG
+ * for more than PGC_MAX_SEGMENTS usage segments; -ENODATA if an adopted
+ * file shrank while it was read. On failure no image appears under @path
  * and an existing one is left untouched.
  */
 int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts);
@@ -507,16 +520,25 @@ int pgc_image_info(const char *path, struct pgc_image_info *out);
 
 /*
  * pgc_image_verify - check every checksum of the image at @path, decoding
- * each block. Returns 0, -PGC_E* for a bad image, or -errno.
+ * each block, and that pagemap.img is the pagemap its index gives.
+ * Returns 0, -PGC_E* for a bad image, or -errno.
  */
 int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg);
 
+/* pgc_image_export_criu flags */
+#define PGC_EXPORT_FORCE 1u  /* replace existing entries (never writing through them) */
+
 /*
  * pgc_image_export_criu - write a CRIU pagemap.img and raw pages-1.img of
- * the image at @path into directory @dir (created if missing).
- * Returns 0, -PGC_E*, or -errno.
+ * the image at @path into directory @dir (created mode 0700 if missing).
+ * Both are new files, mode 0600, written under temporary names and renamed
+ * into place; an existing file, symlink or anything else at either name is
+ * never opened or written. Without PGC_EXPORT_FORCE an existing name is
+ * refused with -EEXIST before anything is written; with it, the entry is
+ * replaced by the rename.
+ * Returns 0, -PGC_E*, -EINVAL (unknown @flags), or -errno.
  */
-int pgc_image_export_criu(const char *path, const char *dir);
+int pgc_image_export_criu(const char *path, const char *dir, unsigned flags);
 
 /* ------------------------------------------------------------------------ */
 /* Lazy restore for other processes (userfaultfd)                            */
@@ -552,9 +574,16 @@ struct pgc_lazy_serve_opts {
 	uint64_t push_chunk;       /* bytes per background push step: power of two, 4 KiB..4 MiB (1 MiB) */
 	bool no_push;              /* serve faults only: no background push (a baseline) */
 	int accept_timeout_ms;     /* pgc_lazy_serve: wait for a consumer (-1: forever) */
-	int handshake_timeout_ms;  /* wait for the handoff message (5000; -1: forever) */
+	int handshake_timeout_ms;  /* wait for the handoff message (1000; -1: forever) */
 	int cancel_fd;             /* -1, or an fd whose readability stops serving (-ECANCELED) */
-	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
+	/*
+	 * Peers (SO_PEERCRED uid) that may hand over a uffd besides root and
+	 * this process's effective uid, which always may: @nallow_uids
+	 * entries of @allow_uids (NULL: nobody else).
+	 */
+	const uint32_t *allow_uids;
+	size_t nallow_uids;
+	uint64_t reserved[6];      /* must be zero; "Structs that grow" (top) */
 };
 
 /* Fill @o with the defaults above (cancel_fd -1, accept timeout -1). */
@@ -574,17 +603,69 @@ struct pgc_lazy_stats {
 	uint64_t ns_all_placed;    /* handoff to every page placed (0: never) */
 	uint64_t ns_session;       /* handoff to end of session */
 	bool consumer_gone;        /* ended because the consumer went away */
-	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
+	uint64_t forks;            /* UFFD_EVENT_FORK messages: the child's uffd is closed */
+	uint64_t reserved[7];      /* zero; "Structs that grow" (top) */
 };
 
 /*
- * pgc_lazy_listen - create a unix stream socket bound to @path (a stale
- * socket file is replaced) and listening. Returns the fd (O_CLOEXEC) or
- * -errno: -EINVAL for an empty path, -ENAMETOOLONG for a path that does
- * not fit sun_path, -EEXIST if @path exists and is not a socket, or the
- * errno of socket/bind/listen. The caller unlinks @path when done.
+ * pgc_lazy_listen - create a unix stream socket bound to @path, mode 0600
+ * whatever the umask (bound inside a new 0700 directory beside @path, then
+ * renamed into place), and listening. A socket file at @path is replaced
+ * only if it is stale (nobody accepts on it).
+ * Returns the fd (O_CLOEXEC) or -errno: -EINVAL for an empty path,
+ * -ENAMETOOLONG for a path that does not fit sun_path, -EEXIST if @path
+ * exists and is not a socket, -EADDRINUSE if a server listens on it, or
+ * the errno of mkdtemp/socket/bind/rename/listen. The caller unlinks @path
+ * when done.
  */
 int pgc_lazy_listen(const char *path);
+
+/*
+ * Receiving a handoff without blocking, so that one thread can wait for
+ * many consumers at once and a silent one holds up nobody: create a
+ * pgc_lazy_conn for each accepted connection, poll their fds for POLLIN
+ * and call pgc_lazy_conn_recv when one is readable; once it returns 1,
+ * pgc_lazy_serve_ready serves the consumer (from any thread). The caller
+ * enforces its own handshake deadline by freeing connections that take
+ * too long.
+ */
+typedef struct pgc_lazy_conn pgc_lazy_conn;
+
+/*
+ * pgc_lazy_conn_new - start receiving the handoff on the connected socket
+ * @conn, which the pgc_lazy_conn owns from now on (closed by
+ * pgc_lazy_conn_free, or by pgc_lazy_serve_ready). The peer's credentials
+ * are read first: only root, this process's effective uid and
+ * @opts->allow_uids may hand over a uffd (@opts may be NULL).
+ * Returns 0 and *@out; -EACCES for a peer that is not allowed (*@out is
+ * still set, so that the caller can name the peer, and must be freed);
+ * -EINVAL; -ENOMEM (@conn is closed, *@out is NULL).
+ */
+int pgc_lazy_conn_new(int conn, const struct pgc_lazy_serve_opts *opts, pgc_lazy_conn **out);
+
+/* pgc_lazy_conn_fd - the socket to poll for POLLIN. */
+int pgc_lazy_conn_fd(const pgc_lazy_conn *c);
+
+/* pgc_lazy_conn_peer - the peer's pid and uid (SO_PEERCRED; 0 and UINT32_MAX if unknown). */
+void pgc_lazy_conn_peer(const pgc_lazy_conn *c, long *pid, uint32_t *uid);
+
+/*
+ * pgc_lazy_conn_recv - read what has arrived, without blocking.
+ * Returns 1 when the handoff is complete, 0 when more must arrive, or the
+ * handshake errors of pgc_lazy_serve_conn: -EPROTO, -EINVAL, or -errno.
+ */
+int pgc_lazy_conn_recv(pgc_lazy_conn *c);
+
+/* pgc_lazy_conn_free - close and free @c (may be NULL). */
+void pgc_lazy_conn_free(pgc_lazy_conn *c);
+
+/*
+ * pgc_lazy_serve_ready - serve the consumer whose complete handoff @c
+ * holds, as pgc_lazy_serve_conn does after its handshake; frees @c.
+ * Returns as pgc_lazy_serve_conn (-EINVAL also if @c is not complete).
+ */
+int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
+			 const struct pgc_lazy_serve_opts *opts, struct pgc_lazy_stats *stats);
 
 /*
  * pgc_lazy_serve - accept one consumer on @listen_fd (waiting at most
@@ -604,13 +685,16 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
  * other page is pushed in memory-file offset order. After UFFD_EVENT_REMOVE
  * the removed pages are served as zeros. When every page is placed, the
  * regions are unregistered from the uffd (later misses are ordinary zero
- * faults) and the session ends.
+ * faults) and the session ends. The new uffd of a UFFD_EVENT_FORK (a
+ * consumer that enabled UFFD_FEATURE_EVENT_FORK and forked) is closed at
+ * once and counted in stats->forks: the child is not served.
  * Several sessions may serve the same @mf concurrently from different
  * threads. @opts and @stats may be NULL.
  * Returns 0 when the session ended normally (all placed, or the consumer
- * went away: stats->consumer_gone); -EPROTO (no fd, several fds, not a
- * userfaultfd, peer closed early), -EINVAL (bad @opts, bad JSON or regions outside
- * the memory file), -EOPNOTSUPP (page_size other than 4 KiB), -ETIMEDOUT
+ * went away: stats->consumer_gone); -EACCES (the peer's uid is not
+ * allowed, see pgc_lazy_conn_new), -EPROTO (no fd, several fds, not a
+ * userfaultfd, peer closed early), -EINVAL (bad @opts, bad JSON, regions
+ * overlapping or outside the memory file), -EOPNOTSUPP (page_size other than 4 KiB), -ETIMEDOUT
  * (no handoff in time), -ECANCELED (cancel_fd), the load error if the
  * background load failed (the consumer's faulting threads then stay
  * blocked: never wrong memory; the caller should stop the consumer), or

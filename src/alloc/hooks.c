@@ -83,6 +83,11 @@ bool memfile_readonly(const struct pgc_memfile *mf)
 	return mf->readonly;
 }
 
+bool memfile_adopted(const struct pgc_memfile *mf)
+{
+	return mf->opts.adopt;
+}
+
 bool memfile_pristine(struct pgc_memfile *mf)
 {
 	bool ok;

@@ -98,6 +98,13 @@ void *memfile_hooks_ctx(struct pgc_memfile *mf, const struct memfile_hooks *hook
 bool memfile_readonly(const struct pgc_memfile *mf);
 
 /*
+ * memfile_adopted - whether the backing file is someone else's (the adopt
+ * option): its owner may shrink it at any time, so it is read with
+ * pread, never through a mapping that would raise SIGBUS past its end.
+ */
+bool memfile_adopted(const struct pgc_memfile *mf);
+
+/*
  * memfile_pristine - whether @mf holds no allocation, no file size and no
  * installed hooks (it never held any, or a failed load was undone): the
  * only kind of MemoryFile an image may be loaded into.

@@ -156,20 +156,24 @@ exit:
 	return ret;
 }
 
-static int bench_run(const struct bench_cfg *c, const char *img, struct bench_result *res)
+/*
+ * Save, restore and restore in the background the file open at @fd (owned
+ * from here on), through the image @img. Returns 0 or the first error;
+ * *@src_err tells whether it concerns the file (else the image's --dir).
+ */
+static int bench_run(const struct bench_cfg *c, int fd, const char *img,
+		     struct bench_result *res, bool *src_err)
 {
 	struct pgc_memfile_opts mo;
 	pgc_memfile *src = NULL, *dst = NULL;
 	struct stat st;
 	double t0, t;
 	long r;
-	int fd, ret;
+	int ret;
 
-	fd = open(c->file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		ret = S_ISREG(st.st_mode) ? -errno : -EINVAL;
+	*src_err = true;
+	if (fstat(fd, &st) != 0) {
+		ret = -errno;
 		close(fd);
 		return ret;
 	}
@@ -184,6 +188,7 @@ static int bench_run(const struct bench_cfg *c, const char *img, struct bench_re
 	}
 	pgc_mark_savable(src);
 	res->save_s = res->restore_s = res->all_s = 1e9;
+	*src_err = false;
 	for (r = 0; r < c->runs; r++) {
 		struct pgc_save_opts so = c->so;
 		struct bench_result bg = { 0 };
@@ -282,7 +287,9 @@ int cmd_bench(int argc, char **argv)
 	struct bench_cfg c = { .runs = 3, .accesses = 2000 };
 	struct bench_result res = { 0 };
 	char dir[4096], img[4200];
-	int opt, ret, status;
+	struct stat st;
+	bool src_err;
+	int opt, ret, status, fd;
 
 	pgc_save_opts_init(&c.so);
 	pgc_load_opts_init(&c.lo);
@@ -332,12 +339,23 @@ int cmd_bench(int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage("bench", "expected one FILE");
 	c.file = argv[optind];
+	status = cli_open_source("bench", c.file, &fd, &st);
+	if (status)
+		return status;
 	ret = make_dir(c.dir, dir, sizeof(dir));
-	if (ret)
+	if (ret) {
+		close(fd);
 		return cli_fail("bench", c.dir, ret);
+	}
 	snprintf(img, sizeof(img), "%s/img", dir);
-	ret = bench_run(&c, img, &res);
-	status = ret ? cli_fail("bench", c.file, ret) : EXIT_OK;
+	ret = bench_run(&c, fd, img, &res, &src_err);
+	if (ret && !src_err) {
+		/* Saving and loading the image in --dir: name it, not the file. */
+		cli_error("bench", NULL, "--dir %s: %s", c.dir, pgc_strerror(ret));
+		status = pgc_is_image_error(ret) ? EXIT_IMAGE : EXIT_IO;
+	} else {
+		status = ret ? cli_fail("bench", c.file, ret) : EXIT_OK;
+	}
 	if (!ret)
 		print_result(&c, &res);
 	/* The image holds only memfile.img, pages.img and pagemap.img. */

@@ -87,6 +87,16 @@ int cli_opt_block_size(const char *cmd, const char *arg, struct pgc_save_opts *s
  */
 void cli_json_string(FILE *f, const char *s);
 
+/*
+ * cli_open_source - open the memory file @path read-only for save or
+ * bench without blocking (a FIFO is refused, never waited on) and check
+ * that it is a regular file no larger than PGC_MAX_FILE_SIZE. Returns
+ * EXIT_OK with *@fd and *@st, or reports the problem and returns its exit
+ * status (*@fd is then -1).
+ */
+struct stat;
+int cli_open_source(const char *cmd, const char *path, int *fd, struct stat *st);
+
 /* "12.3 MiB" into @buf. */
 void cli_human_bytes(uint64_t n, char *buf, size_t len);
 

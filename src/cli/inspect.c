@@ -7,6 +7,7 @@
  * pages-1.img). The work is done by pgc_image_info, pgc_image_verify and
  * pgc_image_export_criu; this file parses arguments and prints.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -146,10 +147,12 @@ int cmd_export(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "criu", no_argument, NULL, 'C' },
+		{ "force", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct pgc_image_info info;
+	unsigned flags = 0;
 	bool criu = false;
 	int opt, ret;
 
@@ -158,6 +161,9 @@ int cmd_export(int argc, char **argv)
 		switch (opt) {
 		case 'C':
 			criu = true;
+			break;
+		case 'F':
+			flags |= PGC_EXPORT_FORCE;
 			break;
 		case 'h':
 			cli_help("export");
@@ -174,7 +180,12 @@ int cmd_export(int argc, char **argv)
 	ret = pgc_image_info(argv[optind], &info);
 	if (ret)
 		return cli_fail_image("export", argv[optind], ret);
-	ret = pgc_image_export_criu(argv[optind], argv[optind + 1]);
+	ret = pgc_image_export_criu(argv[optind], argv[optind + 1], flags);
+	if (ret == -EEXIST) {
+		cli_error("export", argv[optind + 1], "already holds pagemap.img or pages-1.img "
+			  "(use --force to replace them)");
+		return EXIT_IO;
+	}
 	if (ret)
 		return cli_fail("export", pgc_is_image_error(ret) ? argv[optind] :
 				argv[optind + 1], ret);

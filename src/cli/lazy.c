@@ -33,10 +33,13 @@
 
 #define CMD "restore"
 #define MAX_SESSIONS 64
+#define MAX_PENDING  128    /* handshakes being received */
+#define MAX_PER_PEER 8      /* handshakes and sessions of one peer process */
+#define MAX_ALLOW    64     /* --allow-uid options */
 
 enum {
 	OPT_AIO = 256, OPT_BACKGROUND, OPT_LISTEN, OPT_TIMEOUT, OPT_ONCE, OPT_DIRECT,
-	OPT_HANDSHAKE, OPT_FAULT_CHUNK, OPT_NO_PUSH,
+	OPT_HANDSHAKE, OPT_FAULT_CHUNK, OPT_NO_PUSH, OPT_ALLOW_UID,
 };
 
 static const struct option lazy_options[] = {
@@ -50,20 +53,28 @@ static const struct option lazy_options[] = {
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE },
 	{ "fault-chunk",       required_argument, NULL, OPT_FAULT_CHUNK },
 	{ "no-push",           no_argument,       NULL, OPT_NO_PUSH },
+	{ "allow-uid",         required_argument, NULL, OPT_ALLOW_UID },
 	{ "help",              no_argument,       NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 struct server;
 
-/* One consumer connection and its session thread. */
+/* A consumer whose handoff is being received (by the main thread). */
+struct pending {
+	pgc_lazy_conn *c;
+	unsigned id;           /* 1, 2, ... in order of connection */
+	long pid;              /* peer process (SO_PEERCRED), 0 if unknown */
+	uint64_t deadline;     /* cli_now_ns() by which the handoff must be in */
+};
+
+/* One consumer being served by its session thread. */
 struct session {
 	struct server *srv;
 	bool used;
-	unsigned id;           /* 1, 2, ... in order of connection */
-	long pid;              /* peer process (SO_PEERCRED), 0 if unknown */
-	int conn;              /* handed to pgc_lazy_serve_conn, which closes it */
-	int conn_dup;          /* ours: shutdown() stops a pending handshake */
+	unsigned id;
+	long pid;
+	pgc_lazy_conn *c;      /* its complete handoff, handed to pgc_lazy_serve_ready */
 	pthread_t tid;
 	int ret;
 	struct pgc_lazy_stats st;
@@ -78,6 +89,9 @@ struct server {
 	atomic_int load_err;
 	struct session s[MAX_SESSIONS];
 	unsigned nactive;
+	struct pending p[MAX_PENDING];
+	unsigned npending;
+	uint32_t allow[MAX_ALLOW];
 };
 
 static double ms(uint64_t ns)
@@ -102,7 +116,8 @@ static void *session_main(void *arg)
 	struct session *s = arg;
 	int idx = (int)(s - s->srv->s);
 
-	s->ret = pgc_lazy_serve_conn(s->srv->mf, s->conn, &s->srv->so, &s->st);
+	s->ret = pgc_lazy_serve_ready(s->srv->mf, s->c, &s->srv->so, &s->st);
+	s->c = NULL;
 	/* At most MAX_SESSIONS ints are ever queued: the pipe never fills. */
 	while (write(s->srv->notify[1], &idx, sizeof(idx)) < 0 && errno == EINTR)
 		;
@@ -114,6 +129,8 @@ static const char *refusal(int err, const struct pgc_lazy_serve_opts *so, char *
 			   size_t len)
 {
 	switch (err) {
+	case -EACCES:
+		return "its uid may not connect (only the server's own uid and root may; others with --allow-uid)";
 	case -EINVAL:
 		return "bad handoff: invalid JSON, or regions misaligned, overlapping or outside the memory file";
 	case -EOPNOTSUPP:
@@ -172,7 +189,6 @@ static int reap(struct server *srv, int idx, bool *served)
 		return EXIT_OK;
 	s = &srv->s[idx];
 	pthread_join(s->tid, NULL);
-	close(s->conn_dup);
 	status = report(srv, s);
 	*served = s->st.regions > 0;
 	s->used = false;
@@ -180,53 +196,163 @@ static int reap(struct server *srv, int idx, bool *served)
 	return status;
 }
 
-/* Accept one connection and start its session. Never fails the server. */
-static void accept_one(struct server *srv, int lfd, unsigned *next_id)
+/* Connections (handshakes and sessions) of the peer process @pid. */
+static unsigned peer_conns(const struct server *srv, long pid)
 {
-	struct ucred cr;
-	socklen_t crlen = sizeof(cr);
-	struct session *s = NULL;
-	int conn, i, err;
+	unsigned n = 0, i;
 
-	conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (conn < 0) {
-		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
-			cli_error(CMD, NULL, "accept: %s", strerror(errno));
-		return;
-	}
-	(*next_id)++;
-	for (i = 0; i < MAX_SESSIONS && !s; i++)
-		if (!srv->s[i].used)
-			s = &srv->s[i];
+	if (pid <= 0)
+		return 0;
+	for (i = 0; i < srv->npending; i++)
+		n += srv->p[i].pid == pid;
+	for (i = 0; i < MAX_SESSIONS; i++)
+		n += srv->s[i].used && srv->s[i].pid == pid;
+	return n;
+}
+
+/* Drop the handshake at index @i (its line, if any, already printed). */
+static void drop_pending(struct server *srv, unsigned i)
+{
+	pgc_lazy_conn_free(srv->p[i].c);
+	srv->p[i] = srv->p[--srv->npending];
+}
+
+/* Refuse the handshake at index @i with @err and drop it. */
+static void refuse_pending(struct server *srv, unsigned i, int err)
+{
+	char why[96];
+
+	cli_error(CMD, NULL, "consumer %u: refused: %s", srv->p[i].id,
+		  refusal(err, &srv->so, why, sizeof(why)));
+	drop_pending(srv, i);
+}
+
+/* Start a session for the complete handoff at index @i. Never fails the server. */
+static void start_session(struct server *srv, unsigned i)
+{
+	struct pending *p = &srv->p[i];
+	struct session *s = NULL;
+	int k, err;
+
+	for (k = 0; k < MAX_SESSIONS && !s; k++)
+		if (!srv->s[k].used)
+			s = &srv->s[k];
 	if (!s) {
-		cli_error(CMD, NULL, "consumer %u: refused: too many consumers (%d)", *next_id,
+		cli_error(CMD, NULL, "consumer %u: refused: too many consumers (%d)", p->id,
 			  MAX_SESSIONS);
-		close(conn);
+		drop_pending(srv, i);
 		return;
 	}
 	memset(s, 0, sizeof(*s));
 	s->srv = srv;
-	s->id = *next_id;
-	s->conn = conn;
-	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0)
-		s->pid = cr.pid;
-	s->conn_dup = fcntl(conn, F_DUPFD_CLOEXEC, 0);
-	if (s->conn_dup < 0) {
-		cli_error(CMD, NULL, "consumer %u: refused: %s", s->id, strerror(errno));
-		close(conn);
-		return;
-	}
+	s->id = p->id;
+	s->pid = p->pid;
+	s->c = p->c;
 	err = pthread_create(&s->tid, NULL, session_main, s);
 	if (err) {
-		cli_error(CMD, NULL, "consumer %u: refused: cannot start a thread: %s", s->id,
+		cli_error(CMD, NULL, "consumer %u: refused: cannot start a thread: %s", p->id,
 			  strerror(err));
-		close(conn);
-		close(s->conn_dup);
+		drop_pending(srv, i);
 		return;
 	}
 	s->used = true;
 	srv->nactive++;
-	cli_error(CMD, NULL, "consumer %u (pid %ld): connected", s->id, s->pid);
+	srv->p[i] = srv->p[--srv->npending];
+}
+
+/* Take one accepted connection @conn as a pending handshake. */
+static void add_pending(struct server *srv, int conn, unsigned id)
+{
+	pgc_lazy_conn *c;
+	uint32_t uid;
+	unsigned i, oldest = 0;
+	long pid;
+	int err;
+
+	err = pgc_lazy_conn_new(conn, &srv->so, &c);
+	if (!c) {
+		cli_error(CMD, NULL, "consumer %u: refused: %s", id, pgc_strerror(err));
+		return;
+	}
+	pgc_lazy_conn_peer(c, &pid, &uid);
+	if (err) {
+		cli_error(CMD, NULL, "consumer %u (pid %ld, uid %u): refused: %s", id, pid, uid,
+			  refusal(err, &srv->so, NULL, 0));
+		pgc_lazy_conn_free(c);
+		return;
+	}
+	if (peer_conns(srv, pid) >= MAX_PER_PEER) {
+		cli_error(CMD, NULL, "consumer %u (pid %ld): refused: too many connections from "
+			  "one process (%d)", id, pid, MAX_PER_PEER);
+		pgc_lazy_conn_free(c);
+		return;
+	}
+	if (srv->npending == MAX_PENDING) {
+		/* The oldest is the likeliest to be silent: a consumer sends at once. */
+		for (i = 1; i < srv->npending; i++)
+			if (srv->p[i].deadline < srv->p[oldest].deadline)
+				oldest = i;
+		cli_error(CMD, NULL, "consumer %u: refused: no handoff yet, dropped for a newer "
+			  "connection (%d waiting)", srv->p[oldest].id, MAX_PENDING);
+		drop_pending(srv, oldest);
+	}
+	srv->p[srv->npending++] = (struct pending){
+		.c = c, .id = id, .pid = pid,
+		.deadline = srv->so.handshake_timeout_ms < 0 ? UINT64_MAX :
+			    cli_now_ns() + (uint64_t)srv->so.handshake_timeout_ms * 1000000,
+	};
+	cli_error(CMD, NULL, "consumer %u (pid %ld): connected", id, pid);
+}
+
+/* Accept the connections waiting on @lfd (non-blocking). Never fails the server. */
+static void accept_all(struct server *srv, int lfd, unsigned *next_id)
+{
+	int conn, n;
+
+	for (n = 0; n < 2 * MAX_PENDING; n++) {
+		conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (conn < 0) {
+			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+				cli_error(CMD, NULL, "accept: %s", strerror(errno));
+			if (errno != EINTR && errno != ECONNABORTED)
+				return;
+			continue;
+		}
+		add_pending(srv, conn, ++*next_id);
+	}
+}
+
+/* Read what the pending handshakes in @pfd (from index @first) have sent. */
+static void poll_pending(struct server *srv, const struct pollfd *pfd, int first, int n)
+{
+	uint64_t now = cli_now_ns();
+	unsigned i = 0;
+	int k, ret;
+
+	/* @pfd lists the handshakes in their order before this call. */
+	pgc_lazy_conn *seen[MAX_PENDING];
+
+	for (k = 0; k < n; k++)
+		seen[k] = srv->p[k].c;
+	for (k = 0; k < n; k++) {
+		if (!pfd[first + k].revents)
+			continue;
+		for (i = 0; i < srv->npending && srv->p[i].c != seen[k]; i++)
+			;
+		if (i == srv->npending)
+			continue;
+		ret = pgc_lazy_conn_recv(srv->p[i].c);
+		if (ret == 1)
+			start_session(srv, i);
+		else if (ret < 0)
+			refuse_pending(srv, i, ret);
+	}
+	for (i = 0; i < srv->npending;) {
+		if (now >= srv->p[i].deadline)
+			refuse_pending(srv, i, -ETIMEDOUT);
+		else
+			i++;
+	}
 }
 
 /* Parse a number of seconds, 1..86400, into milliseconds. */
@@ -337,6 +463,19 @@ int cmd_restore_lazy(int argc, char **argv)
 		case OPT_NO_PUSH:
 			srv->so.no_push = true;
 			break;
+		case OPT_ALLOW_UID: {
+			long uid;
+
+			if (cli_parse_int(optarg, 0, UINT32_MAX - 1, &uid) ||
+			    srv->so.nallow_uids == MAX_ALLOW) {
+				status = cli_usage(CMD, "bad uid '%s' for --allow-uid (a number; at most %d)",
+						   optarg, MAX_ALLOW);
+				goto exit;
+			}
+			srv->allow[srv->so.nallow_uids++] = (uint32_t)uid;
+			srv->so.allow_uids = srv->allow;
+			break;
+		}
 		case 'h':
 			cli_help(CMD);
 			goto exit;
@@ -347,6 +486,10 @@ int cmd_restore_lazy(int argc, char **argv)
 	}
 	if (!sock) {
 		status = cli_usage(CMD, "--background needs --listen SOCKET");
+		goto exit;
+	}
+	if (!*sock) {
+		status = cli_usage(CMD, "empty socket path");
 		goto exit;
 	}
 	if (!background) {
@@ -392,8 +535,18 @@ int cmd_restore_lazy(int argc, char **argv)
 	if (lfd >= 0)
 		cli_cleanup_file(sock);
 	cli_cleanup_unlock();
+	if (lfd == -EADDRINUSE) {
+		cli_error(CMD, sock, "a server is listening on this socket; refusing to replace it");
+		status = EXIT_IO;
+		goto exit;
+	}
 	if (lfd < 0) {
 		status = cli_fail(CMD, sock, lfd);
+		goto exit;
+	}
+	/* accept_all takes every waiting connection, then stops at EAGAIN. */
+	if (fcntl(lfd, F_SETFL, O_NONBLOCK) < 0) {
+		status = cli_fail(CMD, sock, -errno);
 		goto exit;
 	}
 	if (stat(sock, &sst) < 0)
@@ -405,12 +558,13 @@ int cmd_restore_lazy(int argc, char **argv)
 
 	idle_since = cli_now_ns();
 	for (;;) {
-		struct pollfd pfd[4];
-		int np = 0, il = -1, ie = -1, id = -1, wait_ms = -1;
+		struct pollfd pfd[4 + MAX_PENDING];
+		int np = 0, il = -1, ie = -1, id = -1, ip, wait_ms = -1;
+		unsigned k;
 
 		if (stopping && !srv->nactive)
 			break;
-		if (timeout_ms >= 0 && !stopping && !srv->nactive) {
+		if (timeout_ms >= 0 && !stopping && !srv->nactive && !srv->npending) {
 			uint64_t end = idle_since + (uint64_t)timeout_ms * 1000000, t = cli_now_ns();
 
 			if (t >= end) {
@@ -425,8 +579,16 @@ int cmd_restore_lazy(int argc, char **argv)
 			}
 			wait_ms = (int)((end - t) / 1000000) + 1;
 		}
+		for (k = 0; k < srv->npending; k++) {
+			uint64_t t = cli_now_ns(), d = srv->p[k].deadline;
+			int w = d <= t ? 0 : d - t > 86400000000000ULL ? -1 :
+				(int)((d - t) / 1000000) + 1;
+
+			if (w >= 0 && (wait_ms < 0 || w < wait_ms))
+				wait_ms = w;
+		}
 		pfd[np++] = (struct pollfd){ .fd = srv->notify[0], .events = POLLIN };
-		if (!stopping && srv->nactive < MAX_SESSIONS) {
+		if (!stopping) {
 			il = np;
 			pfd[np++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 		}
@@ -438,6 +600,10 @@ int cmd_restore_lazy(int argc, char **argv)
 			id = np;
 			pfd[np++] = (struct pollfd){ .fd = drain[0], .events = POLLIN };
 		}
+		ip = np;
+		for (k = 0; k < srv->npending; k++)
+			pfd[np++] = (struct pollfd){ .fd = pgc_lazy_conn_fd(srv->p[k].c),
+						     .events = POLLIN };
 		ret = poll(pfd, (nfds_t)np, wait_ms);
 		if (ret < 0) {
 			if (errno == EINTR)
@@ -459,7 +625,7 @@ int cmd_restore_lazy(int argc, char **argv)
 					stopping = true;
 					status = st;
 				}
-				if (!srv->nactive)
+				if (!srv->nactive && !srv->npending)
 					idle_since = cli_now_ns();
 			}
 		}
@@ -485,13 +651,21 @@ int cmd_restore_lazy(int argc, char **argv)
 			stopping = true;
 			il = -1;
 		}
-		if (il >= 0 && (pfd[il].revents & POLLIN))
-			accept_one(srv, lfd, &next_id);
+		if (!stopping && srv->npending) {
+			poll_pending(srv, pfd, ip, np - ip);
+			/* A refused handshake leaves the server idle again. */
+			if (!srv->nactive && !srv->npending)
+				idle_since = cli_now_ns();
+		}
+		if (il >= 0 && !stopping && (pfd[il].revents & POLLIN))
+			accept_all(srv, lfd, &next_id);
 		if (stopping && lfd >= 0) {
 			/* No new consumers; those being served finish first. */
 			close(lfd);
 			lfd = -1;
 			unlink_sock(sock, &sst);
+			while (srv->npending)
+				refuse_pending(srv, 0, -ECANCELED);
 		}
 		if (fatal && srv->nactive && !cancelled) {
 			/* A failure of the server itself: stop every session. */
@@ -499,9 +673,6 @@ int cmd_restore_lazy(int argc, char **argv)
 
 			if (write(srv->cancel_efd, &one, sizeof(one)) < 0)
 				cli_error(CMD, NULL, "cannot cancel the sessions: %s", strerror(errno));
-			for (i = 0; i < MAX_SESSIONS; i++)
-				if (srv->s[i].used)
-					shutdown(srv->s[i].conn_dup, SHUT_RDWR);
 			cancelled = true;
 		}
 	}
@@ -520,6 +691,8 @@ exit:
 		if (drain[i] >= 0)
 			close(drain[i]);
 	if (srv) {
+		while (srv->npending)
+			drop_pending(srv, 0);
 		pgc_memfile_destroy(srv->mf);
 		if (srv->notify[0] >= 0)
 			close(srv->notify[0]);

@@ -35,7 +35,7 @@ static const char usage_main[] =
 	"  restore --background --listen SOCKET [--once] [--timeout SEC] IMAGE\n"
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
-	"  export  --criu IMAGE DIR\n"
+	"  export  --criu [--force] IMAGE DIR\n"
 	"  bench   [--json] [-c zstd[:N]|none] [--block-size S] [--runs N] FILE\n"
 	"\n"
 	"  -h, --help     show this help, or a command's with 'pgckpt COMMAND --help'\n"
@@ -73,13 +73,15 @@ static const char usage_restore[] =
 	"Lazy restore for other processes: load IMAGE into memory in the background\n"
 	"and serve it over userfaultfd to consumers that connect to SOCKET with\n"
 	"Firecracker's UFFD handoff (docs/lazy.md), each in its own thread, until\n"
-	"SIGINT or SIGTERM. One line per consumer on stderr. The socket file is\n"
-	"removed on exit.\n"
+	"SIGINT or SIGTERM. One line per consumer on stderr. The socket (mode 0600)\n"
+	"is removed on exit.\n"
 	"\n"
 	"      --once                    stop after the first consumer is served\n"
 	"      --timeout SEC             stop after SEC seconds without a consumer\n"
 	"                                (exit 2 if none was served)\n"
-	"      --handshake-timeout SEC   wait for a consumer's handoff (default 5)\n"
+	"      --handshake-timeout SEC   wait for a consumer's handoff (default 1)\n"
+	"      --allow-uid UID           also serve processes of user UID (repeatable;\n"
+	"                                by default only this uid and root)\n"
 	"      --fault-chunk S           bytes served around a fault, 4K..4M (default 64K)\n"
 	"      --no-push                 serve faults only (with --fault-chunk 4K: the\n"
 	"                                naive one-page-per-fault baseline)\n"
@@ -101,11 +103,13 @@ static const char usage_verify[] =
 	"  -h, --help     show this help\n";
 
 static const char usage_export[] =
-	"Usage: pgckpt export --criu IMAGE DIR\n"
+	"Usage: pgckpt export --criu [--force] IMAGE DIR\n"
 	"Write a CRIU pagemap.img and raw pages-1.img of the image IMAGE into DIR\n"
-	"(created if missing).\n"
+	"(created if missing) as new files, mode 0600.\n"
 	"\n"
 	"      --criu     CRIU format (the only one)\n"
+	"      --force    replace existing pagemap.img and pages-1.img (never\n"
+	"                 writing through them)\n"
 	"  -h, --help     show this help\n";
 
 static const char usage_bench[] =
@@ -129,30 +133,35 @@ struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *usage;
+	bool uses_aio;          /* reads $PGCKPT_AIO */
 };
 
 static const struct command commands[] = {
-	{ "save",    cmd_save,    usage_save },
-	{ "restore", cmd_restore, usage_restore },
-	{ "inspect", cmd_inspect, usage_inspect },
-	{ "verify",  cmd_verify,  usage_verify },
-	{ "export",  cmd_export,  usage_export },
-	{ "bench",   cmd_bench,   usage_bench },
+	{ "save",    cmd_save,    usage_save,    true },
+	{ "restore", cmd_restore, usage_restore, true },
+	{ "inspect", cmd_inspect, usage_inspect, false },
+	{ "verify",  cmd_verify,  usage_verify,  false },
+	{ "export",  cmd_export,  usage_export,  false },
+	{ "bench",   cmd_bench,   usage_bench,   true },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-void cli_help(const char *cmd)
+static const struct command *find_command(const char *name)
 {
 	size_t i;
 
-	for (i = 0; cmd && i < NCOMMANDS; i++) {
-		if (strcmp(commands[i].name, cmd) == 0) {
-			fputs(commands[i].usage, stdout);
-			return;
-		}
-	}
-	fputs(usage_main, stdout);
+	for (i = 0; name && i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+void cli_help(const char *cmd)
+{
+	const struct command *c = find_command(cmd);
+
+	fputs(c ? c->usage : usage_main, stdout);
 }
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -306,18 +315,78 @@ int cli_opt_block_size(const char *cmd, const char *arg, struct pgc_save_opts *s
 	return 0;
 }
 
-int cli_opt_aio(const char *cmd, const char *arg, const char **aio)
+static bool aio_name_ok(const char *arg)
 {
 	static const char *const names[] = { "auto", "threads", "libaio", "uring" };
 	size_t i;
 
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(arg, names[i]) == 0) {
-			*aio = arg;
-			return 0;
-		}
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(arg, names[i]) == 0)
+			return true;
+	return false;
+}
+
+int cli_opt_aio(const char *cmd, const char *arg, const char **aio)
+{
+	if (!aio_name_ok(arg))
+		return cli_usage(cmd, "bad aio backend '%s' (auto, threads, libaio, uring)", arg);
+	*aio = arg;
+	return 0;
+}
+
+/* $PGCKPT_AIO is the default of --aio: a bad value is the same usage error. */
+static int check_aio_env(const char *cmd)
+{
+	const char *env = getenv("PGCKPT_AIO");
+
+	if (!env || aio_name_ok(env))
+		return 0;
+	return cli_usage(cmd, "bad aio backend '%s' in PGCKPT_AIO (auto, threads, libaio, uring)",
+			 env);
+}
+
+int cli_open_source(const char *cmd, const char *path, int *fd, struct stat *st)
+{
+	const char *what = NULL;
+	int ret;
+
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	*fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (*fd < 0)
+		return cli_fail(cmd, path, -errno);
+	if (fstat(*fd, st) != 0) {
+		ret = cli_fail(cmd, path, -errno);
+		goto fail;
 	}
-	return cli_usage(cmd, "bad aio backend '%s' (auto, threads, libaio, uring)", arg);
+	if (S_ISDIR(st->st_mode))
+		what = "a directory";
+	else if (S_ISFIFO(st->st_mode))
+		what = "a FIFO";
+	else if (S_ISSOCK(st->st_mode))
+		what = "a socket";
+	else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
+		what = "a device";
+	if (what || !S_ISREG(st->st_mode)) {
+		cli_error(cmd, path, "not a regular file or memory file (%s)",
+			  what ? what : "unknown type");
+		ret = EXIT_IO;
+		goto fail;
+	}
+	if ((uint64_t)st->st_size > PGC_MAX_FILE_SIZE) {
+		cli_error(cmd, path, "%" PRIu64 " bytes: larger than the 128 TiB an image can hold",
+			  (uint64_t)st->st_size);
+		ret = EXIT_IO;
+		goto fail;
+	}
+	if (fcntl(*fd, F_SETFL, 0) != 0) {
+		ret = cli_fail(cmd, path, -errno);
+		goto fail;
+	}
+	return EXIT_OK;
+fail:
+	close(*fd);
+	*fd = -1;
+	return ret;
 }
 
 void cli_human_bytes(uint64_t n, char *buf, size_t len)
@@ -553,29 +622,32 @@ int cli_signals_start(void)
 
 int main(int argc, char **argv)
 {
-	const struct command *c = NULL;
-	size_t i;
+	const struct command *c;
 	int ret;
 
 	if (argc < 2)
 		return cli_usage(NULL, "no command given");
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
-		cli_help(argc > 2 && strcmp(argv[1], "help") == 0 ? argv[2] : NULL);
+		const char *topic = argc > 2 && strcmp(argv[1], "help") == 0 ? argv[2] : NULL;
+
+		if (topic && !find_command(topic))
+			return cli_usage(NULL, "unknown command '%s'", topic);
+		cli_help(topic);
 		return EXIT_OK;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("pgckpt %s\n", pgc_version_string());
 		return EXIT_OK;
 	}
-	for (i = 0; i < NCOMMANDS; i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			c = &commands[i];
+	c = find_command(argv[1]);
 	if (!c) {
 		if (argv[1][0] == '-')
 			return cli_usage(NULL, "unknown option '%s'", argv[1]);
 		return cli_usage(NULL, "unknown command '%s'", argv[1]);
 	}
+	if (c->uses_aio && check_aio_env(c->name))
+		return EXIT_USAGE;
 	ret = cli_signals_start();
 	if (ret) {
 		cli_error(c->name, NULL, "cannot start the signal thread: %s",

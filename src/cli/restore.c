@@ -44,14 +44,13 @@ static bool target_error(int err)
 	return err == -ENOSPC || err == -EDQUOT || err == -EFBIG || err == -EROFS;
 }
 
-/* fsync the directory holding @path so the rename is durable. */
-static int sync_parent(const char *path)
+/* The directory holding @path, malloc'd ("." or "/" where that is it). */
+static char *parent_of(const char *path)
 {
 	char *dir = strdup(path), *slash;
-	int fd, ret = 0;
 
 	if (!dir)
-		return -ENOMEM;
+		return NULL;
 	slash = strrchr(dir, '/');
 	if (!slash)
 		strcpy(dir, ".");
@@ -59,6 +58,30 @@ static int sync_parent(const char *path)
 		dir[1] = '\0';
 	else
 		*slash = '\0';
+	return dir;
+}
+
+/* Whether @target would be created inside the image directory @img. */
+static bool inside_image(const char *img, const char *target)
+{
+	char *dir = parent_of(target);
+	struct stat a, b;
+	bool ret;
+
+	ret = dir && stat(dir, &a) == 0 && stat(img, &b) == 0 &&
+	      a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	free(dir);
+	return ret;
+}
+
+/* fsync the directory holding @path so the rename is durable. */
+static int sync_parent(const char *path)
+{
+	char *dir = parent_of(path);
+	int fd, ret = 0;
+
+	if (!dir)
+		return -ENOMEM;
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || fsync(fd) != 0)
 		ret = -errno;
@@ -162,6 +185,10 @@ int cmd_restore(int argc, char **argv)
 	if (info.file_size > (uint64_t)LLONG_MAX) {
 		cli_error(CMD, img, "%s", pgc_strerror(-PGC_ECORRUPT));
 		return EXIT_IMAGE;
+	}
+	if (inside_image(img, target)) {
+		cli_error(CMD, target, "is inside the image %s; refusing to write there", img);
+		return EXIT_IO;
 	}
 	if (lstat(target, &st) == 0) {
 		if (!force) {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,65 @@ static const struct option save_options[] = {
 	{ "help",       no_argument,       NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
+
+/*
+ * IMAGE must name a directory entry of its own: the image is built beside
+ * it and renamed over it, which "." , ".." and "/" cannot be.
+ */
+static int check_image_name(const char *img)
+{
+	const char *end = img + strlen(img), *base;
+
+	while (end > img + 1 && end[-1] == '/')
+		end--;
+	base = memrchr(img, '/', (size_t)(end - img));
+	base = base ? base + 1 : img;
+	if (base == end || (end - base == 1 && base[0] == '.') ||
+	    (end - base == 2 && base[0] == '.' && base[1] == '.')) {
+		cli_error(CMD, img, "an image needs a name of its own (not '.', '..' or '/'), "
+			  "such as DIR/img");
+		return EXIT_IO;
+	}
+	return EXIT_OK;
+}
+
+/* The source's size now (UINT64_MAX if unknown). */
+static uint64_t fd_size(pgc_memfile *mf)
+{
+	struct stat st;
+
+	if (!mf || fstat(pgc_memfile_fd(mf), &st) != 0)
+		return UINT64_MAX;
+	return (uint64_t)st.st_size;
+}
+
+/* Report the failure @err of saving @src (@size0 bytes at the start) into @img. */
+static int save_failed(const char *src, const char *img, uint64_t size_now, uint64_t size0,
+		       int err)
+{
+	struct stat st;
+
+	if (size_now < size0) {
+		cli_error(CMD, src, "the file shrank during the save (from %" PRIu64 " to %" PRIu64
+			  " bytes); no image written", size0, size_now);
+		return EXIT_IO;
+	}
+	if (lstat(img, &st) == 0 && S_ISLNK(st.st_mode)) {
+		cli_error(CMD, img, "is a symbolic link; an image is replaced only under its own "
+			  "name (give the directory it points to)");
+		return EXIT_IO;
+	}
+	if (err == -ENOTEMPTY) {
+		cli_error(CMD, img, "holds files that are not part of a pgckpt image; "
+			  "refusing to replace it");
+		return EXIT_IO;
+	}
+	if (err == -EEXIST || (err == -ENOTDIR && lstat(img, &st) == 0 && !S_ISDIR(st.st_mode))) {
+		cli_error(CMD, img, "exists and is not a pgckpt image; refusing to replace it");
+		return EXIT_IO;
+	}
+	return cli_fail(CMD, img, err);
+}
 
 int cmd_save(int argc, char **argv)
 {
@@ -72,21 +132,12 @@ int cmd_save(int argc, char **argv)
 	src = argv[optind];
 	img = argv[optind + 1];
 
-	fd = open(src, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = cli_fail(CMD, src, -errno);
+	ret = check_image_name(img);
+	if (ret)
+		return ret;
+	ret = cli_open_source(CMD, src, &fd, &st);
+	if (ret)
 		goto exit;
-	}
-	if (fstat(fd, &st) != 0) {
-		ret = cli_fail(CMD, src, -errno);
-		goto exit;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		cli_error(CMD, src, "not a memory file (%s)",
-			  S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
-		ret = EXIT_IO;
-		goto exit;
-	}
 
 	pgc_memfile_opts_init(&mo);
 	mo.fd = fd;
@@ -111,13 +162,8 @@ int cmd_save(int argc, char **argv)
 	cli_cleanup_unlock();
 	cli_cleanup_image(NULL);
 	cli_cleanup_progress(NULL);
-	if (ret == -EEXIST || (ret == -ENOTDIR && lstat(img, &st) == 0 &&
-				!S_ISDIR(st.st_mode))) {
-		cli_error(CMD, img, "exists and is not a pgckpt image; refusing to replace it");
-		ret = EXIT_IO;
-	} else if (ret) {
-		ret = cli_fail(CMD, img, ret);
-	}
+	if (ret)
+		ret = save_failed(src, img, fd_size(mf), (uint64_t)st.st_size, ret);
 exit:
 	pgc_memfile_destroy(mf);
 	if (fd >= 0)

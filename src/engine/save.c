@@ -11,6 +11,13 @@
  *    all-zero pages, group the rest into runs and blocks of up to
  *    block_size bytes, and compress each block (zstd) or only checksum it
  *    (raw: its bytes are written straight from the mapping, no copy).
+ *    An adopted file (someone else's memfd or tmpfs file) is read with
+ *    pread into a window buffer instead: its owner may shrink it at any
+ *    time, and reading a mapping beyond the end of a file raises SIGBUS,
+ *    which a library cannot catch without taking over the process's
+ *    handler; pread just comes back short, and the save fails with
+ *    -ENODATA. One pread per extent, no more syscalls than the
+ *    SEEK_DATA / SEEK_HOLE scan makes already.
  * 4. The calling thread commits windows in offset order: appends their
  *    blocks to the index and writes them through the aio queue, several
  *    windows in flight, while the workers run ahead.
@@ -62,7 +69,9 @@ struct sv_window {
 	uint32_t nblocks;
 	uint8_t *out;                      /* zstd: the stored blocks back to back */
 	size_t out_len;
-	struct iovec *iov;                 /* raw: the blocks' pages in the mapping */
+	struct iovec *iov;                 /* raw: the blocks' pages in the mapping (or src) */
+	uint8_t *src;                      /* adopted file: the window's data, read with pread */
+	uint64_t base;                     /* file offset of src[0] */
 	int niov;
 	struct sf_run *zeros;              /* zero pages found (for decommit_zero) */
 	uint32_t nzeros;
@@ -85,8 +94,11 @@ struct sv_ctx {
 	bool stop;
 	struct sf_run *stored;             /* the pages written, in offset order */
 	size_t nstored, stored_cap;
+	bool copy;                         /* read with pread, not through the mapping */
 	void **out_pool;                   /* free output buffers of out_cap bytes */
 	size_t nout_pool, out_cap;
+	void **src_pool;                   /* free window buffers of WINDOW bytes */
+	size_t nsrc_pool;
 	pthread_mutex_t mu;
 	pthread_cond_t worker_cv;          /* a window may be claimed */
 	pthread_cond_t done_cv;            /* a window is done */
@@ -190,28 +202,85 @@ static int make_windows(struct sv_ctx *c)
  * Output buffers are recycled: a fresh malloc of a few MiB is a fresh mmap
  * whose pages fault in one by one, which costs more than compressing.
  */
-static void *out_get(struct sv_ctx *c)
+static void *pool_get(struct sv_ctx *c, void **pool, size_t *n, size_t size)
 {
 	void *p = NULL;
 
 	pthread_mutex_lock(&c->mu);
-	if (c->nout_pool)
-		p = c->out_pool[--c->nout_pool];
+	if (*n)
+		p = pool[--*n];
 	pthread_mutex_unlock(&c->mu);
-	return p ? p : malloc(c->out_cap);
+	return p ? p : malloc(size);
 }
 
-static void out_put(struct sv_ctx *c, void *p)
+static void pool_put(struct sv_ctx *c, void **pool, size_t *n, void *p)
 {
 	if (!p)
 		return;
 	pthread_mutex_lock(&c->mu);
-	if (c->nout_pool < c->ahead) {
-		c->out_pool[c->nout_pool++] = p;
+	if (*n < c->ahead) {
+		pool[(*n)++] = p;
 		p = NULL;
 	}
 	pthread_mutex_unlock(&c->mu);
 	free(p);
+}
+
+static void *out_get(struct sv_ctx *c)
+{
+	return pool_get(c, c->out_pool, &c->nout_pool, c->out_cap);
+}
+
+static void out_put(struct sv_ctx *c, void *p)
+{
+	pool_put(c, c->out_pool, &c->nout_pool, p);
+}
+
+static void src_put(struct sv_ctx *c, struct sv_window *w)
+{
+	pool_put(c, c->src_pool, &c->nsrc_pool, w->src);
+	w->src = NULL;
+}
+
+/*
+ * The bytes [off, off + len) of the file, inside one window: in the
+ * window's buffer (adopted file) or in the mapping. Returns 0 or -errno.
+ */
+static int window_bytes_at(struct sv_ctx *c, struct sv_window *w, uint64_t off, uint64_t len,
+			   struct iovec *v)
+{
+	int ret;
+
+	if (w->src) {
+		*v = (struct iovec){ w->src + (off - w->base), (size_t)len };
+		return 0;
+	}
+	ret = memfile_map(c->mf, (pgc_range){ off, off + len }, PGC_ACCESS_READ, v, 1);
+	return ret < 0 ? ret : 0;
+}
+
+/* Adopted file: read the window's extents into its buffer. -ENODATA if the file shrank. */
+static int window_read(struct sv_ctx *c, struct sv_window *w)
+{
+	size_t i;
+	ssize_t got;
+
+	w->base = c->ext[w->first_ext].off & ~(WINDOW - 1);
+	w->src = pool_get(c, c->src_pool, &c->nsrc_pool, WINDOW);
+	if (!w->src)
+		return -ENOMEM;
+	for (i = w->first_ext; i < w->next_ext; i++) {
+		struct sv_extent *x = &c->ext[i];
+
+		got = sf_pread_all(pgc_memfile_fd(c->mf), w->src + (x->off - w->base), x->len, x->off);
+		if (got < 0)
+			return (int)got;
+		/* A partial last page of the file reads short: the rest is zeros. */
+		if ((uint64_t)got + MF_PAGE_MASK < x->len)
+			return -ENODATA;
+		memset(w->src + (x->off - w->base) + got, 0, x->len - (uint64_t)got);
+	}
+	return 0;
 }
 
 struct sv_enc {
@@ -242,9 +311,8 @@ static int close_block(struct sv_enc *e)
 	for (i = b->first_run; i < w->nruns; i++) {
 		struct iovec v;
 
-		ret = memfile_map(e->c->mf, (pgc_range){ w->runs[i].off,
-				  w->runs[i].off + w->runs[i].len }, PGC_ACCESS_READ, &v, 1);
-		if (ret < 0)
+		ret = window_bytes_at(e->c, w, w->runs[i].off, w->runs[i].len, &v);
+		if (ret)
 			return ret;
 		e->tmp[e->ntmp++] = v;
 	}
@@ -325,17 +393,22 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 		if (!w->out)
 			return -ENOMEM;
 	}
+	if (c->copy) {
+		ret = window_read(c, w);
+		if (ret)
+			return ret;
+	}
 	for (i = w->first_ext; i < w->next_ext; i++) {
 		struct sv_extent *x = &c->ext[i];
 		struct iovec v;
 		uint64_t p;
 
-		ret = memfile_map(c->mf, (pgc_range){ x->off, x->off + x->len },
-				  PGC_ACCESS_READ, &v, 1);
-		if (ret < 0)
+		ret = window_bytes_at(c, w, x->off, x->len, &v);
+		if (ret)
 			return ret;
 		/* Map the extent's pages in one call rather than fault by fault. */
-		(void)madvise(v.iov_base, v.iov_len, MADV_POPULATE_READ);
+		if (!w->src)
+			(void)madvise(v.iov_base, v.iov_len, MADV_POPULATE_READ);
 		e.new_extent = true;
 		for (p = 0; p < x->len; p += PGC_PAGE_SIZE) {
 			if (util_page_is_zero((uint8_t *)v.iov_base + p)) {
@@ -348,7 +421,11 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 				return ret;
 		}
 	}
-	return close_block(&e);
+	ret = close_block(&e);
+	/* zstd: the blocks are encoded, the data is done with; raw writes it. */
+	if (c->o.compress != PGC_COMPRESS_NONE)
+		src_put(c, w);
+	return ret;
 }
 
 static void *worker_main(void *arg)
@@ -388,6 +465,7 @@ static void window_release(struct sv_ctx *c, struct sv_window *w)
 	free(w->runs);
 	free(w->blocks);
 	out_put(c, w->out);
+	src_put(c, w);
 	free(w->iov);
 	w->runs = NULL;
 	w->blocks = NULL;
@@ -658,6 +736,10 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 	ret = pgc_for_each_segment(mf, snap_fn, &snap);
 	if (ret)
 		goto exit;
+	if (snap.n > PGC_MAX_SEGMENTS) {
+		ret = -E2BIG;   /* no reader would accept the image */
+		goto exit;
+	}
 	for (k = 0; k < snap.n; k++) {
 		if (!snap.segs[k].refs)
 			continue;
@@ -682,9 +764,11 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 	c.ahead = (size_t)jobs * 2 + 4;   /* windows encoded ahead of the writes: bounds memory */
 	c.out_cap = (WINDOW / o.block_size + 1) * sf_encode_bound(o.compress, o.block_size);
 	c.out_pool = calloc(c.ahead, sizeof(*c.out_pool));
+	c.src_pool = calloc(c.ahead, sizeof(*c.src_pool));
+	c.copy = memfile_adopted(mf);
 	thr = calloc((size_t)jobs, sizeof(*thr));
 	ret = -ENOMEM;
-	if (!thr || !c.out_pool)
+	if (!thr || !c.out_pool || !c.src_pool)
 		goto exit;
 	for (i = 0; i < jobs; i++) {
 		ret = util_thread_create(&thr[i], worker_main, &c);
@@ -734,6 +818,9 @@ exit:
 	while (c.nout_pool)
 		free(c.out_pool[--c.nout_pool]);
 	free(c.out_pool);
+	while (c.nsrc_pool)
+		free(c.src_pool[--c.nsrc_pool]);
+	free(c.src_pool);
 	free(c.win);
 	free(c.ext);
 	free(c.stored);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lazy.h - lazy restore for other processes over userfaultfd: the page
- * server (server.c), the handoff message codec (handoff.c) and, declared
+ * server (server.c), the listening socket and the receipt of a handoff
+ * (handshake.c), the handoff message codec (handoff.c) and, declared
  * in pgckpt.h, the consumer helper pgc_lazy_attach (client.c).
  *
  * The wire protocol is Firecracker's snapshot UFFD handoff: the consumer
@@ -24,7 +25,14 @@
 #include "pgckpt.h"
 
 #define PGC_LAZY_MAX_REGIONS 1024
-#define PGC_LAZY_MAX_MSG     (64 * 1024)   /* bytes of JSON in one handoff */
+#define PGC_LAZY_MAX_MSG     (256 * 1024)  /* bytes of JSON in one handoff */
+/*
+ * The longest region pgc_lazy_format_regions writes (the form with both
+ * page_size and page_size_kib): five keys, five 20-digit values, braces
+ * and a comma. PGC_LAZY_MAX_MSG holds PGC_LAZY_MAX_REGIONS of them
+ * (checked in handshake.c).
+ */
+#define PGC_LAZY_REGION_JSON_MAX 173
 
 /* One region of the handoff, as it travels on the wire. */
 struct pgc_lazy_map {
@@ -32,6 +40,19 @@ struct pgc_lazy_map {
 	uint64_t size;        /* bytes */
 	uint64_t offset;      /* memory-file offset of the region's first byte */
 	uint64_t page_size;   /* bytes (only PGC_PAGE_SIZE is served) */
+};
+
+/* A consumer's connection while its handoff arrives (handshake.c). */
+struct pgc_lazy_conn {
+	int fd;               /* the connected socket */
+	long pid;             /* SO_PEERCRED */
+	uint32_t uid;
+	char *buf;            /* JSON so far, grown up to PGC_LAZY_MAX_MSG */
+	size_t len, cap;
+	int uffd;             /* the fd that came with the message, or -1 */
+	struct pgc_lazy_map *maps;  /* the regions, once complete */
+	size_t nmaps;
+	bool done;            /* a complete, well-formed handoff */
 };
 
 /*

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * server.c - the userfaultfd page server: receive a consumer's handoff
- * (regions as JSON, uffd as SCM_RIGHTS), then place every page of its
- * regions from a MemoryFile that may still be loading in the background.
+ * server.c - the userfaultfd page server: once a consumer's handoff
+ * (regions as JSON, uffd as SCM_RIGHTS; handshake.c) is in, place every
+ * page of its regions from a MemoryFile that may still be loading in the background.
  * Faults come first: the aligned chunk around a faulting page is mapped
  * with pgc_map_internal (which makes the loader fetch it next) and placed
  * with UFFDIO_COPY, holes and zero pages with UFFDIO_ZEROPAGE. Between
@@ -127,35 +127,6 @@ void pgc_lazy_serve_opts_init(struct pgc_lazy_serve_opts *o)
 	o->cancel_fd = -1;
 }
 
-int pgc_lazy_listen(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat stb;
-	int fd, ret;
-
-	if (!path || !*path)
-		return -EINVAL;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	/* Replace a stale socket, never any other kind of file. */
-	if (lstat(path, &stb) == 0) {
-		if (!S_ISSOCK(stb.st_mode))
-			return -EEXIST;
-		if (unlink(path) < 0)
-			return -errno;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	return fd;
-}
-
 /* ---- handoff ------------------------------------------------------------ */
 
 static int remaining_ms(uint64_t deadline)
@@ -168,112 +139,6 @@ static int remaining_ms(uint64_t deadline)
 	if (t >= deadline)
 		return 0;
 	return (int)((deadline - t) / 1000000) + 1;
-}
-
-static bool is_userfaultfd(int fd)
-{
-	char p[64], l[64];
-	ssize_t n;
-
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-	n = readlink(p, l, sizeof(l) - 1);
-	if (n < 0)
-		return true;   /* no /proc: let the ioctls decide */
-	l[n] = '\0';
-	return strcmp(l, "anon_inode:[userfaultfd]") == 0;
-}
-
-/*
- * Read the handoff from @conn: JSON into @buf until it parses, one fd.
- * Returns 0 with *@uffd and the regions, or -errno.
- */
-static int recv_handoff(int conn, int timeout_ms, char *buf, struct pgc_lazy_map *maps,
-			size_t *nmaps, int *uffd)
-{
-	uint64_t deadline = timeout_ms < 0 ? 0 : now_ns() + (uint64_t)timeout_ms * 1000000;
-	size_t len = 0;
-	int fd = -1, ret;
-
-	for (;;) {
-		union {
-			char b[CMSG_SPACE(8 * sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = { buf + len, PGC_LAZY_MAX_MSG - len };
-		struct msghdr msg = {
-			.msg_iov = &iov, .msg_iovlen = 1,
-			.msg_control = u.b, .msg_controllen = sizeof(u.b),
-		};
-		struct pollfd pfd = { .fd = conn, .events = POLLIN };
-		struct cmsghdr *cm;
-		bool bad = false;
-		ssize_t n;
-
-		ret = poll(&pfd, 1, remaining_ms(deadline));
-		if (ret < 0 && errno == EINTR)
-			continue;
-		if (ret < 0) {
-			ret = -errno;
-			goto exit;
-		}
-		if (ret == 0) {
-			ret = -ETIMEDOUT;
-			goto exit;
-		}
-		n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			ret = -errno;
-			goto exit;
-		}
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-			size_t k, cnt;
-
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			cnt = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (k = 0; k < cnt; k++) {
-				int f;
-
-				memcpy(&f, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-				if (fd < 0 && !bad) {
-					fd = f;
-				} else {
-					close(f);
-					bad = true;
-				}
-			}
-		}
-		if (bad || (msg.msg_flags & MSG_CTRUNC)) {
-			ret = -EPROTO;   /* more than one fd */
-			goto exit;
-		}
-		if (n == 0) {
-			ret = -EPROTO;   /* peer closed before a complete message */
-			goto exit;
-		}
-		len += (size_t)n;
-		ret = pgc_lazy_parse_regions(buf, len, maps, PGC_LAZY_MAX_REGIONS, nmaps);
-		if (ret == -ENODATA && len < PGC_LAZY_MAX_MSG)
-			continue;
-		if (ret == -ENODATA || ret == -E2BIG)
-			ret = -EINVAL;
-		if (ret)
-			goto exit;
-		break;
-	}
-	if (fd < 0 || !is_userfaultfd(fd)) {
-		ret = -EPROTO;
-		goto exit;
-	}
-	*uffd = fd;
-	fd = -1;
-	ret = 0;
-exit:
-	if (fd >= 0)
-		close(fd);
-	return ret;
 }
 
 static int cmp_base(const void *a, const void *b)
@@ -320,13 +185,15 @@ static int setup_regions(struct session *s, const struct pgc_lazy_map *m, size_t
 		if (!rg->done || !rg->removed)
 			return -ENOMEM;
 		s->pages_total += rg->pages;
-		s->st->bytes_total += rg->size;
 	}
-	s->st->regions = n;
 	qsort(s->r, n, sizeof(*s->r), cmp_base);
 	for (i = 0; i + 1 < n; i++)
 		if (s->r[i].base + s->r[i].size > s->r[i + 1].base)
 			return -EINVAL;
+	/* Counted only once accepted: a refused handoff has no regions. */
+	s->st->regions = n;
+	for (i = 0; i < n; i++)
+		s->st->bytes_total += s->r[i].size;
 	/* Insertion sort (n <= PGC_LAZY_MAX_REGIONS): qsort has no context. */
 	for (i = 0; i < n; i++) {
 		size_t j = i, v = i;
@@ -621,9 +488,15 @@ static int handle_msgs(struct session *s)
 		return -ESRCH;
 	cnt = (size_t)n / sizeof(msgs[0]);
 	/* Removals first: a fault that raced with one may as well see zeros. */
-	for (i = 0; i < cnt; i++)
+	for (i = 0; i < cnt; i++) {
 		if (msgs[i].event == UFFD_EVENT_REMOVE)
 			on_remove(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+		/* A forked child's uffd, now ours: close it, the child is not served. */
+		if (msgs[i].event == UFFD_EVENT_FORK) {
+			close((int)msgs[i].arg.fork.ufd);
+			s->st->forks++;
+		}
+	}
 	for (i = 0; i < cnt && !ret; i++) {
 		uint64_t addr = msgs[i].arg.pagefault.address & ~(PAGE - 1), dt;
 
@@ -729,17 +602,15 @@ static int serve_loop(struct session *s)
 	}
 }
 
-static int open_peer(int conn)
+/* A pidfd of the peer @pid, when it is another process; -1 otherwise. */
+static int open_peer(long pid)
 {
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
 	int fd;
 
-	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.pid <= 0 ||
-	    cr.pid == getpid())
+	if (pid <= 0 || pid == (long)getpid())
 		return -1;
 #ifdef SYS_pidfd_open
-	fd = (int)syscall(SYS_pidfd_open, cr.pid, 0);
+	fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
 	return fd < 0 ? -1 : fd;
 #else
 	(void)fd;
@@ -765,23 +636,26 @@ static bool chunk_ok(uint64_t c, enum opt_id id)
 	return c >= (uint64_t)opt_min(id) && c <= (uint64_t)opt_max(id) && !(c & (c - 1));
 }
 
-int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_opts *opts,
-			struct pgc_lazy_stats *stats)
+/* Whether the options a session is served with are all valid. */
+static bool serve_opts_ok(const struct pgc_lazy_serve_opts *o)
+{
+	return chunk_ok(o->fault_chunk, OPT_LAZY_FAULT_CHUNK) &&
+	       chunk_ok(o->push_chunk, OPT_LAZY_PUSH_CHUNK) && opts_reserved_zero(o);
+}
+
+int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
+			 const struct pgc_lazy_serve_opts *opts, struct pgc_lazy_stats *stats)
 {
 	struct pgc_lazy_stats local;
-	struct pgc_lazy_map *maps = NULL;
 	struct session *s = NULL;
-	char *buf = NULL;
-	size_t nmaps = 0, i;
+	size_t i;
 	int ret;
 
 	if (!stats)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
 	s = calloc(1, sizeof(*s));
-	buf = malloc(PGC_LAZY_MAX_MSG);
-	maps = calloc(PGC_LAZY_MAX_REGIONS, sizeof(*maps));
-	if (!s || !buf || !maps) {
+	if (!s) {
 		ret = -ENOMEM;
 		goto exit;
 	}
@@ -794,8 +668,7 @@ int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_o
 		s->o = *opts;
 	else
 		pgc_lazy_serve_opts_init(&s->o);
-	if (!mf || conn < 0 || !chunk_ok(s->o.fault_chunk, OPT_LAZY_FAULT_CHUNK) ||
-	    !chunk_ok(s->o.push_chunk, OPT_LAZY_PUSH_CHUNK) || !opts_reserved_zero(&s->o)) {
+	if (!mf || !c || !c->done || !serve_opts_ok(&s->o)) {
 		ret = -EINVAL;
 		goto exit;
 	}
@@ -805,14 +678,14 @@ int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_o
 		ret = -ENOMEM;
 		goto exit;
 	}
-	ret = recv_handoff(conn, s->o.handshake_timeout_ms, buf, maps, &nmaps, &s->uffd);
-	if (ret)
-		goto exit;
-	s->pidfd = open_peer(conn);
-	close(conn);
-	conn = -1;
+	s->uffd = c->uffd;
+	c->uffd = -1;
+	s->pidfd = open_peer(c->pid);
 	s->t0 = now_ns();
-	ret = setup_regions(s, maps, nmaps);
+	ret = setup_regions(s, c->maps, c->nmaps);
+	/* Like Firecracker's, the socket is done with once the handoff is in. */
+	pgc_lazy_conn_free(c);
+	c = NULL;
 	if (ret)
 		goto exit;
 	s->datafd = open_datafd(mf, &s->own_datafd);
@@ -823,8 +696,7 @@ int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_o
 	}
 	stats->ns_session = now_ns() - s->t0;
 exit:
-	if (conn >= 0)
-		close(conn);
+	pgc_lazy_conn_free(c);
 	if (s) {
 		if (s->uffd >= 0)
 			close(s->uffd);
@@ -842,9 +714,62 @@ exit:
 		free(s->stalled);
 	}
 	free(s);
-	free(maps);
-	free(buf);
 	return ret;
+}
+
+/* Wait (at most the handshake timeout, or until cancel_fd) for @c's handoff. */
+static int await_handoff(pgc_lazy_conn *c, const struct pgc_lazy_serve_opts *o)
+{
+	uint64_t deadline = o->handshake_timeout_ms < 0 ? 0 :
+			    now_ns() + (uint64_t)o->handshake_timeout_ms * 1000000;
+	int ret;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = pgc_lazy_conn_fd(c), .events = POLLIN },
+			{ .fd = o->cancel_fd, .events = POLLIN },
+		};
+
+		ret = pgc_lazy_conn_recv(c);
+		if (ret)
+			return ret < 0 ? ret : 0;
+		ret = poll(pfd, o->cancel_fd >= 0 ? 2 : 1, remaining_ms(deadline));
+		if (ret < 0 && errno != EINTR)
+			return -errno;
+		if (ret == 0)
+			return -ETIMEDOUT;
+		if (ret > 0 && pfd[1].revents)
+			return -ECANCELED;
+	}
+}
+
+int pgc_lazy_serve_conn(pgc_memfile *mf, int conn, const struct pgc_lazy_serve_opts *opts,
+			struct pgc_lazy_stats *stats)
+{
+	struct pgc_lazy_serve_opts def;
+	pgc_lazy_conn *c = NULL;
+	int ret;
+
+	if (stats)
+		memset(stats, 0, sizeof(*stats));
+	if (!opts) {
+		pgc_lazy_serve_opts_init(&def);
+		opts = &def;
+	}
+	/* Every option is checked before the handoff is waited for. */
+	if (!mf || !serve_opts_ok(opts)) {
+		if (conn >= 0)
+			close(conn);
+		return -EINVAL;
+	}
+	ret = pgc_lazy_conn_new(conn, opts, &c);
+	if (!ret)
+		ret = await_handoff(c, opts);
+	if (ret) {
+		pgc_lazy_conn_free(c);
+		return ret;
+	}
+	return pgc_lazy_serve_ready(mf, c, opts, stats);
 }
 
 int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_opts *opts,
@@ -858,7 +783,7 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
 		pgc_lazy_serve_opts_init(&def);
 		opts = &def;
 	}
-	if (!opts_reserved_zero(opts))
+	if (!mf || !serve_opts_ok(opts))
 		return -EINVAL;
 	for (;;) {
 		ret = poll(&pfd, 1, opts->accept_timeout_ms);

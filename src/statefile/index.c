@@ -355,6 +355,9 @@ static int check_meta(const Pgckpt__PgcImgMeta *m, size_t len)
 	    m->nblocks > m->nruns || m->nblocks > len / 10 ||
 	    m->nblocks > m->pages_bytes || m->mem_bytes > m->file_size)
 		return -PGC_ECORRUPT;
+	/* A bound of this reader's: what the segment tables cost in memory. */
+	if (m->nsegs > PGC_MAX_SEGMENTS)
+		return -PGC_ELIMIT;
 	return 0;
 }
 

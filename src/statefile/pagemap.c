@@ -3,7 +3,10 @@
  * pagemap.c - CRIU compatibility: the pagemap.img every image carries, and
  * pgc_image_export_criu(), which writes that pagemap and a raw
  * pages-1.img (the stored pages decoded, in order) into a directory, the
- * pair CRIU's tools (`crit decode -i pagemap.img`) understand.
+ * pair CRIU's tools (`crit decode -i pagemap.img`) understand. Both are
+ * written as new files (O_EXCL | O_NOFOLLOW, mode 0600) under temporary
+ * names and renamed into place: an existing file or symlink at either
+ * name is never opened, only replaced as a directory entry when forced.
  *
  * A CRIU pagemap is CRIU's common magic, PAGEMAP_MAGIC, a pagemap_head
  * {pages_id} record, then one pagemap_entry {vaddr, nr_pages, flags} per
@@ -13,7 +16,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,16 +100,105 @@ static int export_pages(const struct sf_image *img, int fd)
 	return ret;
 }
 
-int pgc_image_export_criu(const char *path, const char *dir)
-{
-	struct sf_image *img = NULL;
-	struct sf_buf buf = { 0 };
-	int dirfd = -1, fd = -1, ret;
+#define EXPORT_PAGES_NAME "pages-1.img"
 
+/*
+ * Create a new file for @name in @dirfd under a temporary name (written
+ * to @tmp), mode 0600: O_EXCL and O_NOFOLLOW, so nothing that exists is
+ * ever opened. Returns the fd or -errno.
+ */
+static int create_tmp(int dirfd, const char *name, char *tmp, size_t len)
+{
+	struct timespec ts;
+	int i, fd;
+
+	for (i = 0; i < 100; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		snprintf(tmp, len, ".%s.tmp-%d-%lx", name, (int)getpid(),
+			 (unsigned long)ts.tv_nsec ^ ((unsigned long)i << 20));
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd >= 0 ? fd : -errno;
+	}
+	return -EEXIST;
+}
+
+/* Move @tmp to @name in @dirfd: a new name only, unless @force. */
+static int install(int dirfd, const char *tmp, const char *name, bool force)
+{
+	/* rename() replaces the entry itself: a symlink there is never followed. */
+	if (force)
+		return renameat(dirfd, tmp, dirfd, name) ? -errno : 0;
+	if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* No RENAME_NOREPLACE here: link() never replaces either. */
+	if (linkat(dirfd, tmp, dirfd, name, 0) != 0)
+		return -errno;
+	unlinkat(dirfd, tmp, 0);
+	return 0;
+}
+
+/* -EEXIST if @name exists in @dirfd (as anything, a dangling symlink too). */
+static int check_absent(int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST;
+	return errno == ENOENT ? 0 : -errno;
+}
+
+/* Write the pagemap of @img and its pages into new temporary files. */
+static int export_tmp(const struct sf_image *img, int dirfd, char *tmp_map, char *tmp_pages,
+		      size_t len)
+{
+	struct sf_buf buf = { 0 };
+	int fd, ret;
+
+	ret = sf_pagemap_encode(img->runs, img->nruns, &buf);
+	if (ret)
+		goto exit;
+	fd = create_tmp(dirfd, SF_PAGEMAP_NAME, tmp_map, len);
+	if (fd < 0) {
+		ret = fd;
+		goto exit;
+	}
+	ret = sf_pwrite_all(fd, buf.p, buf.len, 0);
+	if (!ret && fsync(fd) != 0)
+		ret = -errno;
+	if (close(fd) != 0 && !ret && errno != EINTR)
+		ret = -errno;
+	if (ret)
+		goto exit;
+	fd = create_tmp(dirfd, EXPORT_PAGES_NAME, tmp_pages, len);
+	if (fd < 0) {
+		ret = fd;
+		goto exit;
+	}
+	ret = export_pages(img, fd);
+	if (close(fd) != 0 && !ret && errno != EINTR)
+		ret = -errno;
+exit:
+	sf_buf_free(&buf);
+	return ret;
+}
+
+int pgc_image_export_criu(const char *path, const char *dir, unsigned flags)
+{
+	bool force = flags & PGC_EXPORT_FORCE;
+	char tmp_map[128] = "", tmp_pages[128] = "";
+	struct sf_image *img = NULL;
+	int dirfd = -1, ret;
+
+	if (flags & ~PGC_EXPORT_FORCE)
+		return -EINVAL;
 	ret = sf_image_open(path, false, &img);
 	if (ret)
 		return ret;
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		ret = -errno;
 		goto exit;
 	}
@@ -113,30 +207,36 @@ int pgc_image_export_criu(const char *path, const char *dir)
 		ret = -errno;
 		goto exit;
 	}
-	ret = sf_pagemap_encode(img->runs, img->nruns, &buf);
-	if (!ret)
-		ret = sf_write_file_at(dirfd, SF_PAGEMAP_NAME, buf.p, buf.len, true);
-	if (ret)
-		goto exit;
-	fd = openat(dirfd, "pages-1.img", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		ret = -errno;
-		goto exit;
+	if (!force) {
+		ret = check_absent(dirfd, SF_PAGEMAP_NAME);
+		if (!ret)
+			ret = check_absent(dirfd, EXPORT_PAGES_NAME);
+		if (ret)
+			goto exit;
 	}
-	ret = export_pages(img, fd);
-	if (close(fd) != 0 && !ret && errno != EINTR)
-		ret = -errno;
-	if (!ret && fsync(dirfd) != 0)
-		ret = -errno;
-	if (ret) {
-		/* Never leave a pagemap that describes pages that are not there. */
-		unlinkat(dirfd, SF_PAGEMAP_NAME, 0);
-		unlinkat(dirfd, "pages-1.img", 0);
+	ret = export_tmp(img, dirfd, tmp_map, tmp_pages, sizeof(tmp_map));
+	/* The pages first: a pagemap never describes pages that are not there. */
+	if (!ret)
+		ret = install(dirfd, tmp_pages, EXPORT_PAGES_NAME, force);
+	if (!ret) {
+		tmp_pages[0] = '\0';
+		ret = install(dirfd, tmp_map, SF_PAGEMAP_NAME, force);
+		if (ret)
+			unlinkat(dirfd, EXPORT_PAGES_NAME, 0);
+	}
+	if (!ret) {
+		tmp_map[0] = '\0';
+		if (fsync(dirfd) != 0)
+			ret = -errno;
 	}
 exit:
-	if (dirfd >= 0)
+	if (dirfd >= 0) {
+		if (tmp_map[0])
+			unlinkat(dirfd, tmp_map, 0);
+		if (tmp_pages[0])
+			unlinkat(dirfd, tmp_pages, 0);
 		close(dirfd);
-	sf_buf_free(&buf);
+	}
 	sf_image_close(img);
 	return ret;
 }

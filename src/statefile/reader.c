@@ -18,6 +18,24 @@
 
 #include "sf_internal.h"
 
+/*
+ * Open the image file @name in @dirfd for reading: never through a
+ * symlink, never waiting (a FIFO opens at once and is then refused as not
+ * a regular file by the caller's fstat). Returns the fd, or -@missing if
+ * there is no such file, -PGC_ECORRUPT for a symlink, or -errno.
+ */
+static int open_image_file(int dirfd, const char *name, int flags, int missing)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY |
+			O_CLOEXEC | flags);
+
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT)
+		return -missing;
+	return errno == ELOOP ? -PGC_ECORRUPT : -errno;
+}
+
 /* Read and validate memfile.img, open in @dirfd, into @img. */
 static int read_memfile(int fd, struct sf_image *img)
 {
@@ -61,17 +79,18 @@ exit:
 /* Open pages.img, with O_DIRECT where asked and possible. */
 static int open_pages(int dirfd, bool direct, struct sf_image *img)
 {
-	int flags = O_RDONLY | O_CLOEXEC;
 	struct stat st;
+	int fd = -1;
 
 	if (direct && img->compress == PGC_COMPRESS_NONE) {
-		img->pages_fd = openat(dirfd, SF_PAGES_NAME, flags | O_DIRECT);
-		img->direct = img->pages_fd >= 0;
+		fd = open_image_file(dirfd, SF_PAGES_NAME, O_DIRECT, PGC_ECORRUPT);
+		img->direct = fd >= 0;
 	}
-	if (img->pages_fd < 0)
-		img->pages_fd = openat(dirfd, SF_PAGES_NAME, flags);
-	if (img->pages_fd < 0)
-		return errno == ENOENT ? -PGC_ECORRUPT : -errno;
+	if (fd < 0)
+		fd = open_image_file(dirfd, SF_PAGES_NAME, 0, PGC_ECORRUPT);
+	if (fd < 0)
+		return fd;
+	img->pages_fd = fd;
 	if (fstat(img->pages_fd, &st) != 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
@@ -97,9 +116,9 @@ int sf_image_open(const char *path, bool direct, struct sf_image **out)
 		goto exit;
 	}
 	img->pages_fd = -1;
-	fd = openat(dirfd, SF_MEMFILE_NAME, O_RDONLY | O_CLOEXEC);
+	fd = open_image_file(dirfd, SF_MEMFILE_NAME, 0, PGC_EFOREIGN);
 	if (fd < 0) {
-		ret = errno == ENOENT ? -PGC_EFOREIGN : -errno;
+		ret = fd;
 		goto exit;
 	}
 	ret = read_memfile(fd, img);
@@ -220,6 +239,55 @@ static int verify_fn(void *arg, size_t i, const uint8_t *mem)
 	return 0;
 }
 
+/*
+ * pagemap.img must be exactly the pagemap the index gives: it is what
+ * CRIU's tools read. Returns 0, -PGC_ECORRUPT, or -errno.
+ */
+static int verify_pagemap(const char *path, const struct sf_image *img)
+{
+	struct sf_buf want = { 0 };
+	uint8_t *have = NULL;
+	struct stat st;
+	int dirfd, fd = -1, ret;
+	ssize_t got;
+
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	ret = sf_pagemap_encode(img->runs, img->nruns, &want);
+	if (ret)
+		goto exit;
+	fd = open_image_file(dirfd, SF_PAGEMAP_NAME, 0, PGC_ECORRUPT);
+	if (fd < 0) {
+		ret = fd;
+		goto exit;
+	}
+	ret = -PGC_ECORRUPT;
+	if (fstat(fd, &st) != 0) {
+		ret = -errno;
+		goto exit;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != want.len)
+		goto exit;
+	have = malloc(want.len ? want.len : 1);
+	if (!have) {
+		ret = -ENOMEM;
+		goto exit;
+	}
+	got = sf_pread_all(fd, have, want.len, 0);
+	if (got < 0)
+		ret = (int)got;
+	else if ((size_t)got == want.len && memcmp(have, want.p, want.len) == 0)
+		ret = 0;
+exit:
+	free(have);
+	sf_buf_free(&want);
+	if (fd >= 0)
+		close(fd);
+	close(dirfd);
+	return ret;
+}
+
 int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg)
 {
 	struct verify_ctx v = { .progress = progress, .arg = arg };
@@ -231,7 +299,9 @@ int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg)
 	if (ret)
 		return ret;
 	v.img = img;
-	ret = sf_image_each_block(img, verify_fn, &v);
+	ret = verify_pagemap(path, img);
+	if (!ret)
+		ret = sf_image_each_block(img, verify_fn, &v);
 	if (!ret && progress && !img->nblocks)
 		progress(arg, 0, 0);
 	sf_image_close(img);

@@ -44,7 +44,7 @@
  * arithmetic in range and bounds what a valid image can make a loader
  * reserve (the chunk table: 8 bytes per GiB, 1 MiB here).
  */
-#define SF_MAX_FILE_SIZE (1ULL << 47)
+#define SF_MAX_FILE_SIZE PGC_MAX_FILE_SIZE
 /* The trailer record: u32 length 9, tag 0x09, fixed64. */
 #define SF_TRAILER_BYTES 13u
 

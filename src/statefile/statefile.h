@@ -167,8 +167,10 @@ struct sf_writer;
 /*
  * sf_writer_open - start an image at @path: create a temporary sibling
  * directory "PATH.tmp-XXXXXX" holding an empty pages.img. @path must not
- * exist, or be an existing pgckpt image directory (replaced atomically at
- * commit) — anything else is refused with -EEXIST / -ENOTDIR.
+ * exist, or be an empty directory or an existing pgckpt image directory
+ * holding only the image's own files (replaced atomically at commit) —
+ * anything else is refused with -EEXIST / -ENOTDIR, and an image with
+ * other files beside its own with -ENOTEMPTY.
  * Returns 0 and *@out, -EINVAL (bad compress / level / block_size), or
  * -errno.
  */

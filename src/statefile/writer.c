@@ -11,8 +11,9 @@
  * an existing image is only ever replaced whole.
  *
  * @path may name nothing, an empty directory, or a pgckpt image (a
- * directory whose memfile.img starts with our magics); anything else is
- * refused, so no user data is ever removed. Only the three files of an
+ * directory whose memfile.img starts with our magics and that holds no
+ * other file than memfile.img, pages.img and pagemap.img, each a regular
+ * file); anything else is refused, so no user data is ever removed. Only the three files of an
  * image are ever unlinked.
  *
  * A writer is not locked: call sf_writer_* from one thread at a time (the
@@ -65,11 +66,18 @@ static const char *const image_files[] = {
 	SF_MEMFILE_NAME, SF_PAGES_NAME, SF_PAGEMAP_NAME,
 };
 
-/* 1 if the directory @fd has no entries but "." and "..", 0 if it has, or -errno. */
-static int dir_is_empty(int fd)
+/*
+ * Look at the entries of the directory @fd: *@empty if it has none, and
+ * returns 0 if each is a regular file named like an image's own file,
+ * -ENOTEMPTY if anything else is there (replacing the directory would
+ * throw it away), or -errno.
+ */
+static int scan_dir(int fd, bool *empty)
 {
 	struct dirent *d;
-	int ret = 1, dfd;
+	struct stat st;
+	int ret = 0, dfd;
+	size_t i;
 	DIR *dir;
 
 	dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -80,53 +88,71 @@ static int dir_is_empty(int fd)
 		close(dfd);
 		return -ENOMEM;
 	}
-	while ((d = readdir(dir)) != NULL) {
-		if (strcmp(d->d_name, ".") && strcmp(d->d_name, "..")) {
-			ret = 0;
-			break;
-		}
+	*empty = true;
+	while (!ret && (d = readdir(dir)) != NULL) {
+		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			continue;
+		*empty = false;
+		for (i = 0; i < sizeof(image_files) / sizeof(image_files[0]); i++)
+			if (!strcmp(d->d_name, image_files[i]))
+				break;
+		if (i == sizeof(image_files) / sizeof(image_files[0]) ||
+		    fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			ret = -ENOTEMPTY;
 	}
 	closedir(dir);
 	return ret;
 }
 
-/* Whether the directory @fd holds an image or nothing at all. */
-static int classify_dir(int fd, enum target_state *state)
+/* Whether @mf starts like a memfile.img of ours (any version). */
+static bool looks_like_image(int mf)
 {
 	uint8_t head[8 + 4 + SF_MAX_HEAD];
 	uint32_t version;
 	struct stat st;
 	ssize_t got;
-	int mf, ret;
 
-	mf = openat(fd, SF_MEMFILE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (mf < 0) {
-		/* No memfile.img: acceptable only if the directory is empty. */
-		if (errno != ENOENT)
-			return -EEXIST;
-		ret = dir_is_empty(fd);
-		if (ret < 0)
-			return ret;
-		*state = TARGET_EMPTY_DIR;
-		return ret ? 0 : -EEXIST;
-	}
-	ret = -EEXIST;
 	if (fstat(mf, &st) != 0 || !S_ISREG(st.st_mode))
-		goto exit;
+		return false;
 	got = sf_pread_all(mf, head, sizeof(head), 0);
 	if (got < 8)
-		goto exit;
+		return false;
 	/* Any version of ours counts: a newer image may be replaced too. */
-	ret = sf_index_peek(head, (size_t)got, (uint64_t)got, &version);
-	if (ret == 0 || ret == -PGC_EVERSION || ret == -PGC_ECORRUPT ||
-	    ret == -PGC_ETRUNCATED) {
-		*state = TARGET_IMAGE;
-		ret = 0;
-	} else {
-		ret = -EEXIST;
+	switch (sf_index_peek(head, (size_t)got, (uint64_t)got, &version)) {
+	case 0:
+	case -PGC_EVERSION:
+	case -PGC_ECORRUPT:
+	case -PGC_ETRUNCATED:
+		return true;
+	default:
+		return false;
 	}
-exit:
-	close(mf);
+}
+
+/*
+ * Whether the directory @fd holds an image and nothing else, or nothing at
+ * all: 0 and *@state, -ENOTEMPTY for an image with other files beside it,
+ * -EEXIST for anything else, or -errno.
+ */
+static int classify_dir(int fd, enum target_state *state)
+{
+	bool empty = false, image;
+	int mf, ret;
+
+	ret = scan_dir(fd, &empty);
+	if (ret && ret != -ENOTEMPTY)
+		return ret;
+	if (empty) {
+		*state = TARGET_EMPTY_DIR;
+		return 0;
+	}
+	mf = openat(fd, SF_MEMFILE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	image = mf >= 0 && looks_like_image(mf);
+	if (mf >= 0)
+		close(mf);
+	if (!image)
+		return -EEXIST;
+	*state = TARGET_IMAGE;
 	return ret;
 }
 

@@ -15,6 +15,7 @@ static const char *const pgc_messages[] = {
 	[PGC_ECHECKSUM - PGC_EFOREIGN]  = "Image checksum mismatch",
 	[PGC_ETRUNCATED - PGC_EFOREIGN] = "Image is truncated",
 	[PGC_ELOADFAIL - PGC_EFOREIGN]  = "Background load failed earlier",
+	[PGC_ELIMIT - PGC_EFOREIGN]     = "Image has more usage segments than pgckpt accepts (1048576)",
 };
 
 const char *pgc_strerror(int err)
@@ -27,7 +28,7 @@ const char *pgc_strerror(int err)
 		err = -err;
 	if (err == 0)
 		return "Success";
-	if (err >= PGC_EFOREIGN && err <= PGC_ELOADFAIL)
+	if (err >= PGC_EFOREIGN && err <= PGC_ELIMIT)
 		return pgc_messages[err - PGC_EFOREIGN];
 	/* strerrordesc_np: static strings, thread-safe (glibc >= 2.32). */
 	s = err < PGC_EFOREIGN ? strerrordesc_np(err) : NULL;
@@ -44,6 +45,7 @@ bool pgc_is_image_error(int err)
 	case PGC_ECORRUPT:
 	case PGC_ECHECKSUM:
 	case PGC_ETRUNCATED:
+	case PGC_ELIMIT:
 		return true;
 	default:
 		return false;

@@ -80,7 +80,7 @@ static const struct opt_desc opts[OPT_COUNT] = {
 		.name = "lazy.handshake_timeout_ms",
 		.field = "pgc_lazy_serve_opts.handshake_timeout_ms",
 		.flag = "--handshake-timeout SEC",
-		.def = 5000, .min = -1, .max = INT_MAX,
+		.def = 1000, .min = -1, .max = INT_MAX,
 		.doc = "wait for a consumer's handoff message; -1: forever",
 	},
 };

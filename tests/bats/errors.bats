@@ -86,10 +86,10 @@ make_image() {
 	mkdir dir
 	run pgckpt save dir img
 	assert_failure 2
-	assert_output "pgckpt: save: dir: not a memory file (a directory)"
+	assert_output "pgckpt: save: dir: not a regular file or memory file (a directory)"
 	run pgckpt save /dev/null img
 	assert_failure 2
-	assert_output "pgckpt: save: /dev/null: not a memory file (not a regular file)"
+	assert_output "pgckpt: save: /dev/null: not a regular file or memory file (a device)"
 	[ ! -e img ]
 }
 

@@ -171,3 +171,30 @@ fill_fs() {
 		assert_no_target out
 	done
 }
+
+@test "bench with a full --dir names --dir, not the file" {
+	mkmem mem 8M --random 0.5 --seed 49
+	mount_small_tmpfs fs 1M
+	run pgckpt bench --runs 1 --dir fs mem
+	assert_failure 2
+	assert_output "pgckpt: bench: --dir fs: No space left on device"
+	[ -z "$(ls fs)" ]
+}
+
+@test "a source that shrinks during the save exits 2 with a message and leaves no temporary" {
+	mount_small_tmpfs fs 600M
+	# A large dense file: zstd:19 on one thread leaves time to cut it.
+	head -c 512M /dev/urandom >fs/g1 || skip "no room for the source"
+	"$PGCKPT" save -j 1 -c zstd:3 fs/g1 img 2>err 3>&- &
+	pid=$!
+	BG_PIDS+=($pid)
+	sleep 0.3
+	truncate -s 4096 fs/g1
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -ne 0 ] || skip "the save finished before the truncation"
+	[ "$rc" -eq 2 ] || { cat err; fail "save exited $rc"; }
+	run cat err
+	assert_output "pgckpt: save: fs/g1: the file shrank during the save (from 536870912 to 4096 bytes); no image written"
+	assert_no_target img
+}

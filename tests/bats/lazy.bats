@@ -99,6 +99,21 @@ kind = sys.argv[1]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect("s.sock")
 region = {"base_host_virt_addr": 0x7f0000000000, "size": 1 << 20, "offset": 0, "page_size": 4096}
+
+def userfaultfd():
+    import platform
+    nr = {"x86_64": 323, "aarch64": 282, "riscv64": 282, "ppc64le": 364,
+          "s390x": 355, "i686": 374, "armv7l": 388}.get(platform.machine())
+    if nr is None:
+        sys.exit("userfaultfd: syscall number unknown on " + platform.machine())
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
+    if fd < 0 and ctypes.get_errno() == 1:                   # EPERM: user mode only
+        fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK | 1)
+    if fd < 0:
+        sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
+    return fd
+
 if kind == "garbage":
     s.sendall(b"\x00\xffnot json at all]]]" * 10)
     s.shutdown(socket.SHUT_WR)
@@ -106,26 +121,20 @@ if kind == "garbage":
 elif kind == "nofd":
     s.sendall(json.dumps([region]).encode())
     s.recv(1)
-elif kind in ("outside", "notuffd", "disagree"):
-    if kind in ("outside", "disagree"):
-        import platform
-        nr = {"x86_64": 323, "aarch64": 282, "riscv64": 282, "ppc64le": 364,
-              "s390x": 355, "i686": 374, "armv7l": 388}.get(platform.machine())
-        if nr is None:
-            sys.exit("userfaultfd: syscall number unknown on " + platform.machine())
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)      # userfaultfd(2)
-        if fd < 0 and ctypes.get_errno() == 1:                   # EPERM: user mode only
-            fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK | 1)
-        if fd < 0:
-            sys.exit("userfaultfd: %s" % os.strerror(ctypes.get_errno()))
-        if kind == "outside":
-            region["offset"] = 1 << 40
-        else:                      # Firecracker 1.7+ form, the two keys disagreeing
-            region["page_size_kib"] = 8192
+elif kind in ("outside", "notuffd", "samebase", "disagree"):
+    regions = [region]
+    if kind == "outside":
+        fd = userfaultfd()
+        region["offset"] = 1 << 40
+    elif kind == "samebase":
+        fd = userfaultfd()
+        regions.append(dict(region, offset=1 << 20))         # the same address
+    elif kind == "disagree":       # Firecracker 1.7+ form, the two keys disagreeing
+        fd = userfaultfd()
+        region["page_size_kib"] = 8192
     else:
         fd = os.open("/dev/null", os.O_RDONLY)
-    socket.send_fds(s, [json.dumps([region]).encode()], [fd])
+    socket.send_fds(s, [json.dumps(regions).encode()], [fd])
     s.recv(1)
 elif kind == "silent":
     s.recv(1)                      # the server gives up after the handshake timeout
@@ -185,7 +194,7 @@ EOF
 	mkmem mem 4M --seed 12
 	chmod 644 mem
 	pgckpt save mem img
-	start_server img --once --timeout 10
+	start_server img --once --timeout 10 --allow-uid 65534
 	chmod 666 s.sock
 	run setpriv --reuid=65534 --regid=65534 --clear-groups timeout 20 "$CONSUMER" -n 50 -v mem s.sock
 	assert_success
@@ -220,7 +229,7 @@ EOF
 	# A consumer that dies (SIGKILL) after 20 random pages.
 	run consumer -n 1000 --kill-after 20 -v mem
 	[ "$status" -eq 137 ] || fail "consumer exited $status"
-	for kind in garbage nofd notuffd outside silent; do
+	for kind in garbage nofd notuffd outside samebase silent; do
 		run bad_client "$kind"
 		assert_success
 	done
@@ -237,9 +246,10 @@ EOF
 	grep -q 'consumer 3: refused: bad handoff: no userfaultfd attached' server.log
 	grep -q 'consumer 4: refused: bad handoff: no userfaultfd attached' server.log
 	grep -q 'consumer 5: refused: bad handoff: .*outside the memory file' server.log
-	grep -q 'consumer 6: refused: no complete handoff within 500 ms' server.log
-	grep -q 'consumer 7: done: 32.0 MiB in 1 region(s), all placed' server.log
-	[ "$(grep -c 'connected$' server.log)" = 7 ]
+	grep -q 'consumer 6: refused: bad handoff: .*overlapping' server.log
+	grep -q 'consumer 7: refused: no complete handoff within 500 ms' server.log
+	grep -q 'consumer 8: done: 32.0 MiB in 1 region(s), all placed' server.log
+	[ "$(grep -c 'connected$' server.log)" = 8 ]
 }
 
 @test "lazy: several consumers at once, each byte-exact" {
@@ -345,4 +355,112 @@ EOF
 	assert_failure 2
 	[ -f notsock ]
 	[ ! -e s.sock ]
+}
+
+@test "lazy: a live socket is never replaced, a stale one is" {
+	mkmem mem 4M --seed 5
+	pgckpt save mem img
+	start_server img --timeout 20
+	run timeout 10 "$PGCKPT" restore --background --listen s.sock --timeout 5 img
+	assert_failure 2
+	assert_output "pgckpt: restore: s.sock: a server is listening on this socket; refusing to replace it"
+	[ -S s.sock ]
+	run consumer -n 50 -v mem
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_log 'done: 4.0 MiB in 1 region'
+	# A server killed outright leaves a stale socket: the next one replaces it.
+	kill -9 "$SRV_PID"
+	wait "$SRV_PID" || true
+	[ -S s.sock ]
+	"$PGCKPT" restore --background --listen s.sock --once --timeout 10 img 2>server.log 3>&- &
+	SRV_PID=$!
+	BG_PIDS+=("$SRV_PID")
+	wait_log 'listening on s.sock'
+	run consumer -n 50 -v mem
+	assert_success
+	wait_server
+	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+}
+
+# as_nobody COMMAND...: run COMMAND as user nobody (skip where that is impossible).
+as_nobody() {
+	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+}
+
+@test "lazy: the socket is 0600 whatever the umask; other users need --allow-uid" {
+	as_nobody true 2>/dev/null || skip "cannot run as nobody"
+	mkmem mem 4M --seed 6
+	chmod 644 mem
+	chmod 755 .
+	pgckpt save mem img
+	umask 000
+	start_server img --timeout 20
+	umask 022
+	[ "$(stat -c %a s.sock)" = 600 ]
+	# Even if someone opens the socket up, the peer's uid is checked (the
+	# refused consumer waits for pages that never come: cut it short).
+	chmod 666 s.sock
+	run timeout 3 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		"$CONSUMER" -n 10 -v mem s.sock
+	assert_failure
+	wait_log "consumer 1 \\(pid [0-9]+, uid $(id -u nobody)\\): refused: its uid may not connect"
+	kill -TERM "$SRV_PID"
+	wait_server
+	# Allowed explicitly, nobody is served.
+	start_server img --once --timeout 20 --allow-uid "$(id -u nobody)"
+	chmod 666 s.sock
+	run timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		"$CONSUMER" -n 10 -v mem s.sock
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	run pgckpt restore --background --listen s.sock --allow-uid x img
+	assert_failure 1
+}
+
+@test "lazy: 150 silent clients do not hold up a real consumer" {
+	mkmem mem 4M --seed 7
+	pgckpt save mem img
+	start_server img --timeout 30 --handshake-timeout 20
+	# 150 silent connections from one process, then from 150 processes;
+	# the children go when the parent does.
+	timeout 60 python3 - <<'EOF' 3>&- &
+import os, socket, time
+socks = []
+for i in range(150):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect("s.sock")
+    socks.append(s)
+parent = os.getpid()
+r, w = os.pipe()
+for i in range(150):
+    if os.fork() == 0:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("s.sock")
+        os.write(w, b"x")
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os._exit(0)
+n = 0
+while n < 150:
+    n += len(os.read(r, 150))
+open("silent.ready", "w").close()
+time.sleep(30)
+EOF
+	BG_PIDS+=($!)
+	for i in $(seq 400); do
+		[ -e silent.ready ] && break
+		sleep 0.05
+	done
+	[ -e silent.ready ] || fail "silent clients did not connect"
+	t0=$(date +%s%N)
+	run consumer -n 10 -v mem
+	t1=$(date +%s%N)
+	assert_success
+	assert_output --partial 'verified=yes'
+	ms=$(((t1 - t0) / 1000000))
+	[ "$ms" -lt 1000 ] || { tail server.log; fail "the consumer was served after $ms ms"; }
+	grep -q 'refused: too many connections from one process (8)' server.log
 }

@@ -24,7 +24,7 @@ static struct pgc_lazy_map maps[PGC_LAZY_MAX_REGIONS], again[PGC_LAZY_MAX_REGION
 /* The first @n of maps[], written in @form, must parse back to themselves. */
 static void check_round_trip(size_t n, int form)
 {
-	static char out[PGC_LAZY_MAX_REGIONS * 256];
+	static char out[PGC_LAZY_MAX_REGIONS * PGC_LAZY_REGION_JSON_MAX + 2];
 	size_t n2 = 0, cut;
 	int len;
 

@@ -5,8 +5,11 @@
  * attaches to a server restoring in the background reads a far page
  * before the load is done, random pages, then everything, byte-exact;
  * MADV_DONTNEED'd pages come back as zeros; bad handoffs are refused; a
- * consumer that dies mid-way ends the session cleanly.
+ * consumer that dies mid-way ends the session cleanly; the most regions a
+ * handoff may carry fit its size limit; a consumer that forks with
+ * UFFD_FEATURE_EVENT_FORK leaks no fd into the server.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
@@ -14,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -592,6 +596,11 @@ static void test_bad_handoff(void)
 	pgc_lazy_serve_opts_init(&o);
 	o.accept_timeout_ms = 50;
 	CHECK_EQ(pgc_lazy_serve(mf, lfd, &o, NULL), -ETIMEDOUT);
+	/* A live socket is never replaced, a stale one is. */
+	CHECK_EQ(pgc_lazy_listen(SOCK), -EADDRINUSE);
+	close(lfd);
+	lfd = pgc_lazy_listen(SOCK);
+	CHECK(lfd >= 0);
 	close(lfd);
 	/* Only sockets are replaced. */
 	CHECK_EQ(pgc_lazy_listen("img"), -EEXIST);
@@ -648,6 +657,210 @@ static void test_consumer_dies(void)
 	}
 }
 
+/* ---- limits and hostile consumers ---------------------------------------- */
+
+/*
+ * A child of uid @uid connects to a socket in @dir and sends garbage; what
+ * does the server say?
+ */
+static int serve_stranger(pgc_memfile *mf, const char *dir, uint32_t uid, const uint32_t *allow,
+			  size_t nallow)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pgc_lazy_serve_opts o;
+	int lfd, status, ret;
+	struct stat st;
+	pid_t pid;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+	lfd = pgc_lazy_listen(sa.sun_path);
+	CHECK(lfd >= 0);
+	CHECK_EQ(stat(sa.sun_path, &st), 0);
+	CHECK_EQ(st.st_mode & 0777, 0600);
+	chmod(sa.sun_path, 0666);   /* as if someone opened it up: the uid check remains */
+	pid = fork();
+	if (pid == 0) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid) ||
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+			_exit(2);
+		/* A refused peer may find the connection closed already. */
+		(void)!send(fd, "garbage", 7, MSG_NOSIGNAL);
+		sleep(1);
+		_exit(0);
+	}
+	pgc_lazy_serve_opts_init(&o);
+	o.accept_timeout_ms = 5000;
+	o.allow_uids = allow;
+	o.nallow_uids = nallow;
+	ret = pgc_lazy_serve(mf, lfd, &o, NULL);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(lfd);
+	unlink(sa.sun_path);
+	return ret;
+}
+
+/* Only the server's own uid, root and allowed uids may hand over a uffd. */
+static void test_peer_check(void)
+{
+	const uint32_t nobody = 65534;
+	pgc_memfile *mf;
+
+	if (geteuid() != 0) {
+		printf("  not root: skipped\n");
+		return;
+	}
+	/* The test's own directory may be closed to others: one they may enter. */
+	char dir[] = "/tmp/pgckpt-peer.XXXXXX";
+
+	CHECK(mkdtemp(dir) != NULL && chmod(dir, 0755) == 0);
+	mf = load_bg("img", 8);
+	CHECK_EQ(serve_stranger(mf, dir, nobody, NULL, 0), -EACCES);
+	CHECK_EQ(serve_stranger(mf, dir, nobody, &nobody, 1), -EINVAL);   /* let in: its garbage */
+	pgc_memfile_destroy(mf);
+	rmdir(dir);
+}
+
+/* PGC_LAZY_MAX_REGIONS regions fit one handoff, whatever their values. */
+static void test_many_regions(void)
+{
+	static struct pgc_lazy_map maps[PGC_LAZY_MAX_REGIONS];
+	static char json[PGC_LAZY_MAX_MSG];
+	struct pgc_lazy_region *reg;
+	struct server sv = { 0 };
+	size_t n = PGC_LAZY_MAX_REGIONS, i;
+	unsigned char *mem;
+	pgc_memfile *mf;
+	int uffd;
+
+	for (i = 0; i < n; i++)
+		maps[i] = (struct pgc_lazy_map){ UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX };
+	/* The longest form, with both page_size keys. */
+	CHECK(pgc_lazy_format_regions(maps, n, PGC_LAZY_FORM_BOTH, json, sizeof(json)) > 0);
+
+	mf = load_bg("img", 8);
+	pgc_lazy_serve_opts_init(&sv.o);
+	server_start(&sv, mf);
+	mem = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	reg = calloc(n, sizeof(*reg));
+	CHECK(mem != MAP_FAILED && reg);
+	/* One page each, in reverse file order. */
+	for (i = 0; i < n; i++)
+		reg[i] = (struct pgc_lazy_region){ mem + i * PAGE, PAGE,
+						   whole.start + (n - 1 - i) * PAGE };
+	uffd = pgc_lazy_attach(SOCK, reg, n);
+	CHECK(uffd >= 0);
+	for (i = 0; uffd >= 0 && i < n; i++)
+		CHECK_EQ(memgen_check(seed, whole.start + (n - 1 - i) * PAGE, mem + i * PAGE, PAGE),
+			 UINT64_MAX);
+	server_join(&sv);
+	CHECK_EQ(sv.ret, 0);
+	CHECK_EQ(sv.st.regions, n);
+	if (uffd >= 0)
+		close(uffd);
+	CHECK_EQ(pgc_lazy_attach(SOCK, reg, n + 1), -EINVAL);
+	free(reg);
+	munmap(mem, n * PAGE);
+	pgc_memfile_destroy(mf);
+}
+
+static int count_fds(void)
+{
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (dir && (d = readdir(dir)) != NULL)
+		n += d->d_name[0] != '.';
+	if (dir)
+		closedir(dir);
+	return n;
+}
+
+/*
+ * The consumer of test_fork_events, in a process of its own (a fork waits
+ * in the kernel until the server reads the event, holding glibc's malloc
+ * locks: a server thread in the same process would deadlock). Exit
+ * status 0 if every page read back right, 3 without EVENT_FORK.
+ */
+static int fork_consumer(void)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_FORK };
+	struct uffdio_register r;
+	unsigned char *mem;
+	char json[256];
+	int uffd, sock, i, status;
+	pid_t pid;
+
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
+		return 3;
+	mem = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	r = (struct uffdio_register){ { (uintptr_t)mem, 4 * MIB }, UFFDIO_REGISTER_MODE_MISSING, 0 };
+	if (mem == MAP_FAILED || ioctl(uffd, UFFDIO_REGISTER, &r) < 0)
+		return 2;
+	snprintf(json, sizeof(json), "[{\"base_host_virt_addr\":%llu,\"size\":%llu,"
+		 "\"offset\":%llu,\"page_size\":4096}]", (unsigned long long)(uintptr_t)mem,
+		 (unsigned long long)(4 * MIB), (unsigned long long)whole.start);
+	sock = connect_sock();
+	send_with_fd(sock, json, uffd);
+	close(sock);
+	/* Half the pages before the forks, half after. */
+	if (memgen_check(seed, whole.start, mem, 2 * MIB) != UINT64_MAX)
+		return 1;
+	for (i = 0; i < 50; i++) {
+		pid = fork();
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0 || waitpid(pid, &status, 0) != pid)
+			return 2;
+	}
+	return memgen_check(seed, whole.start + 2 * MIB, mem + 2 * MIB, 2 * MIB) == UINT64_MAX ?
+	       0 : 1;
+}
+
+/*
+ * A consumer with UFFD_FEATURE_EVENT_FORK that forks: each fork hands the
+ * server a new uffd, which it must close (no fd leak).
+ */
+static void test_fork_events(void)
+{
+	struct pgc_lazy_serve_opts o;
+	struct pgc_lazy_stats st;
+	int lfd, fds0, status = 0;
+	pgc_memfile *mf;
+	pid_t pid;
+
+	fds0 = count_fds();
+	lfd = pgc_lazy_listen(SOCK);
+	CHECK(lfd >= 0);
+	pid = fork();
+	if (pid == 0) {
+		close(lfd);
+		_exit(fork_consumer());
+	}
+	CHECK(pid > 0);
+	mf = load_bg("img", 8);
+	pgc_lazy_serve_opts_init(&o);
+	o.accept_timeout_ms = 10000;
+	o.no_push = true;   /* keep the session open while the consumer forks */
+	CHECK_EQ(pgc_lazy_serve(mf, lfd, &o, &st), 0);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	close(lfd);
+	unlink(SOCK);
+	pgc_memfile_destroy(mf);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+		printf("  no UFFD_FEATURE_EVENT_FORK here: skipped\n");
+		return;
+	}
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(st.forks, 50);
+	/* Every fork's uffd was closed again. */
+	CHECK_EQ(count_fds(), fds0);
+}
+
 int main(int argc, char **argv)
 {
 	test_init(argc, argv);
@@ -666,6 +879,9 @@ int main(int argc, char **argv)
 	TEST_RUN(test_two_consumers);
 	TEST_RUN(test_bad_handoff);
 	TEST_RUN(test_consumer_dies);
+	TEST_RUN(test_peer_check);
+	TEST_RUN(test_many_regions);
+	TEST_RUN(test_fork_events);
 	CHECK_EQ(system("rm -rf img"), 0);
 	return test_done();
 }

@@ -539,7 +539,7 @@ static void test_bad_pages(void)
 	byte ^= 0x10;
 	CHECK_EQ(pwrite(fd, &byte, 1, (off_t)(b.file_off + b.stored_len / 2)), 1);
 	CHECK_EQ(pgc_image_verify("pg", NULL, NULL), -PGC_ECHECKSUM);
-	CHECK_EQ(pgc_image_export_criu("pg", "pgexp"), -PGC_ECHECKSUM);
+	CHECK_EQ(pgc_image_export_criu("pg", "pgexp", 0), -PGC_ECHECKSUM);
 	CHECK_EQ(access("pgexp/pagemap.img", F_OK), -1);
 	/* pages.img shorter or longer than the index says. */
 	plen = (size_t)lseek(fd, 0, SEEK_END);
@@ -768,7 +768,7 @@ static void test_public(void)
 	CHECK_EQ(last[1], info.mem_bytes);
 	check_pagemap("pub/pagemap.img", &g);
 
-	CHECK_EQ(pgc_image_export_criu("pub", "exp"), 0);
+	CHECK_EQ(pgc_image_export_criu("pub", "exp", 0), 0);
 	check_pagemap("exp/pagemap.img", &g);
 	pages = read_file("exp/pages-1.img", &len);
 	CHECK_EQ(len, info.mem_bytes);
@@ -778,8 +778,10 @@ static void test_public(void)
 	}
 	CHECK(same && off == len);
 	free(pages);
-	/* Export into an existing directory overwrites. */
-	CHECK_EQ(pgc_image_export_criu("pub", "exp"), 0);
+	/* Existing files are refused, replaced only when forced. */
+	CHECK_EQ(pgc_image_export_criu("pub", "exp", 0), -EEXIST);
+	CHECK_EQ(pgc_image_export_criu("pub", "exp", PGC_EXPORT_FORCE), 0);
+	CHECK_EQ(pgc_image_export_criu("pub", "exp", 2), -EINVAL);
 
 	if (access("/usr/bin/crit", X_OK) == 0) {
 		status = system("crit decode --pretty -i exp/pagemap.img -o exp/pagemap.json 2>crit.err");
