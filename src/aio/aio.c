@@ -447,7 +447,7 @@ void aio_queue_destroy(struct aio_queue *q)
 
 /* ---- helpers for the backends ------------------------------------------ */
 
-void aio_slot_chunk(const struct aio_slot *s, struct aio_chunk *c)
+void aio_slot_next_call(const struct aio_slot *s, struct aio_call *c)
 {
 	const struct aio_req *r = &s->req;
 	uint64_t skip = s->done;
@@ -460,8 +460,8 @@ void aio_slot_chunk(const struct aio_slot *s, struct aio_chunk *c)
 		c->vec = false;
 		c->buf = (char *)r->buf + s->done;
 		c->len = r->len - s->done;
-		if (c->len > AIO_CHUNK_MAX)
-			c->len = AIO_CHUNK_MAX;
+		if (c->len > AIO_CALL_MAX)
+			c->len = AIO_CALL_MAX;
 		return;
 	}
 	/* Skip the iovecs already done; a partly done one goes alone. */
@@ -500,7 +500,7 @@ bool aio_slot_advance(struct aio_slot *s, int64_t res)
 	return false;
 }
 
-int64_t aio_chunk_sync(const struct aio_chunk *c)
+int64_t aio_call_sync(const struct aio_call *c)
 {
 	ssize_t n;
 
@@ -515,13 +515,13 @@ int64_t aio_chunk_sync(const struct aio_chunk *c)
 
 int64_t aio_slot_run_sync(struct aio_slot *s)
 {
-	struct aio_chunk c;
+	struct aio_call c;
 	int64_t n;
 
 	do {
 		do {
-			aio_slot_chunk(s, &c);
-			n = aio_chunk_sync(&c);
+			aio_slot_next_call(s, &c);
+			n = aio_call_sync(&c);
 		} while (n == -EINTR);
 	} while (!aio_slot_advance(s, n));
 	return s->res;

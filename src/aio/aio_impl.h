@@ -11,6 +11,11 @@
  * aio_slot_finish(), which it must do from the queue owner's thread (the
  * thread pool collects completions in its workers and hands them back in
  * its reap hook). Not part of the public interface.
+ *
+ * Words: a "call" is one kernel read or write of a request (one pread,
+ * one iocb, one SQE), at most AIO_CALL_MAX bytes; a request takes
+ * several calls when it is large or transfers short. A "batch" is the
+ * slots one aio_submit() hands the backend together.
  */
 #ifndef PGC_AIO_IMPL_H
 #define PGC_AIO_IMPL_H
@@ -22,7 +27,7 @@
 #include "aio.h"
 
 /* The most bytes one kernel call is asked to move (MAX_RW_COUNT is ~2 GiB). */
-#define AIO_CHUNK_MAX (1UL << 30)
+#define AIO_CALL_MAX (1UL << 30)
 
 /* How often a backend resubmits a request that got -EAGAIN before it does it synchronously. */
 #define AIO_EAGAIN_RETRIES 8
@@ -38,7 +43,7 @@ struct aio_slot {
 };
 
 /* The next kernel call a slot needs: one buffer or a run of iovecs. */
-struct aio_chunk {
+struct aio_call {
 	bool write;
 	bool vec;
 	int fd;
@@ -100,10 +105,10 @@ extern const struct aio_ops aio_uring_ops;
 void aio_slot_finish(struct aio_queue *q, struct aio_slot *s);
 
 /*
- * aio_slot_chunk - the next kernel call @s needs (from s->done on).
+ * aio_slot_next_call - the next kernel call @s needs (from s->done on).
  * Only valid while s->done < s->total, or for the first call.
  */
-void aio_slot_chunk(const struct aio_slot *s, struct aio_chunk *c);
+void aio_slot_next_call(const struct aio_slot *s, struct aio_call *c);
 
 /*
  * aio_slot_advance - account a kernel call's result @res (bytes or
@@ -115,10 +120,10 @@ void aio_slot_chunk(const struct aio_slot *s, struct aio_chunk *c);
 bool aio_slot_advance(struct aio_slot *s, int64_t res);
 
 /*
- * aio_chunk_sync - do @c with pread/pwrite/preadv2/pwritev2.
+ * aio_call_sync - do @c with pread/pwrite/preadv2/pwritev2.
  * Returns bytes moved or -errno.
  */
-int64_t aio_chunk_sync(const struct aio_chunk *c);
+int64_t aio_call_sync(const struct aio_call *c);
 
 /*
  * aio_slot_run_sync - do the rest of @s synchronously, retrying -EINTR

@@ -34,9 +34,9 @@ struct laio {
 static void prep(struct laio *a, struct aio_slot *s)
 {
 	struct iocb *cb = &a->iocbs[s->idx];
-	struct aio_chunk c;
+	struct aio_call c;
 
-	aio_slot_chunk(s, &c);
+	aio_slot_next_call(s, &c);
 	if (c.vec) {
 		if (c.write)
 			io_prep_pwritev(cb, c.fd, c.iov, c.iovcnt, (long long)c.off);

@@ -29,9 +29,9 @@ struct uring {
 static void prep(struct uring *u, struct aio_slot *s)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-	struct aio_chunk c;
+	struct aio_call c;
 
-	aio_slot_chunk(s, &c);
+	aio_slot_next_call(s, &c);
 	if (c.vec) {
 		if (c.write)
 			io_uring_prep_writev(sqe, c.fd, c.iov, (unsigned)c.iovcnt, c.off);

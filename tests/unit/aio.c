@@ -668,27 +668,27 @@ static void test_write_order(void)
 }
 
 /* The remainder logic of short transfers, on a slot directly. */
-static void test_chunks(void)
+static void test_calls(void)
 {
 	char a[10], b[20], c[30];
 	struct iovec iov[4] = { { a, 10 }, { NULL, 0 }, { b, 20 }, { c, 30 } };
 	struct aio_slot s = { .req = { .op = AIO_OP_READV, .fd = 3, .off = 100, .iov = iov, .len = 4 },
 			      .total = 60 };
-	struct aio_chunk ch;
+	struct aio_call call;
 
 	if (cur != AIO_THREADS)
 		return;		/* backend-independent: once is enough */
-	aio_slot_chunk(&s, &ch);
-	CHECK(ch.vec && ch.iov == iov && ch.iovcnt == 4 && ch.off == 100 && !ch.write);
+	aio_slot_next_call(&s, &call);
+	CHECK(call.vec && call.iov == iov && call.iovcnt == 4 && call.off == 100 && !call.write);
 	CHECK(!aio_slot_advance(&s, 10));
-	aio_slot_chunk(&s, &ch);
-	CHECK(ch.vec && ch.iov == &iov[2] && ch.iovcnt == 2 && ch.off == 110);
+	aio_slot_next_call(&s, &call);
+	CHECK(call.vec && call.iov == &iov[2] && call.iovcnt == 2 && call.off == 110);
 	CHECK(!aio_slot_advance(&s, 5));
-	aio_slot_chunk(&s, &ch);
-	CHECK(!ch.vec && ch.buf == b + 5 && ch.len == 15 && ch.off == 115);
+	aio_slot_next_call(&s, &call);
+	CHECK(!call.vec && call.buf == b + 5 && call.len == 15 && call.off == 115);
 	CHECK(!aio_slot_advance(&s, 15));
-	aio_slot_chunk(&s, &ch);
-	CHECK(ch.vec && ch.iov == &iov[3] && ch.iovcnt == 1 && ch.off == 130);
+	aio_slot_next_call(&s, &call);
+	CHECK(call.vec && call.iov == &iov[3] && call.iovcnt == 1 && call.off == 130);
 	/* EOF after 40 bytes: the short count. */
 	CHECK(aio_slot_advance(&s, 0));
 	CHECK_EQ(s.res, 30);
@@ -846,7 +846,7 @@ static void run_suite(void)
 {
 	printf("# backend %s\n", aio_backend_name(cur));
 	TEST_RUN(test_names);
-	TEST_RUN(test_chunks);
+	TEST_RUN(test_calls);
 	TEST_RUN(test_auto_fallback);
 	TEST_RUN(test_validation);
 	TEST_RUN(test_read_cap8);
