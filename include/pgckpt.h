@@ -425,7 +425,7 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 
 struct pgc_load_opts {
 	int jobs;                /* decompression threads (default: online CPUs) */
-	const char *aio;         /* as in pgc_save_opts */
+	const char *aio;         /* as in pgc_save_opts; checked always, used by background loads only */
 	bool background;         /* return after the metadata; load pages in the background */
 	bool direct;             /* O_DIRECT reads of raw images */
 	uint32_t max_read;       /* bytes per merged read (default 256 KiB, at most 64 MiB) */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * aio.h - the async I/O queue that save, eager restore and the background
- * loader share, modelled on gVisor's pkg/aio.
+ * aio.h - the async I/O queue that save and the background loader
+ * share, modelled on gVisor's pkg/aio. (An eager restore uses no queue:
+ * its decode workers read synchronously.)
  *
  * A queue holds at most aio_capacity() requests in flight. Callers add
  * requests, submit them, and wait for completions; each completion carries

@@ -9,18 +9,22 @@
  * the unit of I/O (what a checksum covers and zstd decodes); each block
  * is unstarted, started or finished. Three kinds of thread cooperate:
  *
- * - the loader thread picks blocks, reads them through the aio queue and
- *   hands completed reads to the decode workers. Waiters come first,
- *   served round-robin one read each per turn, so one huge wait cannot
- *   starve a small one; then the fill goes on in offset order, merging
- *   consecutive blocks into reads of up to max_read bytes and max_iovecs
- *   iovecs. In background mode the fill keeps only jobs + 1 reads in
- *   flight, so a waiter's read never queues behind a deep fill.
- *   Compressed reads land in recycled buffers, 8 MiB in flight at most.
+ * - the loader thread (background loads) picks blocks, reads them
+ *   through the aio queue and hands completed reads to the decode
+ *   workers. Waiters come first, served round-robin one read each per
+ *   turn, so one huge wait cannot starve a small one; then the fill goes
+ *   on in offset order, merging consecutive blocks into reads of up to
+ *   max_read bytes and max_iovecs iovecs. The fill keeps only jobs + 1
+ *   reads in flight, so a waiter's read never queues behind a deep fill.
+ *   An eager load uses no queue: each decode worker picks its own read
+ *   the same way and does it synchronously (ld_read_sync).
+ *   Reads land in recycled buffers, 8 MiB in flight at most.
  * - decode workers take waiters' reads before the fill's, check each
- *   block's checksum and decode it straight
- *   into the mapping (raw blocks were read straight into it), populating
- *   the destination in bulk first; then they drop the block's pages from
+ *   block's checksum, decode a zstd block into their own scratch buffer
+ *   (a raw block is used where it was read) and pwrite the pages still
+ *   wanted into the backing file. Only where the file refuses pwrite
+ *   (hugetlbfs) do they populate the mapping in bulk and decode, or read
+ *   raw blocks, straight into it. Then they drop the block's pages from
  *   the unloaded set and wake waiters.
  * - waiters (pgc_map_internal) name the range they need and sleep until
  *   no unloaded page intersects it; once everything is loaded a lock-free
@@ -498,9 +502,10 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	update_lowest_locked(l);
 
 	/*
-	 * Compressed reads land in recycled buffers big enough for a merged
-	 * read or the largest block; their number bounds the reads in flight
-	 * so that buffers stay within LOADER_BUFFER_BYTES.
+	 * Reads land in recycled buffers (all but raw reads straight into
+	 * the mapping) big enough for a merged read or the largest block;
+	 * their number bounds the reads in flight so that buffers stay
+	 * within LOADER_BUFFER_BYTES.
 	 */
 	l->pool_size = opts->max_read;
 	for (i = 0; i < img->nblocks; i++)
