@@ -128,43 +128,53 @@ static int cut_to_size(int fd, uint64_t size, uint64_t *kept)
 	return 0;
 }
 
-int cmd_restore(int argc, char **argv)
-{
-	struct pgc_memfile_opts mo;
+/* A restore in progress: its options and what it has built so far. */
+struct restore {
+	const char *img, *target;
+	bool force;
 	struct pgc_load_opts lo;
 	struct pgc_image_info info;
-	struct cli_progress bar;
-	pgc_memfile *mf = NULL;
-	const char *img, *target;
-	char *tmp = NULL;
-	bool force = false;
-	struct stat st;
-	uint64_t kept;
-	int opt, fd = -1, mfd, ret;
+	char *tmp;                      /* the temporary file until installed, or NULL */
+	int fd;                         /* tmp, ours for truncate and fsync; -1: none */
+	pgc_memfile *mf;                /* backed by a duplicate of fd while loading */
+};
+
+/* What a step returns to let the next one run (else: the exit code). */
+#define GO_ON (-1)
+
+/* Whether the arguments ask for the lazy page server (lazy.c, options of its own). */
+static bool wants_lazy(int argc, char **argv)
+{
 	int i;
 
-	/* The lazy page server (lazy.c) has options of its own. */
 	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--background") == 0 || strncmp(argv[i], "--listen", 8) == 0)
-			return cmd_restore_lazy(argc, argv);
+			return true;
+	return false;
+}
 
-	pgc_load_opts_init(&lo);
+/* Options and operands into @r. Returns GO_ON or the exit code. */
+static int restore_parse(struct restore *r, int argc, char **argv)
+{
+	int opt;
+
+	pgc_load_opts_init(&r->lo);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "+:j:h", restore_options, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
-			if (cli_opt_jobs(CMD, optarg, &lo.jobs))
+			if (cli_opt_jobs(CMD, optarg, &r->lo.jobs))
 				return EXIT_USAGE;
 			break;
 		case OPT_AIO:
-			if (cli_opt_aio(CMD, optarg, &lo.aio))
+			if (cli_opt_aio(CMD, optarg, &r->lo.aio))
 				return EXIT_USAGE;
 			break;
 		case OPT_DIRECT:
-			lo.direct = true;
+			r->lo.direct = true;
 			break;
 		case OPT_FORCE:
-			force = true;
+			r->force = true;
 			break;
 		case 'h':
 			cli_help(CMD);
@@ -175,120 +185,176 @@ int cmd_restore(int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		return cli_usage(CMD, "expected IMAGE and TARGET");
-	img = argv[optind];
-	target = argv[optind + 1];
+	r->img = argv[optind];
+	r->target = argv[optind + 1];
+	return GO_ON;
+}
 
-	/* Check the image and the target before creating anything. */
-	ret = pgc_image_info(img, &info);
+/*
+ * Check the image (into r->info) and the target before creating anything.
+ * Returns GO_ON or the exit code.
+ */
+static int restore_check(struct restore *r)
+{
+	struct stat st;
+	int ret;
+
+	ret = pgc_image_info(r->img, &r->info);
 	if (ret)
-		return cli_fail_image(CMD, img, ret);
-	if (info.file_size > (uint64_t)LLONG_MAX) {
-		cli_error(CMD, img, "%s", pgc_strerror(-PGC_ECORRUPT));
+		return cli_fail_image(CMD, r->img, ret);
+	if (r->info.file_size > (uint64_t)LLONG_MAX) {
+		cli_error(CMD, r->img, "%s", pgc_strerror(-PGC_ECORRUPT));
 		return EXIT_IMAGE;
 	}
-	if (inside_image(img, target)) {
-		cli_error(CMD, target, "is inside the image %s; refusing to write there", img);
+	if (inside_image(r->img, r->target)) {
+		cli_error(CMD, r->target, "is inside the image %s; refusing to write there", r->img);
 		return EXIT_IO;
 	}
-	if (lstat(target, &st) == 0) {
-		if (!force) {
-			cli_error(CMD, target, "already exists (use --force to replace it)");
+	if (lstat(r->target, &st) == 0) {
+		if (!r->force) {
+			cli_error(CMD, r->target, "already exists (use --force to replace it)");
 			return EXIT_IO;
 		}
 		if (S_ISDIR(st.st_mode))
-			return cli_fail(CMD, target, -EISDIR);
+			return cli_fail(CMD, r->target, -EISDIR);
 	}
+	return GO_ON;
+}
 
-	if (asprintf(&tmp, "%s.tmp-XXXXXX", target) < 0) {
-		tmp = NULL;
-		ret = cli_fail(CMD, target, -ENOMEM);
-		goto exit;
+/* The temporary file beside the target, removed on a signal. Returns GO_ON or the exit code. */
+static int restore_create(struct restore *r)
+{
+	int err;
+
+	if (asprintf(&r->tmp, "%s.tmp-XXXXXX", r->target) < 0) {
+		r->tmp = NULL;
+		return cli_fail(CMD, r->target, -ENOMEM);
 	}
 	cli_cleanup_lock();
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
+	r->fd = mkostemp(r->tmp, O_CLOEXEC);
+	if (r->fd < 0) {
+		err = -errno;
 		cli_cleanup_unlock();
-		free(tmp);
-		tmp = NULL;
-		ret = cli_fail(CMD, target, ret);
-		goto exit;
+		free(r->tmp);
+		r->tmp = NULL;
+		return cli_fail(CMD, r->target, err);
 	}
 	cli_cleanup_unlock();
-	cli_cleanup_file(tmp);
+	cli_cleanup_file(r->tmp);
+	return GO_ON;
+}
 
-	/* The MemoryFile owns a duplicate; fd stays ours for truncate and fsync. */
-	mfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (mfd < 0) {
-		ret = cli_fail(CMD, target, -errno);
-		goto exit;
-	}
+/* Load the image into a MemoryFile on the temporary file. Returns GO_ON or the exit code. */
+static int restore_load(struct restore *r)
+{
+	struct pgc_memfile_opts mo;
+	struct cli_progress bar;
+	int mfd, ret;
+
+	/* The MemoryFile owns a duplicate; r->fd stays ours for truncate and fsync. */
+	mfd = fcntl(r->fd, F_DUPFD_CLOEXEC, 0);
+	if (mfd < 0)
+		return cli_fail(CMD, r->target, -errno);
 	pgc_memfile_opts_init(&mo);
 	mo.fd = mfd;
 	mo.adopt = false;
-	ret = pgc_memfile_new(&mo, &mf);
+	ret = pgc_memfile_new(&mo, &r->mf);
 	if (ret) {
 		close(mfd);
-		ret = cli_fail(CMD, target, ret);
-		goto exit;
+		return cli_fail(CMD, r->target, ret);
 	}
 
 	cli_progress_init(&bar, "restore");
-	lo.progress = cli_progress_cb;
-	lo.progress_arg = &bar;
+	r->lo.progress = cli_progress_cb;
+	r->lo.progress_arg = &bar;
 	cli_cleanup_progress(&bar);
-	ret = pgc_load(mf, img, &lo);
+	ret = pgc_load(r->mf, r->img, &r->lo);
 	cli_cleanup_lock();
 	cli_progress_end(&bar);
 	cli_cleanup_unlock();
 	cli_cleanup_progress(NULL);
-	if (ret) {
-		ret = cli_fail(CMD, target_error(ret) ? target : img, ret);
-		goto exit;
-	}
-	pgc_memfile_destroy(mf);
-	mf = NULL;
+	if (ret)
+		return cli_fail(CMD, target_error(ret) ? r->target : r->img, ret);
+	pgc_memfile_destroy(r->mf);
+	r->mf = NULL;
+	return GO_ON;
+}
 
-	ret = cut_to_size(fd, info.file_size, &kept);
-	if (!ret && fsync(fd) != 0)
+/* Cut the loaded file to the image's size and make it durable. Returns GO_ON or the exit code. */
+static int restore_sync(struct restore *r)
+{
+	uint64_t kept;
+	int ret;
+
+	ret = cut_to_size(r->fd, r->info.file_size, &kept);
+	if (!ret && fsync(r->fd) != 0)
 		ret = -errno;
-	if (ret) {
-		ret = cli_fail(CMD, target, ret);
-		goto exit;
-	}
-	if (kept != info.file_size)
-		cli_error(CMD, target, "note: the file system takes whole huge pages only: "
+	if (ret)
+		return cli_fail(CMD, r->target, ret);
+	if (kept != r->info.file_size)
+		cli_error(CMD, r->target, "note: the file system takes whole huge pages only: "
 			  "%" PRIu64 " bytes, of which the memory file is the first %" PRIu64
-			  " (the rest is zeros)", kept, info.file_size);
+			  " (the rest is zeros)", kept, r->info.file_size);
+	return GO_ON;
+}
+
+/* Rename the temporary file into place and sync its directory. Returns the exit code. */
+static int restore_install(struct restore *r)
+{
+	int ret;
+
 	cli_cleanup_lock();
-	ret = install(tmp, target, force);
+	ret = install(r->tmp, r->target, r->force);
 	if (!ret) {
-		free(tmp);
-		tmp = NULL;
+		free(r->tmp);
+		r->tmp = NULL;
 		cli_cleanup_file(NULL);
 	}
 	cli_cleanup_unlock();
 	if (ret) {
 		if (ret == -EEXIST)
-			cli_error(CMD, target, "already exists (use --force to replace it)");
+			cli_error(CMD, r->target, "already exists (use --force to replace it)");
 		else
-			cli_fail(CMD, target, ret);
-		ret = EXIT_IO;
-		goto exit;
+			cli_fail(CMD, r->target, ret);
+		return EXIT_IO;
 	}
-	ret = sync_parent(target);
-	if (ret)
-		ret = cli_fail(CMD, target, ret);
-exit:
-	pgc_memfile_destroy(mf);
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
+	ret = sync_parent(r->target);
+	return ret ? cli_fail(CMD, r->target, ret) : EXIT_OK;
+}
+
+/* Free what @r still holds; a temporary file not installed is removed. */
+static void restore_cleanup(struct restore *r)
+{
+	pgc_memfile_destroy(r->mf);
+	if (r->fd >= 0)
+		close(r->fd);
+	if (r->tmp) {
 		cli_cleanup_lock();
-		unlink(tmp);
+		unlink(r->tmp);
 		cli_cleanup_unlock();
 		cli_cleanup_file(NULL);
-		free(tmp);
+		free(r->tmp);
 	}
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct restore r = { .fd = -1 };
+	int ret;
+
+	if (wants_lazy(argc, argv))
+		return cmd_restore_lazy(argc, argv);
+	ret = restore_parse(&r, argc, argv);
+	if (ret == GO_ON)
+		ret = restore_check(&r);
+	if (ret == GO_ON)
+		ret = restore_create(&r);
+	if (ret == GO_ON)
+		ret = restore_load(&r);
+	if (ret == GO_ON)
+		ret = restore_sync(&r);
+	if (ret == GO_ON)
+		ret = restore_install(&r);
+	restore_cleanup(&r);
 	return ret;
 }
