@@ -40,26 +40,33 @@ static bool model_covered(pgc_range r)
 	return true;
 }
 
+/*
+ * The model's first segment at or after *@k: [*@k, *@e), one value.
+ * Returns false when there is none.
+ */
+static bool model_segment(uint64_t *k, uint64_t *e)
+{
+	while (*k < NKEYS && model[*k] == ABSENT)
+		(*k)++;
+	if (*k >= NKEYS)
+		return false;
+	for (*e = *k + 1; *e < NKEYS && model[*e] == model[*k]; (*e)++)
+		;
+	return true;
+}
+
 /* Compare the set with the model segment by segment; rs_check too. */
 static bool compare_all(void)
 {
 	const char *why = NULL;
 	rs_node *n = rs_first(&set);
-	uint64_t k = 0;
+	uint64_t k = 0, e;
 
 	if (rs_check(&set, &why) != 0) {
 		printf("  rs_check: %s\n", why);
 		return false;
 	}
-	while (k < NKEYS) {
-		uint64_t e;
-
-		if (model[k] == ABSENT) {
-			k++;
-			continue;
-		}
-		for (e = k + 1; e < NKEYS && model[e] == model[k]; e++)
-			;
+	for (; model_segment(&k, &e); k = e) {
 		if (!n || rs_range(n).start != k || rs_range(n).end != e ||
 		    *(uint32_t *)rs_value(n) != model[k]) {
 			printf("  segment [%llu,%llu)=%u missing or different\n",
@@ -67,7 +74,6 @@ static bool compare_all(void)
 			return false;
 		}
 		n = rs_next(n);
-		k = e;
 	}
 	if (n) {
 		printf("  extra segment at %llu\n", (unsigned long long)rs_range(n).start);
@@ -99,20 +105,11 @@ static bool model_gap(uint64_t key, struct rs_gap *g)
 static size_t model_gaps(struct rs_gap *gaps)
 {
 	size_t n = 0;
-	uint64_t k = 0, prev_end = 0;
+	uint64_t k = 0, e, prev_end = 0;
 
-	while (k < NKEYS) {
-		uint64_t e;
-
-		if (model[k] == ABSENT) {
-			k++;
-			continue;
-		}
-		for (e = k + 1; e < NKEYS && model[e] == model[k]; e++)
-			;
+	for (; model_segment(&k, &e); k = e) {
 		gaps[n++] = (struct rs_gap){ prev_end, k };
 		prev_end = e;
-		k = e;
 	}
 	gaps[n++] = (struct rs_gap){ prev_end, RS_MAX_KEY };
 	return n;
