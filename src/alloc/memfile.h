@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * memfile.h - the inside of a MemoryFile (struct pgc_memfile), private to
- * src/alloc: allocation and mappings (memfile.c), usage scans and
- * accounting (usage.c), the reclaimer (reclaim.c), evictions (evict.c)
- * and installing and calling the engine's hooks (hooks.c). The engine
- * (src/engine) sees only memfile_hooks.h.
+ * src/alloc: allocation and mappings (memfile.c), reference counting
+ * (refs.c), usage scans and accounting (usage.c), the reclaimer
+ * (reclaim.c), evictions (evict.c) and installing and calling the
+ * engine's hooks (hooks.c). The engine (src/engine) sees only
+ * memfile_hooks.h.
  *
  * Lock order, complete for the library (each lock may be taken while
  * holding the ones above it, never the other way round):
