@@ -500,6 +500,23 @@ bool aio_slot_advance(struct aio_slot *s, int64_t res)
 	return false;
 }
 
+bool aio_slot_complete(struct aio_slot *s, int64_t res, bool stopping)
+{
+	if (stopping) {
+		/* Nobody will see the result: no resubmission. */
+		if (!aio_slot_advance(s, res))
+			s->res = (int64_t)s->done;
+		return true;
+	}
+	if (res == -EAGAIN) {
+		if (s->retries++ < AIO_EAGAIN_RETRIES)
+			return false;
+		aio_slot_run_sync(s);
+		return true;
+	}
+	return aio_slot_advance(s, res);
+}
+
 int64_t aio_call_sync(const struct aio_call *c)
 {
 	ssize_t n;

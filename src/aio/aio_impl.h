@@ -120,6 +120,16 @@ void aio_slot_next_call(const struct aio_slot *s, struct aio_call *c);
 bool aio_slot_advance(struct aio_slot *s, int64_t res);
 
 /*
+ * aio_slot_complete - what a backend does with a kernel call's result
+ * @res for @s: account it (aio_slot_advance); -EAGAIN is tried again
+ * AIO_EAGAIN_RETRIES times, then the rest is done synchronously; while
+ * @stopping nothing is tried again (nobody will see the result).
+ * Returns true when @s is finished (hand it back with aio_slot_finish),
+ * false when the backend must submit its next call.
+ */
+bool aio_slot_complete(struct aio_slot *s, int64_t res, bool stopping);
+
+/*
  * aio_call_sync - do @c with pread/pwrite/preadv2/pwritev2.
  * Returns bytes moved or -errno.
  */

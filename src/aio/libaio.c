@@ -166,21 +166,10 @@ static void on_event(struct aio_queue *q, struct laio *a, struct io_event *ev)
 
 	a->nkernel--;
 	a->inkernel[s->idx] = 0;
-	if (a->stopping) {
-		/* Nobody will see the result: no resubmission. */
-		if (!aio_slot_advance(s, res))
-			s->res = (int64_t)s->done;
-	} else if (res == -EAGAIN) {
-		if (s->retries++ < AIO_EAGAIN_RETRIES) {
-			requeue(a, s);
-			return;
-		}
-		aio_slot_run_sync(s);
-	} else if (!aio_slot_advance(s, res)) {
+	if (aio_slot_complete(s, res, a->stopping))
+		aio_slot_finish(q, s);
+	else
 		requeue(a, s);
-		return;
-	}
-	aio_slot_finish(q, s);
 }
 
 /*

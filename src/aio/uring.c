@@ -110,20 +110,10 @@ static void on_cqe(struct aio_queue *q, struct uring *u, struct io_uring_cqe *cq
 	if (!s)
 		return;		/* the cancel request of ur_destroy */
 	u->nkernel--;
-	if (u->stopping) {
-		if (!aio_slot_advance(s, res))
-			s->res = (int64_t)s->done;
-	} else if (res == -EAGAIN) {
-		if (s->retries++ < AIO_EAGAIN_RETRIES) {
-			prep(u, s);
-			return;
-		}
-		aio_slot_run_sync(s);
-	} else if (!aio_slot_advance(s, res)) {
+	if (aio_slot_complete(s, res, u->stopping))
+		aio_slot_finish(q, s);
+	else
 		prep(u, s);
-		return;
-	}
-	aio_slot_finish(q, s);
 }
 
 /* Handle every CQE in the ring, without entering the kernel. */

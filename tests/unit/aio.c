@@ -667,6 +667,42 @@ static void test_write_order(void)
 	free(got);
 }
 
+/* What a backend does with a call's result: retry -EAGAIN, then go synchronous; stop. */
+static void test_complete(void)
+{
+	unsigned char buf[100], *data;
+	struct aio_slot s = { .total = 100 };
+	int fd, i;
+
+	if (cur != AIO_THREADS)
+		return;		/* backend-independent: once is enough */
+	fd = make_file("complete", 100, &data);
+	s.req = (struct aio_req){ .op = AIO_OP_READ, .fd = fd, .buf = buf, .len = 100 };
+	/* A short call: the backend submits the next one. */
+	CHECK(!aio_slot_complete(&s, 30, false));
+	CHECK_EQ(s.done, 30);
+	/* -EAGAIN: tried again AIO_EAGAIN_RETRIES times, then done here. */
+	for (i = 0; i < AIO_EAGAIN_RETRIES; i++)
+		CHECK(!aio_slot_complete(&s, -EAGAIN, false));
+	CHECK(aio_slot_complete(&s, -EAGAIN, false));
+	CHECK_EQ(s.res, 100);
+	CHECK(memcmp(buf + 30, data + 30, 70) == 0);
+	/* Stopping: a short call ends the request with what it moved. */
+	s.done = 0;
+	s.res = 0;
+	CHECK(aio_slot_complete(&s, 40, true));
+	CHECK_EQ(s.res, 40);
+	s.done = 0;
+	CHECK(aio_slot_complete(&s, -EAGAIN, true));
+	CHECK_EQ(s.res, -EAGAIN);
+	/* The last call of a request finishes it. */
+	s.done = 60;
+	CHECK(aio_slot_complete(&s, 40, false));
+	CHECK_EQ(s.res, 100);
+	close(fd);
+	free(data);
+}
+
 /* The remainder logic of short transfers, on a slot directly. */
 static void test_calls(void)
 {
@@ -847,6 +883,7 @@ static void run_suite(void)
 	printf("# backend %s\n", aio_backend_name(cur));
 	TEST_RUN(test_names);
 	TEST_RUN(test_calls);
+	TEST_RUN(test_complete);
 	TEST_RUN(test_auto_fallback);
 	TEST_RUN(test_validation);
 	TEST_RUN(test_read_cap8);
