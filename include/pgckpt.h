@@ -394,7 +394,7 @@ struct pgc_save_opts {
 	enum pgc_compress compress;
 	int level;               /* zstd level 1..19 (default 1) */
 	uint32_t block_size;     /* bytes of memory per block, page multiple <= 4 MiB (default 1 MiB) */
-	int jobs;                /* compression threads (default: online CPUs) */
+	int jobs;                /* compression threads (default: online CPUs; at most 64 used) */
 	const char *aio;         /* "auto", "threads", "libaio", "uring"; NULL: $PGCKPT_AIO or auto */
 	bool decommit_zero;      /* punch out zero pages found in the live file */
 	uint64_t logical_size;   /* size to record for the source (default: total size) */
@@ -424,7 +424,7 @@ void pgc_save_opts_init(struct pgc_save_opts *opts);
 int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts);
 
 struct pgc_load_opts {
-	int jobs;                /* decompression threads (default: online CPUs) */
+	int jobs;                /* decompression threads (default: online CPUs; at most 64 used) */
 	const char *aio;         /* as in pgc_save_opts; checked always, used by background loads only */
 	bool background;         /* return after the metadata; load pages in the background */
 	bool direct;             /* O_DIRECT reads of raw images */
