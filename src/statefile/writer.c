@@ -369,7 +369,7 @@ int sf_writer_add_block(struct sf_writer *w, const struct sf_run *runs, uint32_t
 
 int sf_writer_add_refs(struct sf_writer *w, const struct sf_ref *refs, size_t n)
 {
-	int ret = grow((void **)&w->refs, &w->refs_cap, w->nrefs, n, sizeof(*refs));
+	int ret = n ? grow((void **)&w->refs, &w->refs_cap, w->nrefs, n, sizeof(*refs)) : 0;
 	size_t i;
 
 	if (ret)
@@ -389,8 +389,11 @@ int sf_writer_add_refs(struct sf_writer *w, const struct sf_ref *refs, size_t n)
 
 int sf_writer_add_hashes(struct sf_writer *w, const uint64_t *hashes, size_t n)
 {
-	int ret = grow((void **)&w->hashes, &w->hashes_cap, w->nhashes, n, sizeof(*hashes));
+	int ret;
 
+	if (!n)
+		return 0;
+	ret = grow((void **)&w->hashes, &w->hashes_cap, w->nhashes, n, sizeof(*hashes));
 	if (ret)
 		return ret;
 	memcpy(w->hashes + w->nhashes, hashes, n * sizeof(*hashes));
