@@ -164,13 +164,22 @@ chain() {
 	cp -r c0 c0.orig
 	"$PGCKPT" save -c zstd:19 -j 1 --parent c0 mem1 c1 &
 	pid=$!
-	sleep 0.3
+	# Kill it once its temporary directory exists: mid-save.
+	for _ in $(seq 400); do
+		compgen -G 'c1.tmp-*' >/dev/null && break
+		[ -e c1 ] && break
+		sleep 0.025
+	done
 	kill -9 "$pid"
 	wait "$pid" || true
-	diff -r c0 c0.orig
+	run diff -r c0 c0.orig
+	assert_success
 	run pgckpt verify c0
 	assert_success
-	[ ! -e c1 ] || pgckpt verify c1
+	if [ -e c1 ]; then
+		run pgckpt verify c1
+		assert_success
+	fi
 	run pgckpt restore c0 r0
 	assert_success
 	cmp r0 mem0
