@@ -7,8 +7,9 @@
  * byte for byte eagerly and in the background, with threads reading
  * random ranges while the pages arrive; a child stores only what changed;
  * a replaced parent fails the load with -PGC_EPARENT and leaves the
- * MemoryFile empty; a save over its parent is -ELOOP; a chain is at most
- * PGC_MAX_DEPTH deep (-PGC_ELIMIT).
+ * MemoryFile empty; a save over its parent is -ELOOP; an image forged to
+ * be its own parent is refused; a chain is at most PGC_MAX_DEPTH deep
+ * (-PGC_ELIMIT).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -17,8 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "imgedit.h"
 #include "memgen.h"
 #include "pgckpt.h"
+#include "statefile/sf_internal.h"
 #include "test.h"
 
 #define PAGE PGC_PAGE_SIZE
@@ -252,6 +255,63 @@ static void test_refusals(void)
 	pgc_memfile_destroy(mf);
 }
 
+/*
+ * Make the child @img name itself as its parent: its parent record's
+ * one-byte path @from becomes @to, the trailer checksum made right again,
+ * so that only the chain checks can refuse it.
+ */
+static void forge_self_parent(const char *img, char from, char to)
+{
+	char path[64];
+	size_t len, pos, i;
+	uint8_t *m;
+	uint64_t sum;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memfile.img", img);
+	m = img_slurp(path, &len);
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	pos = 8 + 4 + sf_get_u32(m + 8);        /* after the head */
+	pos += 4 + sf_get_u32(m + pos);         /* after the meta */
+	/* The parent record: length, then 0a 01 <path byte> 11 <identity>. */
+	CHECK(m[pos + 4] == 0x0a && m[pos + 5] == 1 && m[pos + 6] == (uint8_t)from);
+	m[pos + 6] = (uint8_t)to;
+	sum = sf_checksum(m, len - SF_TRAILER_BYTES);
+	for (i = 0; i < 8; i++)
+		m[len - 8 + i] = (uint8_t)(sum >> (8 * i));
+	f = fopen(path, "wb");
+	CHECK(f && fwrite(m, 1, len, f) == len);
+	if (f)
+		fclose(f);
+	free(m);
+}
+
+/* An image that is its own parent (a cycle) is refused. */
+static void test_cycle(void)
+{
+	struct pgc_alloc_opts ao = { .kind = PGC_KIND_ANONYMOUS };
+	pgc_memfile *mf = memgen_memfile(), *dst;
+	struct pgc_load_opts lo;
+	struct pgc_image_info in;
+	pgc_range r;
+
+	CHECK_EQ(pgc_allocate(mf, 16 * PAGE, &ao, &r), 0);
+	CHECK_EQ(memgen_fill(mf, 3, r), 0);
+	CHECK_EQ(save(mf, "a", NULL), 0);
+	CHECK_EQ(save(mf, "b", "a"), 0);
+	CHECK_EQ(pgc_image_info("b", &in), 0);
+	forge_self_parent("b", 'a', 'b');
+	CHECK_EQ(pgc_image_info("b", &in), -PGC_EPARENT);
+	CHECK_EQ(pgc_image_verify("b", NULL, NULL), -PGC_EPARENT);
+	dst = memgen_memfile();
+	pgc_load_opts_init(&lo);
+	CHECK_EQ(pgc_load(dst, "b", &lo), -PGC_EPARENT);
+	pgc_memfile_destroy(dst);
+	pgc_memfile_destroy(mf);
+}
+
 /* At most PGC_MAX_DEPTH ancestors. */
 static void test_depth_limit(void)
 {
@@ -280,6 +340,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_chain_zstd);
 	TEST_RUN(test_chain_raw);
 	TEST_RUN(test_refusals);
+	TEST_RUN(test_cycle);
 	TEST_RUN(test_depth_limit);
 	return test_done();
 }
