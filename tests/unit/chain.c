@@ -81,8 +81,18 @@ struct reader {
 	pgc_memfile *mf;
 	const uint8_t *want;     /* snapshot() of the saved file */
 	uint64_t len;
+	uint64_t rng;            /* its own generator: test_rand is not thread-safe */
 	int bad;
 };
+
+/* A number below @n from @rd's own xorshift generator. */
+static uint64_t reader_rand(struct reader *rd, uint64_t n)
+{
+	rd->rng ^= rd->rng << 13;
+	rd->rng ^= rd->rng >> 7;
+	rd->rng ^= rd->rng << 17;
+	return rd->rng % n;
+}
 
 /* Random ranges mapped while a background load runs must read as saved. */
 static void *reader_main(void *arg)
@@ -92,9 +102,9 @@ static void *reader_main(void *arg)
 
 	for (i = 0; i < 200; i++) {
 		/* In the head or the tail window of snapshot(). */
-		bool head = test_rand_below(2);
+		bool head = reader_rand(rd, 2);
 		uint64_t base = head ? 0 : rd->len - TAIL, end = head ? HEAD : rd->len;
-		uint64_t p = test_rand_below(TAIL / PAGE), n = 1 + test_rand_below(32);
+		uint64_t p = reader_rand(rd, TAIL / PAGE), n = 1 + reader_rand(rd, 32);
 		pgc_range r = { base + p * PAGE, base + (p + n) * PAGE };
 		struct iovec v[2];
 		int k, nv;
@@ -133,7 +143,7 @@ static void check_restore(const char *path, const uint8_t *want, uint64_t len)
 		lo.jobs = 2;
 		CHECK_EQ(pgc_load(mf, path, &lo), 0);
 		for (i = 0; bg && i < 2; i++) {
-			rd[i] = (struct reader){ mf, want, len, 0 };
+			rd[i] = (struct reader){ mf, want, len, test_rand() | 1, 0 };
 			CHECK_EQ(pthread_create(&t[i], NULL, reader_main, &rd[i]), 0);
 		}
 		for (i = 0; bg && i < 2; i++) {
