@@ -17,6 +17,10 @@
  * pages.img stores. Blocks are stored in memory-offset order and each one
  * is reachable in O(1) through the index.
  *
+ * A child image (version 2) stores only the pages that differ from its
+ * parent's and references the others (refs), and records a hash of every
+ * non-zero page; sf_image_open() follows its chain of parents.
+ *
  * sf_image_open() checks everything before it returns; afterwards every
  * table may be indexed without further checks (see the invariants below).
  * This module depends on nothing else of pgckpt's and never prints.
@@ -149,11 +153,15 @@ struct sf_image {
  * sf_image_open - open the image directory @path, read and validate
  * memfile.img (version first, then sizes, then everything else), and open
  * pages.img (with O_DIRECT if @direct and the image is raw; silently
- * without it where the file system refuses). Never allocates more than the
- * files' sizes justify.
+ * without it where the file system refuses). For a child (depth > 0),
+ * open each ancestor the same way, check that it is the recorded one
+ * (identity, depth, compression), and resolve the refs into the
+ * ancestors' blocks (chain.c). Never allocates more than the files'
+ * sizes justify.
  * Returns 0 and *@out, -PGC_EFOREIGN (not a pgckpt image), -PGC_EVERSION
- * (newer format), -PGC_ECORRUPT, -PGC_ECHECKSUM, -PGC_ETRUNCATED, or -errno
- * (-ENOENT, -ENOTDIR, -EACCES, -ENOMEM, -EIO).
+ * (newer format), -PGC_ECORRUPT, -PGC_ECHECKSUM, -PGC_ETRUNCATED,
+ * -PGC_EPARENT (an ancestor missing, damaged or not the recorded one), or
+ * -errno (-ENOENT, -ENOTDIR, -EACCES, -ENOMEM, -EIO).
  */
 int sf_image_open(const char *path, bool direct, struct sf_image **out);
 
