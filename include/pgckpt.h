@@ -88,6 +88,7 @@ enum {
 	PGC_ETRUNCATED = 4100, /* an image file is shorter than it claims */
 	PGC_ELOADFAIL  = 4101, /* a background load failed earlier */
 	PGC_ELIMIT     = 4102, /* image exceeds a limit of this reader (PGC_MAX_SEGMENTS) */
+	PGC_EPARENT    = 4103, /* a parent image is missing, damaged or not the recorded one */
 };
 
 /*
@@ -400,8 +401,20 @@ struct pgc_save_opts {
 	uint64_t logical_size;   /* size to record for the source (default: total size) */
 	pgc_progress_fn progress;
 	void *progress_arg;
-	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
+	/*
+	 * An image to save against (NULL: a standalone image): the new image
+	 * stores only the pages whose content differs from the parent's and
+	 * references the others; it records the parent's path relative to
+	 * its own directory and the parent's identity. The parent is only
+	 * read, and must use the same compression. Chains are at most
+	 * PGC_MAX_DEPTH images below their root.
+	 */
+	const char *parent;
+	uint64_t reserved[7];      /* must be zero; "Structs that grow" (top) */
 };
+
+/* Most ancestors an image may have (a chain holds at most 17 images). */
+#define PGC_MAX_DEPTH 16
 
 void pgc_save_opts_init(struct pgc_save_opts *opts);
 
@@ -418,8 +431,11 @@ void pgc_save_opts_init(struct pgc_save_opts *opts);
  * -errno: -ENOSPC, -EIO, ...; -EEXIST or -ENOTDIR if @path is something
  * else, -ENOTEMPTY if it is an image with other files beside it; -E2BIG
  * for more than PGC_MAX_SEGMENTS usage segments; -ENODATA if an adopted
- * file shrank while it was read. On failure no image appears under @path
- * and an existing one is left untouched.
+ * file shrank while it was read. With a parent: -PGC_E* if it (or an
+ * ancestor) is not a sound image, -PGC_ELIMIT if it already has
+ * PGC_MAX_DEPTH ancestors, -EINVAL if its compression differs, -ELOOP if
+ * @path is the parent or one of its ancestors. On failure no image
+ * appears under @path and an existing one is left untouched.
  */
 int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts);
 
@@ -509,7 +525,8 @@ struct pgc_image_info {
 	uint32_t block_size;
 	enum pgc_compress compress;
 	int level;
-	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
+	uint64_t depth;           /* ancestors: 0 standalone, 1 a parent, ... */
+	uint64_t reserved[7];      /* zero; "Structs that grow" (top) */
 };
 
 /*
@@ -519,9 +536,22 @@ struct pgc_image_info {
 int pgc_image_info(const char *path, struct pgc_image_info *out);
 
 /*
- * pgc_image_verify - check every checksum of the image at @path, decoding
- * each block, and that pagemap.img is the pagemap its index gives.
- * Returns 0, -PGC_E* for a bad image, or -errno.
+ * pgc_image_parent - the path of the parent of the image at @path (its
+ * recorded path joined to @path's directory), into @buf of @len bytes,
+ * and whether the parent is sound: openable alone and the very image the
+ * child was saved against.
+ * Returns 0 (a sound parent), -PGC_EPARENT (missing, damaged or another
+ * image: @buf still names it), -ENODATA (a standalone image), -ERANGE
+ * (@buf too short), -PGC_E* for a bad image at @path, or -errno.
+ */
+int pgc_image_parent(const char *path, char *buf, size_t len);
+
+/*
+ * pgc_image_verify - check every checksum of the image at @path and of
+ * each of its ancestors, decoding each block, and that each pagemap.img
+ * is the pagemap its index gives.
+ * Returns 0, -PGC_E* for a bad image (-PGC_EPARENT: an ancestor is
+ * missing, damaged or not the one recorded), or -errno.
  */
 int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg);
 

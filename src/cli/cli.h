@@ -31,6 +31,7 @@ int cmd_restore_lazy(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_flatten(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* "pgckpt: CMD: FILE: MESSAGE" on stderr (FILE may be NULL). */

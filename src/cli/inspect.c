@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,23 @@ static const struct option help_only[] = {
 static const char *compress_name(enum pgc_compress c)
 {
 	return c == PGC_COMPRESS_NONE ? "none" : "zstd";
+}
+
+/*
+ * The path of the ancestor @d links above @img, into @buf (the chain was
+ * checked already: pgc_image_info opened it whole).
+ */
+static const char *chain_path(const char *img, uint64_t d, char *buf, size_t len)
+{
+	char cur[PATH_MAX];
+
+	snprintf(cur, sizeof(cur), "%s", img);
+	while (d--) {
+		if (pgc_image_parent(cur, buf, len) != 0)
+			return "?";
+		snprintf(cur, sizeof(cur), "%s", buf);
+	}
+	return buf;
 }
 
 static void print_json(const char *img, const struct pgc_image_info *in)
@@ -42,9 +60,19 @@ static void print_json(const char *img, const struct pgc_image_info *in)
 	printf(", \"block_size\": %" PRIu32, in->block_size);
 	printf(", \"compression\": \"%s\"", compress_name(in->compress));
 	if (in->compress == PGC_COMPRESS_ZSTD)
-		printf(", \"level\": %d}\n", in->level);
+		printf(", \"level\": %d", in->level);
 	else
-		fputs(", \"level\": null}\n", stdout);
+		fputs(", \"level\": null", stdout);
+	/* The chain: the parent first, the root last. */
+	fputs(", \"parents\": [", stdout);
+	for (uint64_t d = 0; d < in->depth; d++) {
+		char par[PATH_MAX];
+
+		if (d)
+			fputs(", ", stdout);
+		cli_json_string(stdout, chain_path(img, d + 1, par, sizeof(par)));
+	}
+	fputs("]}\n", stdout);
 }
 
 static void print_size(const char *label, uint64_t n)
@@ -76,6 +104,12 @@ static void print_table(const char *img, const struct pgc_image_info *in)
 		printf("%-16szstd (level %d)\n", "compression:", in->level);
 	else
 		printf("%-16snone\n", "compression:");
+	for (uint64_t d = 1; d <= in->depth; d++) {
+		char par[PATH_MAX], label[32];
+
+		snprintf(label, sizeof(label), "%s", d == 1 ? "parent:" : "ancestor:");
+		printf("%-16s%s\n", label, chain_path(img, d, par, sizeof(par)));
+	}
 }
 
 int cmd_inspect(int argc, char **argv)

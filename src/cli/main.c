@@ -30,11 +30,12 @@ static const char usage_main[] =
 	"Checkpoint and restore memory files.\n"
 	"\n"
 	"Commands:\n"
-	"  save    [-c zstd[:N]|none] [--aio B] [-j N] [--block-size S] SOURCE IMAGE\n"
+	"  save    [-c zstd[:N]|none] [--aio B] [-j N] [--block-size S] [--parent P] SOURCE IMAGE\n"
 	"  restore [--aio B] [-j N] [--direct] [--force] IMAGE TARGET\n"
 	"  restore --background --listen SOCKET [--once] [--timeout SEC] IMAGE\n"
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
+	"  flatten IMAGE OUT\n"
 	"  export  --criu [--force] IMAGE DIR\n"
 	"  bench   [--json] [-c zstd[:N]|none] [--block-size S] [--runs N] FILE\n"
 	"\n"
@@ -55,7 +56,18 @@ static const char usage_save[] =
 	"                                (K/M/G suffixes; default 1M)\n"
 	"  -j, --jobs N                  compression threads (default: online CPUs)\n"
 	"      --aio B                   auto, threads, libaio or uring (default: $PGCKPT_AIO or auto)\n"
+	"      --parent P                store only the pages that differ from image P's and\n"
+	"                                reference the rest (P is only read; its chain must stay\n"
+	"                                in place; without -c, P's compression)\n"
 	"  -h, --help                    show this help\n";
+
+static const char usage_flatten[] =
+	"Usage: pgckpt flatten IMAGE OUT\n"
+	"Write the image IMAGE with all the pages of its chain of parents into the\n"
+	"standalone image OUT, atomically; its parents may then be removed.\n"
+	"OUT may not be IMAGE or one of its parents.\n"
+	"\n"
+	"  -h, --help     show this help\n";
 
 static const char usage_restore[] =
 	"Usage: pgckpt restore [OPTION]... IMAGE TARGET\n"
@@ -97,7 +109,8 @@ static const char usage_inspect[] =
 
 static const char usage_verify[] =
 	"Usage: pgckpt verify IMAGE\n"
-	"Check every checksum of the image IMAGE, decoding every block.\n"
+	"Check every checksum of the image IMAGE and of its parents, decoding\n"
+	"every block, and that each parent is the image its child recorded.\n"
 	"Prints \"IMAGE: ok\" and exits 0, or names the problem and exits 3.\n"
 	"\n"
 	"  -h, --help     show this help\n";
@@ -142,6 +155,7 @@ static const struct command commands[] = {
 	{ "inspect", cmd_inspect, usage_inspect, false },
 	{ "verify",  cmd_verify,  usage_verify,  false },
 	{ "export",  cmd_export,  usage_export,  false },
+	{ "flatten", cmd_flatten, usage_flatten, false },
 	{ "bench",   cmd_bench,   usage_bench,   true },
 };
 
@@ -197,8 +211,43 @@ int cli_fail_image(const char *cmd, const char *img, int err)
 	return cli_fail(cmd, img, err);
 }
 
+/*
+ * -PGC_EPARENT for the image @img: find the first unsound link of its
+ * chain and name both ends, with the reason (missing, damaged, another
+ * image). Returns EXIT_IMAGE.
+ */
+static int parent_fail(const char *cmd, const char *img)
+{
+	char cur[PATH_MAX], par[PATH_MAX];
+	struct pgc_image_info info;
+	int d, ret;
+
+	snprintf(cur, sizeof(cur), "%s", img);
+	for (d = 0; d <= PGC_MAX_DEPTH; d++) {
+		ret = pgc_image_parent(cur, par, sizeof(par));
+		if (ret == 0) {
+			memcpy(cur, par, sizeof(cur));
+			continue;
+		}
+		if (ret != -PGC_EPARENT)
+			break;
+		ret = pgc_image_info(par, &info);
+		if (ret == 0 || ret == -PGC_EPARENT)
+			cli_error(cmd, cur, "its parent %s is not the image it was saved against "
+				  "(replaced or rewritten)", par);
+		else
+			cli_error(cmd, cur, "its parent %s is missing or damaged: %s", par,
+				  pgc_strerror(ret));
+		return EXIT_IMAGE;
+	}
+	cli_error(cmd, img, "%s", pgc_strerror(-PGC_EPARENT));
+	return EXIT_IMAGE;
+}
+
 int cli_fail(const char *cmd, const char *file, int err)
 {
+	if (err == -PGC_EPARENT && file)
+		return parent_fail(cmd, file);
 	cli_error(cmd, file, "%s", pgc_strerror(err));
 	return pgc_is_image_error(err) ? EXIT_IMAGE : EXIT_IO;
 }

@@ -20,13 +20,14 @@
 
 #define CMD "save"
 
-enum { OPT_AIO = 256, OPT_BLOCK_SIZE };
+enum { OPT_AIO = 256, OPT_BLOCK_SIZE, OPT_PARENT };
 
 static const struct option save_options[] = {
 	{ "compress",   required_argument, NULL, 'c' },
 	{ "jobs",       required_argument, NULL, 'j' },
 	{ "aio",        required_argument, NULL, OPT_AIO },
 	{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
+	{ "parent",     required_argument, NULL, OPT_PARENT },
 	{ "help",       no_argument,       NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -83,11 +84,44 @@ static int save_failed(const char *src, const char *img, uint64_t size_now, uint
 			  "refusing to replace it");
 		return EXIT_IO;
 	}
+	if (err == -ELOOP) {
+		cli_error(CMD, img, "is the parent or one of its ancestors; a child never "
+			  "replaces its parent");
+		return EXIT_USAGE;
+	}
 	if (err == -EEXIST || (err == -ENOTDIR && lstat(img, &st) == 0 && !S_ISDIR(st.st_mode))) {
 		cli_error(CMD, img, "exists and is not a pgckpt image; refusing to replace it");
 		return EXIT_IO;
 	}
 	return cli_fail(CMD, img, err);
+}
+
+/*
+ * The parent must be a sound chain below the depth limit; without -c the
+ * child takes its compression. Returns an exit status.
+ */
+static int check_parent(const char *parent, const char *img, struct pgc_save_opts *so,
+			bool compress_set)
+{
+	struct pgc_image_info info;
+	int ret = pgc_image_info(parent, &info);
+
+	if (ret)
+		return cli_fail_image(CMD, parent, ret);
+	if (info.depth >= PGC_MAX_DEPTH) {
+		cli_error(CMD, parent, "has %d ancestors already, the most a chain allows; "
+			  "flatten it first", PGC_MAX_DEPTH);
+		return EXIT_IMAGE;
+	}
+	if (!compress_set) {
+		so->compress = info.compress;
+		so->level = info.level;
+	} else if (so->compress != info.compress) {
+		cli_error(CMD, img, "a child is compressed as its parent %s is (%s)", parent,
+			  info.compress == PGC_COMPRESS_NONE ? "-c none" : "-c zstd");
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
 }
 
 int cmd_save(int argc, char **argv)
@@ -98,6 +132,7 @@ int cmd_save(int argc, char **argv)
 	pgc_memfile *mf = NULL;
 	const char *src, *img;
 	struct stat st;
+	bool compress_set = false;
 	int opt, fd = -1, ret;
 
 	pgc_save_opts_init(&so);
@@ -107,6 +142,10 @@ int cmd_save(int argc, char **argv)
 		case 'c':
 			if (cli_opt_compress(CMD, optarg, &so))
 				return EXIT_USAGE;
+			compress_set = true;
+			break;
+		case OPT_PARENT:
+			so.parent = optarg;
 			break;
 		case 'j':
 			if (cli_opt_jobs(CMD, optarg, &so.jobs))
@@ -133,6 +172,8 @@ int cmd_save(int argc, char **argv)
 	img = argv[optind + 1];
 
 	ret = check_image_name(img);
+	if (!ret && so.parent)
+		ret = check_parent(so.parent, img, &so, compress_set);
 	if (ret)
 		return ret;
 	ret = cli_open_source(CMD, src, &fd, &st);

@@ -14,8 +14,8 @@
 
 #include "pgckpt.h"
 
-/* Bytes of memory handed to one worker at a time. */
-#define ENGINE_BATCH_BYTES (4u << 20)
+/* Bytes of file offsets in one save window, the unit handed to a worker. */
+#define ENGINE_WINDOW_BYTES (4u << 20)
 
 /* engine_jobs - @requested if positive, else the number of online CPUs (1..64). */
 int engine_jobs(int requested);
@@ -29,5 +29,18 @@ int engine_jobs(int requested);
  * full tmpfs, no free huge pages): writing them would raise SIGBUS.
  */
 int engine_populate(void *addr, size_t len);
+
+struct sf_image;
+
+/*
+ * save_parent_open - open the chain of @parent for a save to @path
+ * (save_parent.c): it must be a sound image with fewer than PGC_MAX_DEPTH
+ * ancestors, compressed as @compress, and neither it nor an ancestor may
+ * be @path. Stores the chain in *@img and the parent's path relative to
+ * @path's directory in *@rel (malloc'd).
+ * Returns 0, -PGC_E*, -PGC_ELIMIT, -EINVAL, -ELOOP, -ENOMEM or -errno.
+ */
+int save_parent_open(const char *parent, const char *path, enum pgc_compress compress,
+		     struct sf_image **img, char **rel);
 
 #endif /* PGC_ENGINE_H */

@@ -129,6 +129,7 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 
 			if (b1 > b0 && (bytes + sb->stored_len > l->opts.max_read ||
 					iovs + (int)sb->nruns > (int)l->opts.max_iovecs ||
+					sb->fd != ld_blk(l, b1 - 1)->fd ||
 					sb->file_off != ld_blk(l, b1 - 1)->file_off + ld_blk(l, b1 - 1)->stored_len))
 				break;
 			bytes += sb->stored_len;
@@ -174,10 +175,18 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 			pgc_range r = { run->off, run->off + run->len };
 			rs_node *n = rs_lower_bound(&l->unloaded, r.start);
 
-			/* Only this block's nodes (cancels never split a started block). */
+			/*
+			 * Only this block's nodes (cancels never split a started
+			 * block); in a chain, other blocks may hold pages inside
+			 * its runs (a child's changes), and keep them.
+			 */
 			while (n && rs_range(n).start < r.end) {
 				pgc_range nr = rs_range(n);
 
+				if (!ld_node_is(n, b)) {
+					n = rs_next(n);
+					continue;
+				}
 				l->stats.bytes_loaded += nr.end - nr.start;
 				n = rs_remove(&l->unloaded, n);
 			}
@@ -199,7 +208,7 @@ static void *worker_main(void *arg)
 
 	ret = sf_codec_new(l->img->compress, 0, &codec);
 	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
-		scratch = malloc(l->img->block_size);
+		scratch = malloc(l->img->load_block);
 		if (!scratch)
 			ret = -ENOMEM;
 	}
@@ -302,7 +311,7 @@ static void drop_queue_locked(struct pgc_loader *l)
 
 static int read_submit(struct pgc_loader *l, struct ld_read *rd)
 {
-	struct aio_req req = { .id = (uintptr_t)rd, .fd = l->img->pages_fd, .off = rd->file_off };
+	struct aio_req req = { .id = (uintptr_t)rd, .fd = rd->fd, .off = rd->file_off };
 
 	if (rd->buf) {
 		req.op = AIO_OP_READ;
@@ -480,24 +489,20 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	/* Test hook: exercise the mapping path that hugetlbfs files take. */
 	atomic_init(&l->use_pwrite, !test_hook(HOOK_LOADER_NO_PWRITE));
 	atomic_init(&l->result, 0);
-	l->stats.bytes_total = img->mem_bytes;
+	l->stats.bytes_total = img->load_bytes;
 	l->start_ns = util_now_ns();
 
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
 	if (!l->bstate)
 		goto fail;
-	for (i = 0; i < img->nblocks; i++) {
-		const struct sf_block *sb = &img->blocks[i];
-		uint32_t b = (uint32_t)i, k;
+	/* What each block loads (a chain's blocks may hold more than that). */
+	for (i = 0; i < img->npieces; i++) {
+		const struct sf_piece *p = &img->pieces[i];
 
-		for (k = 0; k < sb->nruns; k++) {
-			const struct sf_run *run = &img->runs[sb->first_run + k];
-
-			ret = rs_insert(&l->unloaded, (pgc_range){ run->off, run->off + run->len }, &b);
-			if (ret)
-				goto fail;
-		}
+		ret = rs_insert(&l->unloaded, (pgc_range){ p->off, p->off + p->len }, &p->block);
+		if (ret)
+			goto fail;
 	}
 	update_lowest_locked(l);
 

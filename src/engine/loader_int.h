@@ -31,6 +31,7 @@ struct ld_read {
 	struct ld_read *next;           /* worker queue */
 	struct ld_read *q_next, *q_prev;/* submitted to the aio queue (under mu) */
 	uint32_t b0, b1;
+	int fd;                         /* pages.img of the image storing them */
 	uint64_t file_off, len;
 	bool fill;                      /* started by the fill, not a waiter */
 	uint8_t *buf;                   /* zstd: the stored bytes */
@@ -115,6 +116,12 @@ int loader_install(struct pgc_memfile *mf, struct pgc_loader *l);
 static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t b)
 {
 	return &l->img->blocks[b];
+}
+
+/* Whether unloaded-set node @n is block @b's to load. */
+static inline bool ld_node_is(rs_node *n, uint32_t b)
+{
+	return *(const uint32_t *)rs_value(n) == b;
 }
 
 /* Record the load's first error and wake everyone. Caller holds l->mu. */

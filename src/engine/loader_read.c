@@ -82,9 +82,10 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 			uint64_t upto = end;
 			bool present = false;
 
+			/* Pages another block of a chain loads are not this one's. */
 			if (n && rs_range(n).start <= at) {
 				upto = rs_range(n).end < end ? rs_range(n).end : end;
-				present = true;
+				present = ld_node_is(n, b);
 			} else if (n && rs_range(n).start < end) {
 				upto = rs_range(n).start;
 			}
@@ -101,7 +102,6 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 					if (ret)
 						return ret;
 				}
-				n = rs_next(n);
 			} else {
 				/*
 				 * Cancelled pages: raw blocks read straight into
@@ -114,6 +114,8 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 				if (ret)
 					return ret;
 			}
+			if (n && rs_range(n).end <= upto)
+				n = rs_next(n);
 			at = upto;
 		}
 		pos += run->len;
@@ -164,9 +166,15 @@ static bool block_whole_locked(struct pgc_loader *l, uint32_t b)
 
 	for (i = 0; i < sb->nruns; i++) {
 		const struct sf_run *run = &l->img->runs[sb->first_run + i];
+		uint64_t at = run->off;
+		rs_node *n = rs_lower_bound(&l->unloaded, at);
 
-		if (!rs_covered(&l->unloaded, (pgc_range){ run->off, run->off + run->len }))
-			return false;
+		/* Covered by this block's nodes alone. */
+		for (; at < run->off + run->len; n = rs_next(n)) {
+			if (!n || rs_range(n).start > at || !ld_node_is(n, b))
+				return false;
+			at = rs_range(n).end;
+		}
 	}
 	return true;
 }
@@ -210,6 +218,7 @@ struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t
 	rd->b0 = b0;
 	rd->b1 = b1;
 	rd->fill = fill;
+	rd->fd = ld_blk(l, b0)->fd;
 	rd->file_off = ld_blk(l, b0)->file_off;
 	rd->len = ld_blk(l, b1 - 1)->file_off + ld_blk(l, b1 - 1)->stored_len - rd->file_off;
 	rd->blk_iov = calloc(b1 - b0 + 1, sizeof(*rd->blk_iov));
@@ -366,10 +375,11 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
  */
 int ld_read_sync(struct pgc_loader *l, struct ld_read *rd)
 {
-	int fd = l->img->pages_fd, i, ret;
+	int fd = rd->fd, i, ret;
 	uint64_t done, skip;
 	ssize_t n;
 
+	(void)l;
 	if (rd->buf) {
 		n = sf_pread_all(fd, rd->buf, rd->len, rd->file_off);
 		return n < 0 ? (int)n : (uint64_t)n < rd->len ? -PGC_ETRUNCATED : 0;

@@ -42,7 +42,7 @@
 #include "statefile/statefile.h"
 #include "util/util.h"
 
-#define WINDOW ((uint64_t)ENGINE_BATCH_BYTES)
+#define WINDOW ((uint64_t)ENGINE_WINDOW_BYTES)
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -75,6 +75,10 @@ struct sv_window {
 	int niov;
 	struct sf_run *zeros;              /* zero pages found (for decommit_zero) */
 	uint32_t nzeros;
+	struct sf_ref *refs;               /* non-zero pages the parent's chain holds */
+	uint32_t nrefs;
+	uint64_t *hashes;                  /* of every non-zero page, in offset order */
+	uint32_t nhashes;
 	uint64_t data_bytes;
 	int err;
 	bool done;
@@ -95,6 +99,7 @@ struct sv_ctx {
 	struct sf_run *stored;             /* the pages written, in offset order */
 	size_t nstored, stored_cap;
 	bool copy;                         /* read with pread, not through the mapping */
+	struct sf_image *parent;           /* the parent's chain, or NULL */
 	void **out_pool;                   /* free output buffers of out_cap bytes */
 	size_t nout_pool, out_cap;
 	void **src_pool;                   /* free window buffers of WINDOW bytes */
@@ -361,6 +366,36 @@ static int add_page(struct sv_enc *e, uint64_t off)
 	return 0;
 }
 
+/* Record the non-zero page at @off as held by the ancestor @depth links up. */
+static void add_ref(struct sv_window *w, uint64_t off, uint32_t depth)
+{
+	struct sf_ref *last = w->nrefs ? &w->refs[w->nrefs - 1] : NULL;
+
+	if (last && last->off + last->len == off && last->depth == depth)
+		last->len += PGC_PAGE_SIZE;
+	else
+		w->refs[w->nrefs++] = (struct sf_ref){ off, PGC_PAGE_SIZE, depth };
+}
+
+/*
+ * A non-zero page at @off: hash it (every image records the hashes, so
+ * any image can be a parent); with a parent whose chain holds the same
+ * content at @off, reference it, else store it.
+ */
+static int add_nonzero(struct sv_enc *e, const uint8_t *page, uint64_t off, size_t *cursor)
+{
+	struct sv_window *w = e->w;
+	uint64_t h = sf_page_hash(page), ph;
+	uint32_t depth;
+
+	w->hashes[w->nhashes++] = h;
+	if (e->c->parent && sf_image_page(e->c->parent, off, cursor, &ph, &depth) && ph == h) {
+		add_ref(w, off, depth + 1);
+		return 0;
+	}
+	return add_page(e, off);
+}
+
 static void add_zero(struct sv_window *w, uint64_t off)
 {
 	if (w->nzeros && w->zeros[w->nzeros - 1].off + w->zeros[w->nzeros - 1].len == off)
@@ -379,9 +414,13 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 	/* Worst case: every other page non-zero, one run each. */
 	w->runs = malloc(pages * sizeof(*w->runs));
 	w->blocks = malloc(maxblocks * sizeof(*w->blocks));
+	w->hashes = malloc(pages * sizeof(*w->hashes));
+	if (c->parent)
+		w->refs = malloc(pages * sizeof(*w->refs));
 	if (c->o.decommit_zero)
 		w->zeros = malloc(pages * sizeof(*w->zeros));
-	if (!w->runs || !w->blocks || (c->o.decommit_zero && !w->zeros))
+	if (!w->runs || !w->blocks || !w->hashes || (c->parent && !w->refs) ||
+	    (c->o.decommit_zero && !w->zeros))
 		return -ENOMEM;
 	if (c->o.compress == PGC_COMPRESS_NONE) {
 		w->iov = malloc(pages * sizeof(*w->iov));
@@ -400,6 +439,7 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 	}
 	for (i = w->first_ext; i < w->next_ext; i++) {
 		struct sv_extent *x = &c->ext[i];
+		size_t cursor = 0;
 		struct iovec v;
 		uint64_t p;
 
@@ -416,7 +456,7 @@ static int encode_window(struct sv_ctx *c, struct sv_window *w, struct sf_codec 
 					add_zero(w, x->off + p);
 				continue;
 			}
-			ret = add_page(&e, x->off + p);
+			ret = add_nonzero(&e, (uint8_t *)v.iov_base + p, x->off + p, &cursor);
 			if (ret)
 				return ret;
 		}
@@ -464,11 +504,15 @@ static void window_release(struct sv_ctx *c, struct sv_window *w)
 {
 	free(w->runs);
 	free(w->blocks);
+	free(w->refs);
+	free(w->hashes);
 	out_put(c, w->out);
 	src_put(c, w);
 	free(w->iov);
 	w->runs = NULL;
 	w->blocks = NULL;
+	w->refs = NULL;
+	w->hashes = NULL;
 	w->out = NULL;
 	w->iov = NULL;
 }
@@ -493,8 +537,11 @@ static int window_commit(struct sv_ctx *c, struct sf_writer *wr, struct aio_queu
 		if (i == 0)
 			first = off;
 	}
-	if (!w->nblocks)
-		return 0;
+	ret = sf_writer_add_refs(wr, w->refs, w->nrefs);
+	if (!ret)
+		ret = sf_writer_add_hashes(wr, w->hashes, w->nhashes);
+	if (ret || !w->nblocks)
+		return ret;
 	req.off = first;
 	if (c->o.compress == PGC_COMPRESS_NONE) {
 		req.op = AIO_OP_WRITEV;
@@ -582,31 +629,47 @@ static int snap_fn(void *arg, const struct pgc_segment *seg)
 
 /* ---- what the image stores (gVisor's SaveTo: alsoScanCommitted) ----------- */
 
-/* Append @w's runs (the pages it stores) to c->stored. Returns 0 or -ENOMEM. */
+/* Append [off, off + len) to c->stored (in offset order). Returns 0 or -ENOMEM. */
+static int stored_push(struct sv_ctx *c, uint64_t off, uint64_t len)
+{
+	struct sf_run *last = c->nstored ? &c->stored[c->nstored - 1] : NULL;
+
+	if (last && last->off + last->len == off) {
+		last->len += len;
+		return 0;
+	}
+	if (c->nstored == c->stored_cap) {
+		size_t cap = c->stored_cap ? c->stored_cap * 2 : 64;
+		struct sf_run *n = realloc(c->stored, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		c->stored = n;
+		c->stored_cap = cap;
+	}
+	c->stored[c->nstored++] = (struct sf_run){ off, len };
+	return 0;
+}
+
+/*
+ * Append the pages @w's image holds, its runs and its refs merged in
+ * offset order, to c->stored. Returns 0 or -ENOMEM.
+ */
 static int stored_add(struct sv_ctx *c, const struct sv_window *w)
 {
-	uint32_t i;
+	uint32_t r = 0, f = 0;
+	int ret = 0;
 
-	for (i = 0; i < w->nruns; i++) {
-		const struct sf_run *r = &w->runs[i];
-		struct sf_run *last = c->nstored ? &c->stored[c->nstored - 1] : NULL;
-
-		if (last && last->off + last->len == r->off) {
-			last->len += r->len;
-			continue;
+	while (!ret && (r < w->nruns || f < w->nrefs)) {
+		if (f == w->nrefs || (r < w->nruns && w->runs[r].off < w->refs[f].off)) {
+			ret = stored_push(c, w->runs[r].off, w->runs[r].len);
+			r++;
+		} else {
+			ret = stored_push(c, w->refs[f].off, w->refs[f].len);
+			f++;
 		}
-		if (c->nstored == c->stored_cap) {
-			size_t cap = c->stored_cap ? c->stored_cap * 2 : 64;
-			struct sf_run *n = realloc(c->stored, cap * sizeof(*n));
-
-			if (!n)
-				return -ENOMEM;
-			c->stored = n;
-			c->stored_cap = cap;
-		}
-		c->stored[c->nstored++] = *r;
 	}
-	return 0;
+	return ret;
 }
 
 /* memfile_check_fn: a page is committed if the image stores it. */
@@ -695,139 +758,184 @@ static int save_windows(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue
 	return ret;
 }
 
-int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts)
+/* Fill @o from @opts (NULL: defaults) and check it. Returns 0 or -EINVAL. */
+static int save_options(const struct pgc_save_opts *opts, struct pgc_save_opts *o)
 {
-	struct pgc_save_opts o;
-	struct sv_ctx c = { .mf = mf };
-	struct seg_snap snap = { 0 };
-	struct sf_writer *wr = NULL;
-	struct aio_queue *q = NULL;
-	enum aio_backend backend;
-	struct sf_meta meta;
-	pthread_t *thr = NULL;
-	int jobs = 0, started = 0, i, ret;
-	size_t k;
-
-	if (!mf || !path)
-		return -EINVAL;
-	if (!pgc_is_savable(mf))
-		return -EPERM;
 	if (opts)
-		o = *opts;
+		*o = *opts;
 	else
-		pgc_save_opts_init(&o);
-	if (!o.block_size)
-		o.block_size = (uint32_t)opt_default(OPT_SAVE_BLOCK_SIZE);
-	if (o.compress == PGC_COMPRESS_ZSTD && !o.level)
-		o.level = (int)opt_default(OPT_SAVE_LEVEL);
-	if ((o.block_size & MF_PAGE_MASK) || o.block_size > SF_MAX_BLOCK ||
-	    (o.compress != PGC_COMPRESS_ZSTD && o.compress != PGC_COMPRESS_NONE) ||
-	    !opts_reserved_zero(&o))
+		pgc_save_opts_init(o);
+	if (!o->block_size)
+		o->block_size = (uint32_t)opt_default(OPT_SAVE_BLOCK_SIZE);
+	if (o->compress == PGC_COMPRESS_ZSTD && !o->level)
+		o->level = (int)opt_default(OPT_SAVE_LEVEL);
+	if ((o->block_size & MF_PAGE_MASK) || o->block_size > SF_MAX_BLOCK ||
+	    (o->compress != PGC_COMPRESS_ZSTD && o->compress != PGC_COMPRESS_NONE) ||
+	    !opts_reserved_zero(o))
 		return -EINVAL;
-	c.o = o;
-	pthread_mutex_init(&c.mu, NULL);
-	pthread_cond_init(&c.worker_cv, NULL);
-	pthread_cond_init(&c.done_cv, NULL);
+	return 0;
+}
+
+/*
+ * Steps 1-2: wait for a background load, snapshot the usage set, find
+ * the data of every allocated segment and cut it into windows.
+ */
+static int save_scan(struct sv_ctx *c, struct seg_snap *snap)
+{
+	size_t k;
+	int ret;
 
 	/* A background load must finish first: its pages are part of the file. */
-	ret = pgc_load_await(mf);
+	ret = pgc_load_await(c->mf);
+	if (!ret)
+		ret = pgc_for_each_segment(c->mf, snap_fn, snap);
 	if (ret)
-		goto exit;
-	ret = pgc_for_each_segment(mf, snap_fn, &snap);
-	if (ret)
-		goto exit;
-	if (snap.n > PGC_MAX_SEGMENTS) {
-		ret = -E2BIG;   /* no reader would accept the image */
-		goto exit;
-	}
-	for (k = 0; k < snap.n; k++) {
-		if (!snap.segs[k].refs)
+		return ret;
+	if (snap->n > PGC_MAX_SEGMENTS)
+		return -E2BIG;   /* no reader would accept the image */
+	for (k = 0; k < snap->n; k++) {
+		if (!snap->segs[k].refs)
 			continue;
-		ret = find_data(&c, snap.segs[k].range.start, snap.segs[k].range.end);
+		ret = find_data(c, snap->segs[k].range.start, snap->segs[k].range.end);
 		if (ret)
-			goto exit;
+			return ret;
 	}
-	ret = make_windows(&c);
-	if (ret)
-		goto exit;
-	ret = aio_parse_backend(o.aio, &backend);
-	if (ret)
-		goto exit;
-	ret = aio_queue_new(backend, 8, &q, NULL);
-	if (ret)
-		goto exit;
-	ret = sf_writer_open(path, o.compress, o.level, o.block_size, &wr);
-	if (ret)
-		goto exit;
+	return make_windows(c);
+}
 
-	jobs = engine_jobs(o.jobs);
-	c.ahead = (size_t)jobs * 2 + 4;   /* windows encoded ahead of the writes: bounds memory */
-	c.out_cap = (WINDOW / o.block_size + 1) * sf_encode_bound(o.compress, o.block_size);
-	c.out_pool = calloc(c.ahead, sizeof(*c.out_pool));
-	c.src_pool = calloc(c.ahead, sizeof(*c.src_pool));
-	c.copy = memfile_adopted(mf);
+/* Steps 3-4: encode the windows on worker threads, commit them in order. */
+static int save_run(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue *q)
+{
+	pthread_t *thr;
+	int jobs = engine_jobs(c->o.jobs), started = 0, i, ret = 0;
+
+	c->ahead = (size_t)jobs * 2 + 4;   /* windows encoded ahead of the writes: bounds memory */
+	c->out_cap = (WINDOW / c->o.block_size + 1) * sf_encode_bound(c->o.compress, c->o.block_size);
+	c->out_pool = calloc(c->ahead, sizeof(*c->out_pool));
+	c->src_pool = calloc(c->ahead, sizeof(*c->src_pool));
+	c->copy = memfile_adopted(c->mf);
 	thr = calloc((size_t)jobs, sizeof(*thr));
-	ret = -ENOMEM;
-	if (!thr || !c.out_pool || !c.src_pool)
-		goto exit;
+	if (!thr || !c->out_pool || !c->src_pool) {
+		free(thr);
+		return -ENOMEM;
+	}
 	for (i = 0; i < jobs; i++) {
-		ret = util_thread_create(&thr[i], worker_main, &c);
+		ret = util_thread_create(&thr[i], worker_main, c);
 		if (ret)
 			break;
 		started++;
 	}
 	if (started)
-		ret = save_windows(&c, wr, q);
-	pthread_mutex_lock(&c.mu);
-	c.stop = true;
-	pthread_cond_broadcast(&c.worker_cv);
-	pthread_mutex_unlock(&c.mu);
+		ret = save_windows(c, wr, q);
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_broadcast(&c->worker_cv);
+	pthread_mutex_unlock(&c->mu);
 	for (i = 0; i < started; i++)
 		pthread_join(thr[i], NULL);
-	if (ret)
-		goto exit;
-	/* Record the segments as the image holds them. */
-	ret = stored_mark(&c);
-	snap.n = 0;
-	if (!ret)
-		ret = pgc_for_each_segment(mf, snap_fn, &snap);
-	if (ret)
-		goto exit;
+	free(thr);
+	return ret;
+}
 
+/*
+ * Steps 5-6: bring the usage set in line with what the image holds,
+ * snapshot it for the metadata and commit the image (@wr is freed).
+ */
+static int save_commit(struct sv_ctx *c, struct sf_writer *wr, struct seg_snap *snap,
+		       const char *parent_rel)
+{
+	struct sf_meta meta;
+	int ret;
+
+	ret = stored_mark(c);
+	snap->n = 0;
+	if (!ret)
+		ret = pgc_for_each_segment(c->mf, snap_fn, snap);
 	meta = (struct sf_meta){
-		.file_size = pgc_total_size(mf),
-		.logical_size = o.logical_size ? o.logical_size : pgc_total_size(mf),
-		.segs = snap.segs,
-		.nsegs = snap.n,
+		.file_size = pgc_total_size(c->mf),
+		.logical_size = c->o.logical_size ? c->o.logical_size : pgc_total_size(c->mf),
+		.segs = snap->segs,
+		.nsegs = snap->n,
+		.parent_path = parent_rel,
+		.parent_id = c->parent ? c->parent->identity : 0,
+		.depth = c->parent ? c->parent->depth + 1 : 0,
 	};
-	if (meta.logical_size > meta.file_size) {
+	if (!ret && meta.logical_size > meta.file_size)
 		ret = -EINVAL;
-		goto exit;
+	if (ret) {
+		sf_writer_abort(wr);
+		return ret;
 	}
 	ret = sf_writer_commit(wr, &meta);
-	wr = NULL;
-	if (!ret && o.decommit_zero)
-		ret = decommit_zeros(&c);
-exit:
+	if (!ret && c->o.decommit_zero)
+		ret = decommit_zeros(c);
+	return ret;
+}
+
+static void save_free(struct sv_ctx *c)
+{
+	size_t k;
+
+	for (k = 0; k < c->nwin; k++) {
+		window_release(c, &c->win[k]);
+		free(c->win[k].zeros);
+	}
+	while (c->nout_pool)
+		free(c->out_pool[--c->nout_pool]);
+	free(c->out_pool);
+	while (c->nsrc_pool)
+		free(c->src_pool[--c->nsrc_pool]);
+	free(c->src_pool);
+	free(c->win);
+	free(c->ext);
+	free(c->stored);
+	sf_image_close(c->parent);
+	pthread_cond_destroy(&c->worker_cv);
+	pthread_cond_destroy(&c->done_cv);
+	pthread_mutex_destroy(&c->mu);
+}
+
+int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts)
+{
+	struct sv_ctx c = { .mf = mf };
+	struct seg_snap snap = { 0 };
+	struct sf_writer *wr = NULL;
+	struct aio_queue *q = NULL;
+	enum aio_backend backend;
+	char *parent_rel = NULL;
+	int ret;
+
+	if (!mf || !path)
+		return -EINVAL;
+	if (!pgc_is_savable(mf))
+		return -EPERM;
+	ret = save_options(opts, &c.o);
+	if (ret)
+		return ret;
+	pthread_mutex_init(&c.mu, NULL);
+	pthread_cond_init(&c.worker_cv, NULL);
+	pthread_cond_init(&c.done_cv, NULL);
+
+	if (c.o.parent)
+		ret = save_parent_open(c.o.parent, path, c.o.compress, &c.parent, &parent_rel);
+	if (!ret)
+		ret = save_scan(&c, &snap);
+	if (!ret)
+		ret = aio_parse_backend(c.o.aio, &backend);
+	if (!ret)
+		ret = aio_queue_new(backend, 8, &q, NULL);
+	if (!ret)
+		ret = sf_writer_open(path, c.o.compress, c.o.level, c.o.block_size, &wr);
+	if (!ret)
+		ret = save_run(&c, wr, q);
+	if (!ret) {
+		ret = save_commit(&c, wr, &snap, parent_rel);
+		wr = NULL;
+	}
 	sf_writer_abort(wr);
 	aio_queue_destroy(q);
-	for (k = 0; k < c.nwin; k++) {
-		window_release(&c, &c.win[k]);
-		free(c.win[k].zeros);
-	}
-	while (c.nout_pool)
-		free(c.out_pool[--c.nout_pool]);
-	free(c.out_pool);
-	while (c.nsrc_pool)
-		free(c.src_pool[--c.nsrc_pool]);
-	free(c.src_pool);
-	free(c.win);
-	free(c.ext);
-	free(c.stored);
+	save_free(&c);
 	free(snap.segs);
-	free(thr);
-	pthread_cond_destroy(&c.worker_cv);
-	pthread_cond_destroy(&c.done_cv);
-	pthread_mutex_destroy(&c.mu);
+	free(parent_rel);
 	return ret;
 }

@@ -81,6 +81,11 @@ uint64_t sf_checksum(const void *buf, size_t len)
 	return XXH64(buf, len, 0);
 }
 
+uint64_t sf_page_hash(const void *page)
+{
+	return XXH3_64bits(page, SF_PAGE_SIZE);
+}
+
 uint64_t sf_checksum_iov(const struct iovec *iov, int n)
 {
 	XXH64_state_t st;

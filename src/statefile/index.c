@@ -5,7 +5,7 @@
  * that makes the tables safe to index.
  *
  * Encoding: CRIU common magic, our magic, then records (head, meta,
- * segment chunks, run chunks, block chunks, trailer), each a u32 length
+ * segment records, run records, block records, [ref records, hash records,] trailer), each a u32 length
  * and a packed protobuf-c message; offsets and lengths are delta-coded in
  * pages inside packed repeated fields, so a million-block index is a few
  * megabytes and parses in milliseconds.
@@ -65,6 +65,45 @@ static int validate_runs(const struct sf_tables *t)
 	return 0;
 }
 
+/*
+ * Refs: sorted, disjoint, page-aligned, disjoint from the runs, each inside
+ * one segment with refs > 0, depth 1..t->depth; then the hashes: one per
+ * page of runs and refs.
+ */
+static int validate_refs(const struct sf_tables *t)
+{
+	uint64_t prev_end = 0, pages = 0;
+	size_t i, s = 0, r = 0;
+
+	for (i = 0; i < t->nruns; i++)
+		pages += t->runs[i].len >> SF_PAGE_SHIFT;
+	for (i = 0; i < t->nrefs; i++) {
+		const struct sf_ref *f = &t->refs[i];
+
+		if ((f->off | f->len) & (SF_PAGE_SIZE - 1) || f->len == 0 ||
+		    f->off < prev_end || f->off > t->file_size ||
+		    f->len > t->file_size - f->off || f->depth == 0 || f->depth > t->depth)
+			return -PGC_ECORRUPT;
+		prev_end = f->off + f->len;
+		while (s < t->nsegs && t->segs[s].range.end <= f->off)
+			s++;
+		if (s == t->nsegs || t->segs[s].range.start > f->off ||
+		    t->segs[s].range.end < prev_end || t->segs[s].refs == 0)
+			return -PGC_ECORRUPT;
+		while (r < t->nruns && t->runs[r].off + t->runs[r].len <= f->off)
+			r++;
+		if (r < t->nruns && t->runs[r].off < prev_end)
+			return -PGC_ECORRUPT;
+		pages += f->len >> SF_PAGE_SHIFT;
+	}
+	if (t->depth > SF_MAX_DEPTH || (t->depth && !t->parent_path))
+		return -PGC_ECORRUPT;
+	/* Version 1 images have no hashes; version 2 ones have them all. */
+	if (t->nhashes && t->nhashes != pages)
+		return -PGC_ECORRUPT;
+	return 0;
+}
+
 int sf_validate_tables(struct sf_tables *t)
 {
 	uint64_t file_off = 0, mem_bytes = 0, mem;
@@ -86,6 +125,8 @@ int sf_validate_tables(struct sf_tables *t)
 	ret = validate_segs(t);
 	if (!ret)
 		ret = validate_runs(t);
+	if (!ret)
+		ret = validate_refs(t);
 	if (ret)
 		return ret;
 	for (i = 0; i < t->nblocks; i++) {
@@ -121,9 +162,9 @@ int sf_validate_tables(struct sf_tables *t)
 
 /* ---- encoding ----------------------------------------------------------- */
 
-static size_t chunk_len(size_t n, size_t done)
+static size_t record_len(size_t n, size_t done)
 {
-	return n - done < SF_CHUNK_ENTRIES ? n - done : SF_CHUNK_ENTRIES;
+	return n - done < SF_RECORD_ENTRIES ? n - done : SF_RECORD_ENTRIES;
 }
 
 static int encode_segs(const struct sf_tables *t, struct sf_buf *out)
@@ -135,7 +176,7 @@ static int encode_segs(const struct sf_tables *t, struct sf_buf *out)
 	size_t done, n, i;
 	int ret = -ENOMEM;
 
-	n = chunk_len(t->nsegs, 0);
+	n = record_len(t->nsegs, 0);
 	gap = calloc(n + 1, sizeof(*gap));
 	pages = calloc(n + 1, sizeof(*pages));
 	refs = calloc(n + 1, sizeof(*refs));
@@ -146,7 +187,7 @@ static int encode_segs(const struct sf_tables *t, struct sf_buf *out)
 		goto exit;
 	ret = 0;
 	for (done = 0; done < t->nsegs && !ret; done += n) {
-		n = chunk_len(t->nsegs, done);
+		n = record_len(t->nsegs, done);
 		for (i = 0; i < n; i++) {
 			const struct pgc_segment *s = &t->segs[done + i];
 
@@ -185,14 +226,14 @@ static int encode_runs(const struct sf_tables *t, struct sf_buf *out)
 	size_t done, n, i;
 	int ret = -ENOMEM;
 
-	n = chunk_len(t->nruns, 0);
+	n = record_len(t->nruns, 0);
 	gap = calloc(n + 1, sizeof(*gap));
 	pages = calloc(n + 1, sizeof(*pages));
 	if (!gap || !pages)
 		goto exit;
 	ret = 0;
 	for (done = 0; done < t->nruns && !ret; done += n) {
-		n = chunk_len(t->nruns, done);
+		n = record_len(t->nruns, done);
 		for (i = 0; i < n; i++) {
 			const struct sf_run *r = &t->runs[done + i];
 
@@ -219,7 +260,7 @@ static int encode_blocks(const struct sf_tables *t, struct sf_buf *out)
 	size_t done, n, i;
 	int ret = -ENOMEM;
 
-	n = chunk_len(t->nblocks, 0);
+	n = record_len(t->nblocks, 0);
 	nruns = calloc(n + 1, sizeof(*nruns));
 	stored = calloc(n + 1, sizeof(*stored));
 	sum = calloc(n + 1, sizeof(*sum));
@@ -227,7 +268,7 @@ static int encode_blocks(const struct sf_tables *t, struct sf_buf *out)
 		goto exit;
 	ret = 0;
 	for (done = 0; done < t->nblocks && !ret; done += n) {
-		n = chunk_len(t->nblocks, done);
+		n = record_len(t->nblocks, done);
 		for (i = 0; i < n; i++) {
 			nruns[i] = t->blocks[done + i].nruns;
 			stored[i] = t->blocks[done + i].stored_len;
@@ -244,6 +285,70 @@ exit:
 	free(stored);
 	free(sum);
 	return ret;
+}
+
+static int encode_refs(const struct sf_tables *t, struct sf_buf *out)
+{
+	Pgckpt__PgcImgRefs m = PGCKPT__PGC_IMG_REFS__INIT;
+	uint64_t *gap, *pages, prev_end = 0;
+	uint32_t *depth;
+	size_t done, n, i;
+	int ret = -ENOMEM;
+
+	n = record_len(t->nrefs, 0);
+	gap = calloc(n + 1, sizeof(*gap));
+	pages = calloc(n + 1, sizeof(*pages));
+	depth = calloc(n + 1, sizeof(*depth));
+	if (!gap || !pages || !depth)
+		goto exit;
+	ret = 0;
+	for (done = 0; done < t->nrefs && !ret; done += n) {
+		n = record_len(t->nrefs, done);
+		for (i = 0; i < n; i++) {
+			const struct sf_ref *r = &t->refs[done + i];
+
+			gap[i] = (r->off - prev_end) >> SF_PAGE_SHIFT;
+			pages[i] = r->len >> SF_PAGE_SHIFT;
+			depth[i] = r->depth;
+			prev_end = r->off + r->len;
+		}
+		m.n_gap_pages = m.n_pages = m.n_depth = n;
+		m.gap_pages = gap;
+		m.pages = pages;
+		m.depth = depth;
+		ret = sf_buf_put_record(out, &m.base);
+	}
+exit:
+	free(gap);
+	free(pages);
+	free(depth);
+	return ret;
+}
+
+static int encode_hashes(const struct sf_tables *t, struct sf_buf *out)
+{
+	Pgckpt__PgcImgHashes m = PGCKPT__PGC_IMG_HASHES__INIT;
+	size_t done, n;
+	int ret = 0;
+
+	for (done = 0; done < t->nhashes && !ret; done += n) {
+		n = record_len(t->nhashes, done);
+		m.n_hash = n;
+		m.hash = (uint64_t *)(uintptr_t)(t->hashes + done);
+		ret = sf_buf_put_record(out, &m.base);
+	}
+	return ret;
+}
+
+static int encode_parent(const struct sf_tables *t, struct sf_buf *out)
+{
+	Pgckpt__PgcImgParent m = PGCKPT__PGC_IMG_PARENT__INIT;
+
+	if (!t->depth)
+		return 0;
+	m.path = (char *)(uintptr_t)t->parent_path;
+	m.identity = t->parent_id;
+	return sf_buf_put_record(out, &m.base);
 }
 
 int sf_index_encode(const struct sf_tables *t, struct sf_buf *out)
@@ -272,6 +377,10 @@ int sf_index_encode(const struct sf_tables *t, struct sf_buf *out)
 	meta.nblocks = t->nblocks;
 	meta.mem_bytes = t->mem_bytes;
 	meta.pages_bytes = t->pages_bytes;
+	meta.has_nrefs = meta.has_nhashes = meta.has_depth = true;
+	meta.nrefs = t->nrefs;
+	meta.nhashes = t->nhashes;
+	meta.depth = t->depth;
 	/*
 	 * memfile_bytes is only known at the end. It is a fixed64, so the
 	 * meta record has the same size whatever its value: pack it now,
@@ -281,11 +390,17 @@ int sf_index_encode(const struct sf_tables *t, struct sf_buf *out)
 	meta_at = out->len;
 	ret = sf_buf_put_record(out, &meta.base);
 	if (!ret)
+		ret = encode_parent(t, out);
+	if (!ret)
 		ret = encode_segs(t, out);
 	if (!ret)
 		ret = encode_runs(t, out);
 	if (!ret)
 		ret = encode_blocks(t, out);
+	if (!ret)
+		ret = encode_refs(t, out);
+	if (!ret)
+		ret = encode_hashes(t, out);
 	if (!ret)
 		ret = out->err;
 	if (ret)
@@ -341,9 +456,15 @@ int sf_index_peek(const uint8_t *p, size_t len, uint64_t size, uint32_t *version
 }
 
 /* Check the meta record against the file and the format's limits. */
-static int check_meta(const Pgckpt__PgcImgMeta *m, size_t len)
+static int check_meta(const Pgckpt__PgcImgMeta *m, size_t len, uint32_t version)
 {
 	uint64_t max_pages = m->file_size >> SF_PAGE_SHIFT;
+
+	if (version < 2 && (m->nrefs || m->nhashes || m->depth))
+		return -PGC_ECORRUPT;
+	if (m->depth > SF_MAX_DEPTH || m->nrefs > max_pages || m->nrefs > len / 3 ||
+	    m->nhashes > max_pages || m->nhashes > len / 8)
+		return -PGC_ECORRUPT;
 
 	if (m->page_size != SF_PAGE_SIZE || m->chunk_size != PGC_CHUNK_SIZE ||
 	    m->compress > PGC_COMPRESS_NONE || m->level > 19 ||
@@ -378,7 +499,7 @@ static int undelta(uint64_t *cur_pages, uint64_t max_pages, uint64_t gap,
 
 /*
  * Decode a table of @count entries stored as records of message type
- * @desc, chunk_len() entries each. @fill checks the @n entries of one
+ * @desc, record_len() entries each. @fill checks the @n entries of one
  * unpacked record and stores them from entry @done on; it returns 0 or
  * -PGC_ECORRUPT. Returns 0, -PGC_ECORRUPT or the cursor's error.
  */
@@ -393,7 +514,7 @@ static int decode_table(struct sf_cursor *c, const ProtobufCMessageDescriptor *d
 	int ret = 0;
 
 	for (done = 0; done < count && !ret; done += n) {
-		n = chunk_len(count, done);
+		n = record_len(count, done);
 		ret = sf_cursor_record(c, SF_MAX_RECORD, &rec, &rlen);
 		if (ret)
 			break;
@@ -471,6 +592,60 @@ static int fill_blocks(void *arg, const ProtobufCMessage *msg, size_t done, size
 	return 0;
 }
 
+static int fill_refs(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
+{
+	const Pgckpt__PgcImgRefs *m = (const Pgckpt__PgcImgRefs *)msg;
+	struct undelta_ctx *u = arg;
+	uint64_t end;
+	size_t i;
+
+	if (m->n_gap_pages != n || m->n_pages != n || m->n_depth != n)
+		return -PGC_ECORRUPT;
+	for (i = 0; i < n; i++) {
+		struct sf_ref *r = (struct sf_ref *)u->out + done + i;
+
+		if (undelta(&u->cur, u->max_pages, m->gap_pages[i], m->pages[i], &r->off, &end))
+			return -PGC_ECORRUPT;
+		r->len = end - r->off;
+		r->depth = m->depth[i];
+	}
+	return 0;
+}
+
+static int fill_hashes(void *arg, const ProtobufCMessage *msg, size_t done, size_t n)
+{
+	const Pgckpt__PgcImgHashes *m = (const Pgckpt__PgcImgHashes *)msg;
+
+	if (m->n_hash != n)
+		return -PGC_ECORRUPT;
+	memcpy((uint64_t *)arg + done, m->hash, n * sizeof(uint64_t));
+	return 0;
+}
+
+/* The parent record of a child (depth > 0): its path and identity, in @img. */
+static int decode_parent(struct sf_cursor *c, struct sf_image *img)
+{
+	Pgckpt__PgcImgParent *m;
+	const uint8_t *rec;
+	size_t rlen;
+	int ret;
+
+	ret = sf_cursor_record(c, SF_MAX_PARENT_PATH + 32, &rec, &rlen);
+	if (ret)
+		return ret;
+	m = pgckpt__pgc_img_parent__unpack(NULL, rlen, rec);
+	if (!m)
+		return -PGC_ECORRUPT;
+	ret = -PGC_ECORRUPT;
+	if (m->path[0] && strlen(m->path) <= SF_MAX_PARENT_PATH) {
+		img->parent_path = strdup(m->path);
+		img->parent_id = m->identity;
+		ret = img->parent_path ? 0 : -ENOMEM;
+	}
+	pgckpt__pgc_img_parent__free_unpacked(m, NULL);
+	return ret;
+}
+
 static int decode_segs(struct sf_cursor *c, uint64_t file_size,
 		       struct pgc_segment *segs, size_t nsegs)
 {
@@ -490,6 +665,17 @@ static int decode_runs(struct sf_cursor *c, uint64_t file_size,
 static int decode_blocks(struct sf_cursor *c, struct sf_block *blocks, size_t nblocks)
 {
 	return decode_table(c, &pgckpt__pgc_img_blocks__descriptor, nblocks, fill_blocks, blocks);
+}
+
+/* The checksum a valid memfile.img of @len bytes records in its trailer. */
+static uint64_t sf_trailer_checksum(const uint8_t *p, size_t len)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[len - 8 + (size_t)i];
+	return v;
 }
 
 /* The trailer: 13 bytes at the very end, xxh64 of everything before it. */
@@ -517,6 +703,8 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 	struct pgc_segment *segs = NULL;
 	struct sf_run *runs = NULL;
 	struct sf_block *blocks = NULL;
+	struct sf_ref *refs = NULL;
+	uint64_t *hashes = NULL;
 	Pgckpt__PgcImgMeta *m = NULL;
 	const uint8_t *rec;
 	uint32_t version;
@@ -544,7 +732,7 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 		goto exit;
 	ret = check_trailer(p, len);
 	if (!ret)
-		ret = check_meta(m, len);
+		ret = check_meta(m, len, version);
 	if (ret)
 		goto exit;
 
@@ -552,14 +740,26 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 	segs = calloc(m->nsegs ? m->nsegs : 1, sizeof(*segs));
 	runs = calloc(m->nruns ? m->nruns : 1, sizeof(*runs));
 	blocks = calloc(m->nblocks ? m->nblocks : 1, sizeof(*blocks));
-	if (!segs || !runs || !blocks)
+	refs = calloc(m->nrefs ? m->nrefs : 1, sizeof(*refs));
+	hashes = calloc(m->nhashes ? m->nhashes : 1, sizeof(*hashes));
+	if (!segs || !runs || !blocks || !refs || !hashes)
 		goto exit;
 	c.len = len - SF_TRAILER_BYTES;
-	ret = decode_segs(&c, m->file_size, segs, m->nsegs);
+	ret = m->depth ? decode_parent(&c, img) : 0;
+	if (!ret)
+		ret = decode_segs(&c, m->file_size, segs, m->nsegs);
 	if (!ret)
 		ret = decode_runs(&c, m->file_size, runs, m->nruns);
 	if (!ret)
 		ret = decode_blocks(&c, blocks, m->nblocks);
+	if (!ret) {
+		struct undelta_ctx u = { 0, m->file_size >> SF_PAGE_SHIFT, refs };
+
+		ret = decode_table(&c, &pgckpt__pgc_img_refs__descriptor, m->nrefs, fill_refs, &u);
+	}
+	if (!ret)
+		ret = decode_table(&c, &pgckpt__pgc_img_hashes__descriptor, m->nhashes,
+				   fill_hashes, hashes);
 	if (ret)
 		goto exit;
 	ret = -PGC_ECORRUPT;
@@ -577,6 +777,12 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 	t.nruns = m->nruns;
 	t.blocks = blocks;
 	t.nblocks = m->nblocks;
+	t.refs = refs;
+	t.nrefs = m->nrefs;
+	t.hashes = hashes;
+	t.nhashes = m->nhashes;
+	t.depth = m->depth;
+	t.parent_path = img->parent_path;
 	ret = sf_validate_tables(&t);
 	if (ret)
 		goto exit;
@@ -598,14 +804,24 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 	img->nblocks = t.nblocks;
 	img->mem_bytes = t.mem_bytes;
 	img->pages_bytes = t.pages_bytes;
+	img->refs = refs;
+	img->nrefs = t.nrefs;
+	img->hashes = hashes;
+	img->nhashes = t.nhashes;
+	img->depth = t.depth;
+	img->identity = sf_trailer_checksum(p, len);
 	segs = NULL;
 	runs = NULL;
 	blocks = NULL;
+	refs = NULL;
+	hashes = NULL;
 	ret = 0;
 exit:
 	free(segs);
 	free(runs);
 	free(blocks);
+	free(refs);
+	free(hashes);
 	pgckpt__pgc_img_meta__free_unpacked(m, NULL);
 	return ret;
 }

@@ -198,6 +198,11 @@ int pgc_image_export_criu(const char *path, const char *dir, unsigned flags)
 	ret = sf_image_open(path, false, &img);
 	if (ret)
 		return ret;
+	/* A child's pages.img holds only what changed: flatten it first. */
+	if (img->depth) {
+		ret = -EOPNOTSUPP;
+		goto exit;
+	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		ret = -errno;
 		goto exit;

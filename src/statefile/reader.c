@@ -102,7 +102,78 @@ static int open_pages(int dirfd, bool direct, struct sf_image *img)
 	return 0;
 }
 
-int sf_image_open(const char *path, bool direct, struct sf_image **out)
+/*
+ * The image's own pieces (each run from its block), each block's fd, and
+ * the merged runs-and-refs table sf_image_page searches. 0 or -ENOMEM.
+ */
+static int own_tables(struct sf_image *img)
+{
+	size_t b, k, r = 0, f = 0, h = 0;
+
+	img->nruns_own = img->nruns;
+	img->nblocks_own = img->nblocks;
+	img->load_block = img->block_size;
+	img->pieces = calloc(img->nruns ? img->nruns : 1, sizeof(*img->pieces));
+	img->hr = calloc(img->nruns + img->nrefs + 1, sizeof(*img->hr));
+	if (!img->pieces || !img->hr)
+		return -ENOMEM;
+	for (b = 0; b < img->nblocks; b++) {
+		struct sf_block *sb = &img->blocks[b];
+
+		sb->fd = img->pages_fd;
+		for (k = sb->first_run; k < sb->first_run + sb->nruns; k++)
+			img->pieces[k] = (struct sf_piece){ img->runs[k].off, img->runs[k].len,
+							    (uint32_t)b };
+	}
+	img->npieces = img->nruns;
+	img->load_bytes = img->mem_bytes;
+	/* Runs and refs are disjoint: merge them by offset. */
+	while (r < img->nruns || f < img->nrefs) {
+		struct sf_hrange *x = &img->hr[img->nhr++];
+
+		if (f == img->nrefs || (r < img->nruns && img->runs[r].off < img->refs[f].off)) {
+			*x = (struct sf_hrange){ img->runs[r].off, img->runs[r].len, 0, h };
+			r++;
+		} else {
+			*x = (struct sf_hrange){ img->refs[f].off, img->refs[f].len,
+						 img->refs[f].depth, h };
+			f++;
+		}
+		h += x->len / SF_PAGE_SIZE;
+	}
+	return 0;
+}
+
+int sf_image_page(const struct sf_image *img, uint64_t off, size_t *cursor,
+		  uint64_t *hash, uint32_t *depth)
+{
+	size_t lo = *cursor < img->nhr && img->hr[*cursor].off <= off ? *cursor : 0;
+	size_t hi = img->nhr;
+	const struct sf_hrange *x;
+
+	if (!img->nhashes)
+		return 0;   /* version 1: nothing known */
+	/* The first range ending after @off. */
+	if (lo < hi && img->hr[lo].off + img->hr[lo].len <= off) {
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (img->hr[mid].off + img->hr[mid].len <= off)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	*cursor = lo;
+	if (lo == img->nhr || img->hr[lo].off > off)
+		return 0;
+	x = &img->hr[lo];
+	*hash = img->hashes[x->hash0 + (off - x->off) / SF_PAGE_SIZE];
+	*depth = x->depth;
+	return 1;
+}
+
+int sf_image_open_one(const char *path, bool direct, struct sf_image **out)
 {
 	struct sf_image *img;
 	int dirfd, fd = -1, ret;
@@ -124,6 +195,13 @@ int sf_image_open(const char *path, bool direct, struct sf_image **out)
 	ret = read_memfile(fd, img);
 	if (!ret)
 		ret = open_pages(dirfd, direct, img);
+	if (!ret)
+		ret = own_tables(img);
+	if (!ret) {
+		img->path = strdup(path);
+		if (!img->path)
+			ret = -ENOMEM;
+	}
 exit:
 	if (fd >= 0)
 		close(fd);
@@ -140,11 +218,20 @@ void sf_image_close(struct sf_image *img)
 {
 	if (!img)
 		return;
+	while (img->nanc)
+		sf_image_close(img->anc[--img->nanc]);
+	free(img->anc);
 	if (img->pages_fd >= 0)
 		close(img->pages_fd);
 	free(img->segs);
 	free(img->runs);
 	free(img->blocks);
+	free(img->refs);
+	free(img->hashes);
+	free(img->parent_path);
+	free(img->pieces);
+	free(img->hr);
+	free(img->path);
 	free(img);
 }
 
@@ -158,7 +245,7 @@ int sf_image_read_block(const struct sf_image *img, struct sf_codec *c, size_t i
 	if (i >= img->nblocks)
 		return -EINVAL;
 	b = &img->blocks[i];
-	got = sf_pread_all(img->pages_fd, scratch, b->stored_len, b->file_off);
+	got = sf_pread_all(b->fd, scratch, b->stored_len, b->file_off);
 	if (got < 0)
 		return (int)got;
 	if ((size_t)got < b->stored_len)
@@ -188,6 +275,7 @@ int pgc_image_info(const char *path, struct pgc_image_info *out)
 	out->block_size = img->block_size;
 	out->compress = img->compress;
 	out->level = img->level;
+	out->depth = img->depth;
 	sf_image_close(img);
 	return 0;
 }
@@ -204,12 +292,12 @@ int sf_image_each_block(const struct sf_image *img,
 	if (ret)
 		return ret;
 	ret = -ENOMEM;
-	scratch = malloc(sf_encode_bound(img->compress, img->block_size));
-	mem = malloc(img->block_size);
+	scratch = malloc(sf_encode_bound(img->compress, img->load_block));
+	mem = malloc(img->load_block);
 	if (!scratch || !mem)
 		goto exit;
 	ret = 0;
-	for (i = 0; i < img->nblocks && !ret; i++) {
+	for (i = 0; i < img->nblocks_own && !ret; i++) {
 		ret = sf_image_read_block(img, c, i, scratch, mem);
 		if (!ret)
 			ret = fn(arg, i, mem);
@@ -225,7 +313,7 @@ struct verify_ctx {
 	const struct sf_image *img;
 	pgc_progress_fn progress;
 	void *arg;
-	uint64_t done;
+	uint64_t done, total;
 };
 
 static int verify_fn(void *arg, size_t i, const uint8_t *mem)
@@ -235,7 +323,7 @@ static int verify_fn(void *arg, size_t i, const uint8_t *mem)
 	(void)mem;
 	v->done += v->img->blocks[i].mem_len;
 	if (v->progress)
-		v->progress(v->arg, v->done, v->img->mem_bytes);
+		v->progress(v->arg, v->done, v->total);
 	return 0;
 }
 
@@ -254,7 +342,7 @@ static int verify_pagemap(const char *path, const struct sf_image *img)
 	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return -errno;
-	ret = sf_pagemap_encode(img->runs, img->nruns, &want);
+	ret = sf_pagemap_encode(img->runs, img->nruns_own, &want);
 	if (ret)
 		goto exit;
 	fd = open_image_file(dirfd, SF_PAGEMAP_NAME, 0, PGC_ECORRUPT);
@@ -292,17 +380,29 @@ int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg)
 {
 	struct verify_ctx v = { .progress = progress, .arg = arg };
 	struct sf_image *img;
+	size_t d;
 	int ret;
 
-	/* Opening checks the metadata and index checksum and every bound. */
+	/*
+	 * Opening checks the metadata and index checksum and every bound, of
+	 * the image and of each ancestor, and that each is the recorded one.
+	 */
 	ret = sf_image_open(path, false, &img);
 	if (ret)
 		return ret;
-	v.img = img;
-	ret = verify_pagemap(path, img);
-	if (!ret)
-		ret = sf_image_each_block(img, verify_fn, &v);
-	if (!ret && progress && !img->nblocks)
+	v.total = img->mem_bytes;
+	for (d = 0; d < img->nanc; d++)
+		v.total += img->anc[d]->mem_bytes;
+	/* The image, then every ancestor: pagemap and every block. */
+	for (d = 0; d <= img->nanc && !ret; d++) {
+		const struct sf_image *x = d ? img->anc[d - 1] : img;
+
+		v.img = x;
+		ret = verify_pagemap(x->path, x);
+		if (!ret)
+			ret = sf_image_each_block(x, verify_fn, &v);
+	}
+	if (!ret && progress && !v.total)
 		progress(arg, 0, 0);
 	sf_image_close(img);
 	return ret;

@@ -30,12 +30,12 @@
 #define SF_PAGE_SIZE ((uint64_t)PGC_PAGE_SIZE)
 #define SF_PAGE_SHIFT 12
 
-/* Entries per segments / runs / blocks record. */
-#define SF_CHUNK_ENTRIES 65536u
+/* Entries per table record (segments, runs, blocks, refs, hashes). */
+#define SF_RECORD_ENTRIES 65536u
 /* Largest head and meta records a reader accepts. */
 #define SF_MAX_HEAD 64u
 #define SF_MAX_META 512u
-/* Largest record of any kind (a full chunk is well below this). */
+/* Largest record of any kind (a full table record is well below this). */
 #define SF_MAX_RECORD (8u << 20)
 /* Largest memfile.img a reader accepts. */
 #define SF_MAX_MEMFILE (1ULL << 34)
@@ -47,6 +47,8 @@
 #define SF_MAX_FILE_SIZE PGC_MAX_FILE_SIZE
 /* The trailer record: u32 length 9, tag 0x09, fixed64. */
 #define SF_TRAILER_BYTES 13u
+/* Longest parent path a child records. */
+#define SF_MAX_PARENT_PATH 4096u
 
 #define SF_MEMFILE_NAME "memfile.img"
 #define SF_PAGES_NAME "pages.img"
@@ -111,6 +113,14 @@ struct sf_tables {
 	size_t nblocks;
 	uint64_t mem_bytes;       /* output of validation */
 	uint64_t pages_bytes;     /* output of validation */
+	/* Version 2. */
+	const struct sf_ref *refs;
+	size_t nrefs;
+	const uint64_t *hashes;
+	size_t nhashes;
+	uint32_t depth;
+	const char *parent_path;  /* depth > 0 */
+	uint64_t parent_id;
 };
 
 /*

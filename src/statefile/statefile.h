@@ -17,6 +17,10 @@
  * pages.img stores. Blocks are stored in memory-offset order and each one
  * is reachable in O(1) through the index.
  *
+ * A child image (version 2) stores only the pages that differ from its
+ * parent's and references the others (refs), and records a hash of every
+ * non-zero page; sf_image_open() follows its chain of parents.
+ *
  * sf_image_open() checks everything before it returns; afterwards every
  * table may be indexed without further checks (see the invariants below).
  * This module depends on nothing else of pgckpt's and never prints.
@@ -31,7 +35,8 @@
 
 #include "pgckpt.h"
 
-#define SF_VERSION 1               /* format version written and accepted */
+#define SF_VERSION 2               /* format version written (1 and 2 are read) */
+#define SF_MAX_DEPTH 16            /* most ancestors an image may have (chain length - 1) */
 #define SF_MAX_BLOCK (4u << 20)    /* largest block_size accepted */
 
 /* A run of non-zero pages: memory-file offset and length, page multiples. */
@@ -48,6 +53,25 @@ struct sf_block {
 	uint64_t checksum;       /* xxh64, seed 0, of the stored bytes */
 	uint32_t first_run;      /* its runs are runs[first_run .. first_run + nruns) */
 	uint32_t nruns;
+	int fd;                  /* pages.img of the image that stores it (reader only) */
+};
+
+/* A run of non-zero pages held by the ancestor @depth links up (1: parent). */
+struct sf_ref {
+	uint64_t off;
+	uint64_t len;
+	uint32_t depth;
+};
+
+/*
+ * What a load writes: the memory [off, off + len) comes from block @block
+ * (whose runs cover it). Pieces are sorted and disjoint; a block's runs
+ * may cover more than its pieces (pages a child changed or dropped).
+ */
+struct sf_piece {
+	uint64_t off;
+	uint64_t len;
+	uint32_t block;
 };
 
 /* What the save engine records besides the index. */
@@ -56,6 +80,16 @@ struct sf_meta {
 	uint64_t logical_size;   /* source size in bytes (<= file_size) */
 	const struct pgc_segment *segs;
 	size_t nsegs;
+	const char *parent_path;  /* child: the parent, relative to the image's directory */
+	uint64_t parent_id;      /* child: the parent's identity (sf_image.identity) */
+	uint32_t depth;          /* child: the parent's depth + 1; 0 standalone */
+};
+
+/* Non-zero pages [off, off + len) held at @depth, hashes[hash0 ..] theirs. */
+struct sf_hrange {
+	uint64_t off, len;
+	uint32_t depth;
+	size_t hash0;
 };
 
 /*
@@ -87,22 +121,78 @@ struct sf_image {
 	uint64_t pages_bytes;    /* size of pages.img */
 	int pages_fd;            /* pages.img, O_RDONLY (| O_DIRECT if asked) */
 	bool direct;             /* pages_fd was opened with O_DIRECT */
+	/* Version 2. */
+	uint64_t identity;       /* the xxh64 of memfile.img's trailer */
+	uint32_t depth;          /* ancestors (0: standalone) */
+	char *parent_path;       /* depth > 0: as recorded, relative to the image's directory */
+	uint64_t parent_id;      /* depth > 0: the parent's identity */
+	struct sf_ref *refs;     /* pages held by ancestors; disjoint from runs */
+	size_t nrefs;
+	uint64_t *hashes;        /* XXH3-64 of each non-zero page (runs and refs), offset order */
+	size_t nhashes;          /* 0 for version 1 images */
+	/*
+	 * The chain, resolved by sf_image_open: runs[0..nruns_own) and
+	 * blocks[0..nblocks_own) are this image's own (what its pages.img
+	 * and pagemap.img hold); the ancestors' blocks that it references
+	 * follow (each block's fd says where it is stored). pieces say what
+	 * a load writes from which block; load_bytes is their sum.
+	 */
+	size_t nruns_own, nblocks_own;
+	struct sf_piece *pieces;
+	size_t npieces;
+	uint64_t load_bytes;
+	struct sf_hrange *hr;    /* runs and refs merged, for sf_image_page */
+	size_t nhr;
+	uint32_t load_block;     /* largest block_size in the chain */
+	struct sf_image **anc;   /* anc[d - 1]: the ancestor d links up */
+	size_t nanc;
+	char *path;              /* as opened (ancestors: resolved) */
 };
 
 /*
  * sf_image_open - open the image directory @path, read and validate
  * memfile.img (version first, then sizes, then everything else), and open
  * pages.img (with O_DIRECT if @direct and the image is raw; silently
- * without it where the file system refuses). Never allocates more than the
- * files' sizes justify.
+ * without it where the file system refuses). For a child (depth > 0),
+ * open each ancestor the same way, check that it is the recorded one
+ * (identity, depth, compression), and resolve the refs into the
+ * ancestors' blocks (chain.c). Never allocates more than the files'
+ * sizes justify.
  * Returns 0 and *@out, -PGC_EFOREIGN (not a pgckpt image), -PGC_EVERSION
- * (newer format), -PGC_ECORRUPT, -PGC_ECHECKSUM, -PGC_ETRUNCATED, or -errno
- * (-ENOENT, -ENOTDIR, -EACCES, -ENOMEM, -EIO).
+ * (newer format), -PGC_ECORRUPT, -PGC_ECHECKSUM, -PGC_ETRUNCATED,
+ * -PGC_EPARENT (an ancestor missing, damaged or not the recorded one), or
+ * -errno (-ENOENT, -ENOTDIR, -EACCES, -ENOMEM, -EIO).
  */
 int sf_image_open(const char *path, bool direct, struct sf_image **out);
 
-/* sf_image_close - close and free @img (may be NULL). */
+/* sf_image_close - close and free @img and its ancestors (may be NULL). */
 void sf_image_close(struct sf_image *img);
+
+/*
+ * sf_image_open_one - sf_image_open without following the chain: only the
+ * image's own tables (pieces cover its own runs; refs unresolved).
+ * Returns as sf_image_open.
+ */
+int sf_image_open_one(const char *path, bool direct, struct sf_image **out);
+
+/*
+ * sf_parent_path - the path of @img's parent: its recorded path joined to
+ * the directory holding @path (the image's own path). Returns a malloc'd
+ * string, or NULL (no parent, or out of memory: check img->depth).
+ */
+char *sf_parent_path(const char *path, const struct sf_image *img);
+
+/*
+ * sf_image_page - what @img's chain holds at the page at @off: returns 0
+ * (a zero page), or 1 with *@hash and *@depth (0: @img stores it, d: the
+ * ancestor d links up does). @cursor (start at 0) speeds up calls with
+ * rising offsets.
+ */
+int sf_image_page(const struct sf_image *img, uint64_t off, size_t *cursor,
+		  uint64_t *hash, uint32_t *depth);
+
+/* sf_page_hash - XXH3-64 (seed 0) of one page, the hash images record. */
+uint64_t sf_page_hash(const void *page);
 
 /* ---- blocks ------------------------------------------------------------ */
 
@@ -190,6 +280,16 @@ int sf_writer_pages_fd(const struct sf_writer *w);
  */
 int sf_writer_add_block(struct sf_writer *w, const struct sf_run *runs, uint32_t nruns,
 			uint32_t stored_len, uint64_t checksum, uint64_t *file_off);
+
+/*
+ * sf_writer_add_refs - append runs of pages the chain holds (a child's
+ * referenced pages), after every earlier ref, each at most @depth_max.
+ * sf_writer_add_hashes - append the hashes of the next @n non-zero pages
+ * (stored or referenced, in offset order). Both return 0, -EINVAL or
+ * -ENOMEM.
+ */
+int sf_writer_add_refs(struct sf_writer *w, const struct sf_ref *refs, size_t n);
+int sf_writer_add_hashes(struct sf_writer *w, const uint64_t *hashes, size_t n);
 
 /*
  * sf_writer_commit - once every block's bytes are written: write

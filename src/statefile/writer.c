@@ -54,6 +54,10 @@ struct sf_writer {
 	size_t nblocks, blocks_cap;
 	uint64_t last_end;       /* end of the last run added */
 	uint64_t pages_off;      /* bytes of pages.img laid out so far */
+	struct sf_ref *refs;     /* a child's referenced pages */
+	size_t nrefs, refs_cap;
+	uint64_t *hashes;        /* one per non-zero page */
+	size_t nhashes, hashes_cap;
 };
 
 enum target_state {
@@ -205,6 +209,8 @@ static void writer_free(struct sf_writer *w)
 	free(w->tmp_name);
 	free(w->runs);
 	free(w->blocks);
+	free(w->refs);
+	free(w->hashes);
 	free(w);
 }
 
@@ -361,6 +367,40 @@ int sf_writer_add_block(struct sf_writer *w, const struct sf_run *runs, uint32_t
 	return 0;
 }
 
+int sf_writer_add_refs(struct sf_writer *w, const struct sf_ref *refs, size_t n)
+{
+	int ret = n ? grow((void **)&w->refs, &w->refs_cap, w->nrefs, n, sizeof(*refs)) : 0;
+	size_t i;
+
+	if (ret)
+		return ret;
+	for (i = 0; i < n; i++) {
+		struct sf_ref *last = w->nrefs ? &w->refs[w->nrefs - 1] : NULL;
+
+		if (last && refs[i].off < last->off + last->len)
+			return -EINVAL;
+		if (last && last->off + last->len == refs[i].off && last->depth == refs[i].depth)
+			last->len += refs[i].len;
+		else
+			w->refs[w->nrefs++] = refs[i];
+	}
+	return 0;   /* the rest is checked with the tables at commit */
+}
+
+int sf_writer_add_hashes(struct sf_writer *w, const uint64_t *hashes, size_t n)
+{
+	int ret;
+
+	if (!n)
+		return 0;
+	ret = grow((void **)&w->hashes, &w->hashes_cap, w->nhashes, n, sizeof(*hashes));
+	if (ret)
+		return ret;
+	memcpy(w->hashes + w->nhashes, hashes, n * sizeof(*hashes));
+	w->nhashes += n;
+	return 0;
+}
+
 /* Write memfile.img and pagemap.img into the temporary directory. */
 static int write_metadata(struct sf_writer *w, const struct sf_meta *meta)
 {
@@ -379,6 +419,16 @@ static int write_metadata(struct sf_writer *w, const struct sf_meta *meta)
 	t.nruns = w->nruns;
 	t.blocks = w->blocks;
 	t.nblocks = w->nblocks;
+	t.refs = w->refs;
+	t.nrefs = w->nrefs;
+	t.hashes = w->hashes;
+	t.nhashes = w->nhashes;
+	t.depth = meta->depth;
+	t.parent_path = meta->parent_path;
+	t.parent_id = meta->parent_id;
+	if (meta->depth && (!meta->parent_path || !meta->parent_path[0] ||
+			    strlen(meta->parent_path) > SF_MAX_PARENT_PATH))
+		return -EINVAL;
 	/* The reader's checks, here: a writer bug must not make an image. */
 	if (sf_validate_tables(&t) != 0 || t.pages_bytes != w->pages_off)
 		return -EINVAL;

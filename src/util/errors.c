@@ -16,6 +16,7 @@ static const char *const pgc_messages[] = {
 	[PGC_ETRUNCATED - PGC_EFOREIGN] = "Image is truncated",
 	[PGC_ELOADFAIL - PGC_EFOREIGN]  = "Background load failed earlier",
 	[PGC_ELIMIT - PGC_EFOREIGN]     = "Image has more usage segments than pgckpt accepts (1048576)",
+	[PGC_EPARENT - PGC_EFOREIGN]    = "Parent image is missing, damaged or not the one recorded",
 };
 
 const char *pgc_strerror(int err)
@@ -28,7 +29,7 @@ const char *pgc_strerror(int err)
 		err = -err;
 	if (err == 0)
 		return "Success";
-	if (err >= PGC_EFOREIGN && err <= PGC_ELIMIT)
+	if (err >= PGC_EFOREIGN && err <= PGC_EPARENT)
 		return pgc_messages[err - PGC_EFOREIGN];
 	/* strerrordesc_np: static strings, thread-safe (glibc >= 2.32). */
 	s = err < PGC_EFOREIGN ? strerrordesc_np(err) : NULL;
@@ -46,6 +47,7 @@ bool pgc_is_image_error(int err)
 	case PGC_ECHECKSUM:
 	case PGC_ETRUNCATED:
 	case PGC_ELIMIT:
+	case PGC_EPARENT:
 		return true;
 	default:
 		return false;

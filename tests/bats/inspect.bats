@@ -12,7 +12,7 @@ load helpers
 	pgckpt save -c zstd:3 --block-size 128K mem img
 	run pgckpt inspect img
 	assert_success
-	assert_line --regexp '^format version: +1$'
+	assert_line --regexp '^format version: +2$'
 	assert_line --regexp '^memory file: +8\.0 MiB \(8388608 bytes\)$'
 	assert_line --regexp '^stored memory: +.* bytes\)$'
 	assert_line --regexp '^pages\.img: +.* bytes\)$'
@@ -33,10 +33,11 @@ load helpers
 import json, sys
 d = json.load(open("out.json"))
 keys = ["image", "version", "file_size", "mem_bytes", "pages_bytes", "ratio",
-        "segments", "blocks", "block_size", "compression", "level"]
+        "segments", "blocks", "block_size", "compression", "level", "parents"]
 assert list(d) == keys, list(d)
 assert d["image"] == "img"
-assert d["version"] == 1
+assert d["version"] == 2
+assert d["parents"] == []
 assert d["file_size"] == 8 << 20
 assert 0 < d["mem_bytes"] <= d["file_size"]
 assert d["pages_bytes"] == int(sys.argv[1]), (d["pages_bytes"], sys.argv[1])

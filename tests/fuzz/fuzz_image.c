@@ -18,7 +18,13 @@
  * Flag bit 1 also restores an accepted image (small enough: memory file
  * <= 1 TiB, stored memory <= 16 MiB) with pgc_load, eagerly and in the
  * background: the load must fail exactly when a block does not decode,
- * and every run that maps must hold the decoded bytes - never wrong data.
+ * and every piece that maps must hold the decoded bytes - never wrong data.
+ * Flag bit 2 makes the input a chain: after memfile.img come a u32 LE
+ * length P, P bytes of pages.img, then a parent image (u32 LE length M2,
+ * M2 bytes of its memfile.img, the rest its pages.img). The image is
+ * written as DIR/c and the parent as DIR/p (the name mkcorpus's children
+ * record), so the parent record, refs, hashes and the resolution of refs
+ * into the parent's blocks are all fuzzed.
  *
  * Built with -fsanitize=fuzzer by `make fuzz`, and with -DREPLAY plus
  * replay.c by the normal build, which runs tests/fuzz/corpus/image/.
@@ -28,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -38,25 +45,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_FIX_CHECKSUMS 1u
 #define FUZZ_RESTORE 2u
+#define FUZZ_CHAIN 4u
 #define FUZZ_RESTORE_MAX_FILE (1ULL << 40)
 #define FUZZ_RESTORE_MAX_MEM (16ULL << 20)
 
-static char fuzz_dir[256];
+static char fuzz_dir[256], img_dir[300];
+
+static void remove_files(const char *sub)
+{
+	char p[320];
+
+	snprintf(p, sizeof(p), "%s/%s/%s", fuzz_dir, sub, SF_MEMFILE_NAME);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/%s/%s", fuzz_dir, sub, SF_PAGES_NAME);
+	unlink(p);
+}
 
 static void remove_dir(void)
 {
-	char p[300];
+	char p[320];
 
-	snprintf(p, sizeof(p), "%s/%s", fuzz_dir, SF_MEMFILE_NAME);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/%s", fuzz_dir, SF_PAGES_NAME);
-	unlink(p);
+	remove_files("c");
+	remove_files("p");
+	snprintf(p, sizeof(p), "%s/c", fuzz_dir);
+	rmdir(p);
+	snprintf(p, sizeof(p), "%s/p", fuzz_dir);
+	rmdir(p);
 	rmdir(fuzz_dir);
 }
 
 static int make_dir(void)
 {
 	const char *t = getenv("TMPDIR");
+	char path_p[300];
 
 	if (fuzz_dir[0])
 		return 0;
@@ -68,15 +89,19 @@ static int make_dir(void)
 		abort();
 	}
 	atexit(remove_dir);
+	snprintf(img_dir, sizeof(img_dir), "%s/c", fuzz_dir);
+	mkdir(img_dir, 0700);
+	snprintf(path_p, sizeof(path_p), "%s/p", fuzz_dir);
+	mkdir(path_p, 0700);
 	return 0;
 }
 
-static void write_file(const char *name, const uint8_t *p, size_t len)
+static void write_file(const char *sub, const char *name, const uint8_t *p, size_t len)
 {
-	char path[300];
+	char path[320];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", fuzz_dir, name);
+	snprintf(path, sizeof(path), "%s/%s/%s", fuzz_dir, sub, name);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || sf_pwrite_all(fd, p, len, 0) != 0) {
 		perror("fuzz_image: write");
@@ -141,7 +166,7 @@ static void check_invariants(const struct sf_image *img)
 		prev = s->range.end;
 	}
 	prev = 0;
-	for (i = 0; i < img->nruns; i++) {
+	for (i = 0; i < img->nruns_own; i++) {
 		if (img->runs[i].off < prev || !img->runs[i].len ||
 		    img->runs[i].off + img->runs[i].len > img->file_size)
 			abort();
@@ -151,7 +176,7 @@ static void check_invariants(const struct sf_image *img)
 		const struct sf_block *b = &img->blocks[i];
 
 		if (b->first_run != run || b->nruns == 0 || run + b->nruns > img->nruns ||
-		    b->file_off != off || b->mem_len > img->block_size ||
+		    (i < img->nblocks_own && b->file_off != off) || b->mem_len > img->load_block ||
 		    b->stored_len > sf_encode_bound(img->compress, b->mem_len))
 			abort();
 		for (sum = 0, k = run; k < run + b->nruns; k++)
@@ -159,10 +184,41 @@ static void check_invariants(const struct sf_image *img)
 		if (sum != b->mem_len)
 			abort();
 		run += b->nruns;
-		off += b->stored_len;
-		mem += b->mem_len;
+		if (i < img->nblocks_own) {
+			off += b->stored_len;
+			mem += b->mem_len;
+		}
 	}
 	if (run != img->nruns || off != img->pages_bytes || mem != img->mem_bytes)
+		abort();
+	/* Pieces: sorted, disjoint, each inside one run of its block. */
+	for (prev = 0, mem = 0, i = 0; i < img->npieces; i++) {
+		const struct sf_piece *p = &img->pieces[i];
+		const struct sf_block *b = &img->blocks[p->block];
+
+		if (p->off < prev || !p->len || p->block >= img->nblocks ||
+		    p->off + p->len > img->file_size)
+			abort();
+		for (k = b->first_run; k < b->first_run + b->nruns; k++)
+			if (img->runs[k].off <= p->off &&
+			    p->off + p->len <= img->runs[k].off + img->runs[k].len)
+				break;
+		if (k == b->first_run + b->nruns)
+			abort();
+		prev = p->off + p->len;
+		mem += p->len;
+	}
+	if (mem != img->load_bytes || img->nanc != img->depth)
+		abort();
+	/* Refs: sorted, disjoint, depth 1..depth; hashes: none or one per page. */
+	for (prev = 0, sum = 0, i = 0; i < img->nrefs; i++) {
+		if (img->refs[i].off < prev || !img->refs[i].len || !img->refs[i].depth ||
+		    img->refs[i].depth > img->depth)
+			abort();
+		prev = img->refs[i].off + img->refs[i].len;
+		sum += img->refs[i].len;
+	}
+	if (img->nhashes && img->nhashes * SF_PAGE_SIZE != sum + img->mem_bytes)
 		abort();
 }
 
@@ -174,7 +230,7 @@ static void decode_unchecked(const struct sf_image *img, struct sf_codec *c, siz
 	size_t k, n = 0, at = 0;
 	ssize_t got;
 
-	got = sf_pread_all(img->pages_fd, scratch, b.stored_len, b.file_off);
+	got = sf_pread_all(b.fd, scratch, b.stored_len, b.file_off);
 	if (got != (ssize_t)b.stored_len)
 		abort();   /* sf_image_open checked the size of pages.img */
 	b.checksum = sf_checksum(scratch, b.stored_len);
@@ -194,35 +250,40 @@ static void decode_unchecked(const struct sf_image *img, struct sf_codec *c, siz
 }
 
 /*
- * Compare every run of @img in @mf with @all (the decoded blocks back to
- * back). Runs whose map fails are skipped (background: the load error).
+ * Compare every piece of @img in @mf with @all (the decoded blocks back to
+ * back). Pieces whose map fails are skipped (background: the load error).
  * Returns the first map error, or 0.
  */
-static int compare_runs(pgc_memfile *mf, const struct sf_image *img, const uint8_t *all)
+static int compare_pieces(pgc_memfile *mf, const struct sf_image *img, const uint8_t *all)
 {
 	struct iovec iov[4];
-	size_t i, at = 0;
+	size_t i;
 	int n, k, err = 0;
 
-	for (i = 0; i < img->nruns; i++) {
-		const struct sf_run *r = &img->runs[i];
-		pgc_range range = { r->off, r->off + r->len };
-		size_t done = 0;
+	for (i = 0; i < img->npieces; i++) {
+		const struct sf_piece *p = &img->pieces[i];
+		const struct sf_block *b = &img->blocks[p->block];
+		pgc_range range = { p->off, p->off + p->len };
+		size_t done = 0, at = 0, j, r;
 
+		for (j = 0; j < p->block; j++)
+			at += img->blocks[j].mem_len;
+		for (r = b->first_run; img->runs[r].off + img->runs[r].len <= p->off; r++)
+			at += img->runs[r].len;
+		at += p->off - img->runs[r].off;
 		n = pgc_map_internal(mf, range, PGC_ACCESS_READ, iov, 4);
 		if (n < 0) {
 			if (!err)
 				err = n;
-		} else {
-			for (k = 0; k < n; k++) {
-				if (memcmp(iov[k].iov_base, all + at + done, iov[k].iov_len))
-					abort();   /* wrong data restored */
-				done += iov[k].iov_len;
-			}
-			if (done != r->len)
-				abort();
+			continue;
 		}
-		at += r->len;
+		for (k = 0; k < n; k++) {
+			if (memcmp(iov[k].iov_base, all + at + done, iov[k].iov_len))
+				abort();   /* wrong data restored */
+			done += iov[k].iov_len;
+		}
+		if (done != p->len)
+			abort();
 	}
 	return err;
 }
@@ -244,7 +305,7 @@ static void restore(const struct sf_image *img, const uint8_t *all, bool all_ok)
 		pgc_load_opts_init(&lo);
 		lo.background = bg;
 		lo.jobs = 2;
-		ret = pgc_load(mf, fuzz_dir, &lo);
+		ret = pgc_load(mf, img_dir, &lo);
 		if (ret == -ENOMEM) {
 			pgc_memfile_destroy(mf);
 			continue;
@@ -252,7 +313,7 @@ static void restore(const struct sf_image *img, const uint8_t *all, bool all_ok)
 		if (!bg && (ret == 0) != all_ok)
 			abort();   /* a bad block accepted, or a good image refused */
 		if (!ret) {
-			ret = compare_runs(mf, img, all);
+			ret = compare_pieces(mf, img, all);
 			if (all_ok && ret)
 				abort();
 			ret = pgc_load_await(mf);
@@ -275,14 +336,16 @@ static void exercise(const struct sf_image *img, bool do_restore)
 	check_invariants(img);
 	if (sf_codec_new(img->compress, img->level, &c) != 0)
 		goto exit;
-	scratch = malloc(sf_encode_bound(img->compress, img->block_size));
-	mem = malloc(img->block_size);
-	iov = calloc(img->block_size / SF_PAGE_SIZE, sizeof(*iov));
+	scratch = malloc(sf_encode_bound(img->compress, img->load_block));
+	mem = malloc(img->load_block);
+	iov = calloc(img->load_block / SF_PAGE_SIZE, sizeof(*iov));
 	if (!scratch || !mem || !iov)
 		goto exit;
-	if (do_restore && img->file_size <= FUZZ_RESTORE_MAX_FILE &&
-	    img->mem_bytes <= FUZZ_RESTORE_MAX_MEM)
-		all = malloc(img->mem_bytes ? img->mem_bytes : 1);
+	for (i = 0; i < img->nblocks; i++)
+		at += img->blocks[i].mem_len;
+	if (do_restore && img->file_size <= FUZZ_RESTORE_MAX_FILE && at <= FUZZ_RESTORE_MAX_MEM)
+		all = malloc(at ? at : 1);
+	at = 0;
 	for (i = 0; i < img->nblocks; i++) {
 		if (sf_image_read_block(img, c, i, scratch, all ? all + at : mem))
 			all_ok = false;
@@ -290,7 +353,7 @@ static void exercise(const struct sf_image *img, bool do_restore)
 	}
 	for (i = 0; i < img->nblocks; i++)
 		decode_unchecked(img, c, i, scratch, mem, iov);
-	if (sf_pagemap_encode(img->runs, img->nruns, &pm) == 0 && pm.len < 8)
+	if (sf_pagemap_encode(img->runs, img->nruns_own, &pm) == 0 && pm.len < 8)
 		abort();
 	if (all)
 		restore(img, all, all_ok);
@@ -301,6 +364,28 @@ exit:
 	free(scratch);
 	free(mem);
 	sf_codec_free(c);
+}
+
+/* FUZZ_CHAIN: u32 P, the image's pages.img, u32 M2, the parent's files. */
+static void write_chain(const uint8_t *data, size_t size)
+{
+	size_t plen, mlen;
+
+	plen = size >= 4 ? sf_get_u32(data) : 0;
+	data += size >= 4 ? 4 : size;
+	size -= size >= 4 ? 4 : size;
+	if (plen > size)
+		plen = size;
+	write_file("c", SF_PAGES_NAME, data, plen);
+	data += plen;
+	size -= plen;
+	mlen = size >= 4 ? sf_get_u32(data) : 0;
+	data += size >= 4 ? 4 : size;
+	size -= size >= 4 ? 4 : size;
+	if (mlen > size)
+		mlen = size;
+	write_file("p", SF_MEMFILE_NAME, data, mlen);
+	write_file("p", SF_PAGES_NAME, data + mlen, size - mlen);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -325,10 +410,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(mf, data, mlen);
 	if (flags & FUZZ_FIX_CHECKSUMS)
 		fix_checksums(mf, mlen);
-	write_file(SF_MEMFILE_NAME, mf, mlen);
-	write_file(SF_PAGES_NAME, data + mlen, size - mlen);
+	write_file("c", SF_MEMFILE_NAME, mf, mlen);
 	free(mf);
-	if (sf_image_open(fuzz_dir, false, &img) == 0) {
+	data += mlen;
+	size -= mlen;
+	remove_files("p");
+	if (flags & FUZZ_CHAIN)
+		write_chain(data, size);
+	else
+		write_file("c", SF_PAGES_NAME, data, size);
+	/* The image's own records alone, then with its chain. */
+	if (sf_image_open_one(img_dir, false, &img) == 0)
+		sf_image_close(img);
+	if (sf_image_open(img_dir, false, &img) == 0) {
 		exercise(img, flags & FUZZ_RESTORE);
 		sf_image_close(img);
 	}

@@ -186,6 +186,96 @@ static void one(enum pgc_compress c, uint32_t block_size, unsigned pages, unsign
 		exit(1);
 }
 
+/* Append @len bytes of @p and a u32 LE length before them to @buf at *@at. */
+static void put_sized(uint8_t *buf, size_t *at, const uint8_t *p, size_t len)
+{
+	buf[*at] = len & 0xff;
+	buf[*at + 1] = (len >> 8) & 0xff;
+	buf[*at + 2] = (len >> 16) & 0xff;
+	buf[*at + 3] = (len >> 24) & 0xff;
+	memcpy(buf + *at + 4, p, len);
+	*at += 4 + len;
+}
+
+/*
+ * A chain seed (fuzz_image's flag bit 2): a parent saved as DIR/p, then
+ * some pages changed (one zeroed, the file grown) and the child saved
+ * against it as DIR/c; emitted as is, with a flipped ref, and for restore.
+ */
+static void chain_seed(enum pgc_compress c, uint32_t block_size, unsigned pages, unsigned seed)
+{
+	struct pgc_alloc_opts ao = { .kind = PGC_KIND_ANONYMOUS };
+	struct pgc_memfile_opts mo;
+	struct pgc_save_opts so;
+	pgc_memfile *mf;
+	pgc_range r1, r2;
+	char dir[256], path[300], parent[300], name[128];
+	uint8_t *m, *pg, *pm, *ppg, *rest;
+	size_t mlen, plen, pmlen, pplen, at = 0;
+	struct iovec v;
+
+	pgc_memfile_opts_init(&mo);
+	if (pgc_memfile_new(&mo, &mf))
+		exit(1);
+	pgc_mark_savable(mf);
+	if (pgc_allocate(mf, (uint64_t)pages * PGC_PAGE_SIZE, &ao, &r1))
+		exit(1);
+	fill(mf, r1, seed);
+	pgc_save_opts_init(&so);
+	so.compress = c;
+	so.block_size = block_size;
+	so.jobs = 1;
+	snprintf(dir, sizeof(dir), "%s/.mkcorpus-chain", outdir);
+	mkdir(dir, 0700);
+	snprintf(parent, sizeof(parent), "%s/p", dir);
+	if (pgc_save(mf, parent, &so))
+		exit(1);
+	/* Change two pages, zero one, grow the file by two pages. */
+	if (pgc_map_internal(mf, r1, PGC_ACCESS_WRITE, &v, 1) != 1)
+		exit(1);
+	memset((uint8_t *)v.iov_base + PGC_PAGE_SIZE, 0x5a, 2 * PGC_PAGE_SIZE);
+	memset((uint8_t *)v.iov_base + 4 * PGC_PAGE_SIZE, 0, PGC_PAGE_SIZE);
+	if (pgc_allocate(mf, 2 * PGC_PAGE_SIZE, &ao, &r2))
+		exit(1);
+	fill(mf, r2, seed + 5);
+	so.parent = parent;
+	snprintf(path, sizeof(path), "%s/c", dir);
+	if (pgc_save(mf, path, &so))
+		exit(1);
+	pgc_memfile_destroy(mf);
+	snprintf(path, sizeof(path), "%s/c/memfile.img", dir);
+	m = slurp(path, &mlen);
+	snprintf(path, sizeof(path), "%s/c/pages.img", dir);
+	pg = slurp(path, &plen);
+	snprintf(path, sizeof(path), "%s/p/memfile.img", dir);
+	pm = slurp(path, &pmlen);
+	snprintf(path, sizeof(path), "%s/p/pages.img", dir);
+	ppg = slurp(path, &pplen);
+	rest = malloc(8 + plen + pmlen + pplen);
+	if (!rest)
+		exit(1);
+	put_sized(rest, &at, pg, plen);
+	put_sized(rest, &at, pm, pmlen);
+	memcpy(rest + at, ppg, pplen);
+	at += pplen;
+	snprintf(name, sizeof(name), "seed-chain-%s-bs%u-p%u-s%u",
+		 c == PGC_COMPRESS_ZSTD ? "zstd" : "raw", block_size / 1024, pages, seed);
+	emit(name, 4, m, mlen, rest, at);
+	snprintf(name + strlen(name), sizeof(name) - strlen(name), "-restore");
+	emit(name, 6, m, mlen, rest, at);
+	m[mlen - 20] ^= 1;   /* in the hashes or refs, behind the checksum */
+	snprintf(name + strlen(name), sizeof(name) - strlen(name), "-flipped-fix");
+	emit(name, 7, m, mlen, rest, at);
+	free(m);
+	free(pg);
+	free(pm);
+	free(ppg);
+	free(rest);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	if (system(path) != 0)
+		exit(1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -203,6 +293,8 @@ int main(int argc, char **argv)
 	one(PGC_COMPRESS_NONE, 8192, 5, 7, 0);
 	one(PGC_COMPRESS_NONE, 16384, 6, 8, 0);
 	one(PGC_COMPRESS_NONE, 256 << 10, 2, 9, 0);
+	chain_seed(PGC_COMPRESS_ZSTD, 16384, 24, 10);
+	chain_seed(PGC_COMPRESS_NONE, 8192, 12, 11);
 	printf("mkcorpus: %d seeds in %s\n", nseeds, outdir);
 	return 0;
 }

@@ -204,7 +204,7 @@ static int gen_image(struct gen *g, const char *path, enum pgc_compress compress
 {
 	struct sf_writer *w = NULL;
 	struct sf_codec *c = NULL;
-	struct sf_meta meta;
+	struct sf_meta meta = { 0 };
 	int ret;
 
 	memset(g, 0, sizeof(*g));
