@@ -186,7 +186,7 @@ chain() {
 }
 
 @test "chain: depth 1..5 served lazily byte for byte" {
-	[ -x "$CONSUMER" ] || skip "lazy_consumer not built"
+	[ -x "$CONSUMER" ] || fail "lazy_consumer not built"
 	chain 5
 	for i in 1 3 5; do
 		"$PGCKPT" restore --background --listen s.sock --once --timeout 10 "c$i" 2>server.log 3>&- &
