@@ -291,9 +291,8 @@ static int prepare(struct s3_client *s, struct req *r, const char *url, struct c
 
 	curl_easy_reset(c);
 	r->curl = c;
+	/* No "Expect:" removal header here: libcurl 7.88 would sign it. */
 	h = curl_slist_append(h, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
-	if (h && (t = curl_slist_append(h, "Expect:")))
-		h = t;
 	if (h && s->cfg.session_token[0]) {
 		snprintf(tok, sizeof(tok), "x-amz-security-token: %s", s->cfg.session_token);
 		t = curl_slist_append(h, tok);
@@ -329,6 +328,7 @@ static int prepare(struct s3_client *s, struct req *r, const char *url, struct c
 		curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
 		curl_easy_setopt(c, CURLOPT_READDATA, r);
 		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+		curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
 	} else if (strcmp(r->method, "POST") == 0) {
 		curl_easy_setopt(c, CURLOPT_POST, 1L);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)r->body);
@@ -638,8 +638,12 @@ int s3_upload_complete(struct s3_upload *u, char etag[S3_ETAG_MAX])
 			 u->bucket, u->key);
 		ret = -EIO;
 	}
-	if (!ret && etag && xml_text((const char *)r.out, "ETag", etag, S3_ETAG_MAX))
-		etag[0] = '\0';
+	/* radosgw leaves <ETag></ETag> empty: then the header's, or a HEAD's. */
+	if (!ret && etag && xml_text((const char *)r.out, "ETag", etag, S3_ETAG_MAX)) {
+		memcpy(etag, r.etag, S3_ETAG_MAX);
+		if (!etag[0] && s3_head(u->s, u->bucket, u->key, NULL, etag))
+			etag[0] = '\0';
+	}
 out:
 	free(x);
 	free(r.out);
