@@ -33,6 +33,14 @@ int cmd_verify(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/*
+ * cli_s3_run - run the subcommand @fn; when one argument is an
+ * s3://BUCKET/PREFIX IMAGE, through a local copy (s3img.c): fetched before
+ * the run, or for save uploaded after it (memfile.img last). Returns the
+ * exit status (2 for an S3 failure).
+ */
+int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv);
+
 /* "pgckpt: CMD: FILE: MESSAGE" on stderr (FILE may be NULL). */
 void cli_error(const char *cmd, const char *file, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -654,8 +654,9 @@ int main(int argc, char **argv)
 			  pgc_strerror(ret));
 		return EXIT_IO;
 	}
-	/* The subcommand sees argv[0] = its own name. */
-	ret = c->fn(argc - 1, argv + 1);
+	/* The subcommand sees argv[0] = its own name; an s3:// IMAGE goes
+	 * through a local copy (s3img.c). */
+	ret = cli_s3_run(c->name, c->fn, argc - 1, argv + 1);
 	if (fflush(stdout) != 0 && ret == EXIT_OK) {
 		cli_error(c->name, NULL, "write error: %s", strerror(errno));
 		ret = EXIT_IO;

@@ -350,6 +350,9 @@ static void set_error(struct s3_client *s, const struct req *r, CURLcode rc, int
 		return;
 	}
 	xml_code(r->errbody, code, sizeof(code));
+	if (!code[0] && (r->status == 403 || r->status == 404)) /* HEAD: no body */
+		snprintf(code, sizeof(code), "%s",
+			 r->status == 403 ? "(access denied)" : "(no such bucket or key)");
 	snprintf(s->err, sizeof(s->err), "%s s3://%s/%s: HTTP %ld%s%s (%d attempt%s)", r->method,
 		 r->bucket, r->key ? r->key : "", r->status, code[0] ? " " : "", code, attempts,
 		 attempts == 1 ? "" : "s");
