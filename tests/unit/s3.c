@@ -13,6 +13,8 @@
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -25,7 +27,7 @@
 #define BUCKET "pgckpt-test"
 #define MiB (1u << 20)
 
-static char src_dir[1024], state_dir[1300];
+static char src_dir[1024], state_dir[1300], pgckpt[1100];
 static struct s3_config cfg;
 static bool cluster_up;
 
@@ -366,15 +368,153 @@ static void t_slow_server(void)
 	CHECK_EQ(proxy_stop(pid, fd), 1);
 }
 
+/* Run the command line @fmt...; its exit status (-1 if it did not exit). */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A 24 MiB memory file: random pages, zero runs, a repeated pattern. */
+static int make_source(const char *path)
+{
+	size_t len = 24 * MiB;
+	unsigned char *p = calloc(1, len);
+	FILE *f = fopen(path, "w");
+	int ok;
+
+	if (!p || !f) {
+		free(p);
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	test_fill_random(p, 8 * MiB);
+	memset(p + 12 * MiB, 0x5a, 4 * MiB);
+	test_fill_random(p + 20 * MiB, 4096 * 3);
+	ok = fwrite(p, 1, len, f) == len;
+	free(p);
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static void t_cli_roundtrip(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t size;
+
+	CHECK_EQ(make_source("src.mem"), 0);
+	CHECK_EQ(run("%s save src.mem s3://" BUCKET "/cli/one", pgckpt), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/one/memfile.img", &size, NULL), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/one/pagemap.img", &size, NULL), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/one/pages.img", &size, NULL), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/one/ out.mem", pgckpt), 0);
+	CHECK_EQ(run("cmp -s src.mem out.mem"), 0);
+	CHECK_EQ(run("%s verify s3://" BUCKET "/cli/one >/dev/null", pgckpt), 0);
+	CHECK_EQ(run("%s inspect --json s3://" BUCKET "/cli/one >/dev/null", pgckpt), 0);
+	CHECK_EQ(run("%s export --criu s3://" BUCKET "/cli/one criu", pgckpt), 0);
+	/* A downloaded image is a valid local image, and the reverse. */
+	CHECK_EQ(run("mkdir dl && for f in memfile pagemap pages; do curl -sf --aws-sigv4 "
+		     "aws:amz:$AWS_REGION:s3 --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" "
+		     "-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -o dl/$f.img "
+		     "$AWS_ENDPOINT_URL/" BUCKET "/cli/one/$f.img || exit 1; done"), 0);
+	CHECK_EQ(run("%s verify dl >/dev/null", pgckpt), 0);
+	/* Replacing the image: the new one, whole. */
+	CHECK_EQ(run("head -c 5M /dev/zero >small.mem"), 0);
+	CHECK_EQ(run("%s save -c none small.mem s3://" BUCKET "/cli/one", pgckpt), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/one out2.mem && cmp -s small.mem out2.mem",
+		     pgckpt), 0);
+	/* No temporary copy is left behind. */
+	CHECK_EQ(run("ls -d \"${TMPDIR:-/tmp}\"/pgckpt-s3.* 2>/dev/null | grep -q ."), 1);
+	s3_client_free(s);
+}
+
+static void t_cli_corrupt(void)
+{
+	struct s3_client *s = client(&cfg);
+	unsigned char *p = malloc(32 * MiB);
+	uint64_t size = 0;
+
+	CHECK(s && p);
+	if (!s || !p)
+		goto out;
+	CHECK_EQ(run("%s save src.mem s3://" BUCKET "/cli/bad", pgckpt), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/bad/pages.img", &size, NULL), 0);
+	CHECK(size > 0 && size <= 32 * MiB);
+	if (size == 0 || size > 32 * MiB)
+		goto out;
+	CHECK_EQ(s3_get_range(s, BUCKET, "cli/bad/pages.img", 0, p, size), 0);
+	p[size / 2] ^= 0x40;
+	CHECK_EQ(s3_put(s, BUCKET, "cli/bad/pages.img", p, size, NULL), 0);
+	CHECK_EQ(run("%s verify s3://" BUCKET "/cli/bad 2>/dev/null", pgckpt), 3);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/bad bad.mem 2>/dev/null", pgckpt), 3);
+	CHECK(access("bad.mem", F_OK) != 0);
+	/* A memfile.img that is not one. */
+	CHECK_EQ(s3_put(s, BUCKET, "cli/bad/memfile.img", "garbage", 7, NULL), 0);
+	CHECK_EQ(run("%s inspect s3://" BUCKET "/cli/bad >/dev/null 2>&1", pgckpt), 3);
+out:
+	free(p);
+	s3_client_free(s);
+}
+
+static void t_cli_errors(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t size;
+
+	CHECK_EQ(run("AWS_SECRET_ACCESS_KEY=wrong-secret-42 %s verify s3://" BUCKET
+		     "/cli/one 2>err.txt", pgckpt), 2);
+	CHECK_EQ(run("grep -q 'access denied' err.txt"), 0);
+	CHECK_EQ(run("grep -q wrong-secret-42 err.txt"), 1);
+	CHECK_EQ(run("AWS_SECRET_ACCESS_KEY=wrong-secret-42 %s save src.mem s3://" BUCKET
+		     "/cli/ws 2>err.txt", pgckpt), 2);
+	CHECK_EQ(run("grep -q wrong-secret-42 err.txt"), 1);
+	CHECK_EQ(run("%s restore s3://pgckpt-no-bucket/x o.mem 2>/dev/null", pgckpt), 2);
+	CHECK(access("o.mem", F_OK) != 0);
+	CHECK_EQ(run("%s save src.mem s3://pgckpt-no-bucket/x 2>/dev/null", pgckpt), 2);
+	CHECK_EQ(run("%s verify s3://" BUCKET "/cli/none 2>/dev/null", pgckpt), 2);
+	CHECK_EQ(run("%s verify s3://BAD/x 2>/dev/null", pgckpt), 1);
+	CHECK_EQ(run("%s bench s3://" BUCKET "/x 2>/dev/null", pgckpt), 1);
+	CHECK_EQ(run("env -u AWS_ACCESS_KEY_ID HOME=/nonexistent %s verify s3://" BUCKET
+		     "/cli/one 2>/dev/null", pgckpt), 2);
+	/* The server gone during a save: exit 2, and the image at the prefix
+	 * is the old one, whole, or none; never a mix. */
+	CHECK_EQ(run("PGCKPT_S3_RETRIES=1 AWS_ENDPOINT_URL=http://127.0.0.1:1 %s save src.mem "
+		     "s3://" BUCKET "/cli/one 2>/dev/null", pgckpt), 2);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/one out3.mem && cmp -s small.mem out3.mem",
+		     pgckpt), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/ws/memfile.img", &size, NULL), -ENOENT);
+	s3_client_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	const char *src = getenv("PGCKPT_SRC");
-	char err[256];
+	char err[256], *slash;
+	bool have_cmd = false;
 
+	/* argv[0] is B/tests/s3 (before test_init changes directory); the
+	 * command is B/pgckpt. */
+	if (realpath(argv[0], pgckpt) && (slash = strrchr(pgckpt, '/'))) {
+		*slash = '\0';
+		if ((slash = strrchr(pgckpt, '/')) && strlen(pgckpt) + 8 < sizeof(pgckpt)) {
+			strcpy(slash, "/pgckpt");
+			have_cmd = access(pgckpt, X_OK) == 0;
+		}
+	}
 	test_init(argc, argv);
 	if (system("command -v radosgw >/dev/null 2>&1") != 0)
 		test_skip("radosgw is not installed (./deps.sh installs Ceph): no S3 server to test against");
 	snprintf(src_dir, sizeof(src_dir), "%s", src ? src : ".");
+	if (!have_cmd)
+		test_skip("cannot find the pgckpt command beside this test");
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	if (cluster_start() != 0) {
@@ -393,6 +533,9 @@ int main(int argc, char **argv)
 		TEST_RUN(t_missing_bucket);
 		TEST_RUN(t_refused);
 		TEST_RUN(t_slow_server);
+		TEST_RUN(t_cli_roundtrip);
+		TEST_RUN(t_cli_corrupt);
+		TEST_RUN(t_cli_errors);
 	}
 	cluster_stop();
 	return test_done();
