@@ -38,6 +38,8 @@ static const char usage_main[] =
 	"  export  --criu [--force] IMAGE DIR\n"
 	"  bench   [--json] [-c zstd[:N]|none] [--block-size S] [--runs N] FILE\n"
 	"\n"
+	"An IMAGE may be s3://BUCKET/PREFIX (S3-compatible storage, AWS_* variables).\n"
+	"\n"
 	"  -h, --help     show this help, or a command's with 'pgckpt COMMAND --help'\n"
 	"  -V, --version  show the version\n"
 	"\n"
