@@ -279,12 +279,12 @@ static void t_refused(void)
 	s3_client_free(s);
 }
 
-/* Start slowproxy.py DELAY in front of radosgw; its port, or -1. */
-static int proxy_start(double delay, pid_t *pid, int *out_fd)
+/* Start slowproxy.py DELAY RATE (bytes/s, 0: any) in front of radosgw; its port, or -1. */
+static int proxy_start(double delay, long rate, pid_t *pid, int *out_fd)
 {
 	const char *ep = getenv("AWS_ENDPOINT_URL");
 	const char *colon = ep ? strrchr(ep, ':') : NULL;
-	char script[1200], d[32], port[16], buf[32];
+	char script[1200], d[32], port[16], buf[32], r[32];
 	int pfd[2];
 	ssize_t n;
 
@@ -293,12 +293,13 @@ static int proxy_start(double delay, pid_t *pid, int *out_fd)
 	snprintf(script, sizeof(script), "%s/tests/s3/slowproxy.py", src_dir);
 	snprintf(d, sizeof(d), "%.3f", delay);
 	snprintf(port, sizeof(port), "%s", colon + 1);
+	snprintf(r, sizeof(r), "%ld", rate);
 	*pid = fork();
 	if (*pid == 0) {
 		dup2(pfd[1], 1);
 		close(pfd[0]);
 		close(pfd[1]);
-		execlp("python3", "python3", script, d, port, (char *)NULL);
+		execlp("python3", "python3", script, d, port, r, (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -337,7 +338,7 @@ static void t_slow_server(void)
 	int fd, port;
 
 	/* Slower than the timeout: each attempt times out, retries end it. */
-	port = proxy_start(3.0, &pid, &fd);
+	port = proxy_start(3.0, 0, &pid, &fd);
 	CHECK(port > 0);
 	if (port <= 0)
 		return;
@@ -355,7 +356,7 @@ static void t_slow_server(void)
 	CHECK_EQ(proxy_stop(pid, fd), 3);
 
 	/* Slow but within the timeout: it works, on one connection kept alive. */
-	port = proxy_start(0.3, &pid, &fd);
+	port = proxy_start(0.3, 0, &pid, &fd);
 	CHECK(port > 0);
 	if (port <= 0)
 		return;
@@ -495,6 +496,48 @@ static void t_cli_errors(void)
 	s3_client_free(s);
 }
 
+/*
+ * The server gone in the middle of a save (the proxy in front of it
+ * killed): exit 2, and at the prefix no image at all, neither the old one
+ * nor a mix, since memfile.img was deleted first and not written again.
+ */
+static void t_cli_server_gone(void)
+{
+	struct s3_client *s = client(&cfg);
+	char cmd[4096];
+	uint64_t size;
+	pid_t ppid, pid;
+	int fd, port, st = 0;
+
+	CHECK_EQ(run("%s save src.mem s3://" BUCKET "/cli/gone", pgckpt), 0);
+	/* 4 MiB/s: the 24 MiB pages.img takes about 6 s. */
+	port = proxy_start(0.1, 4 * MiB, &ppid, &fd);
+	CHECK(port > 0);
+	if (port <= 0 || !s)
+		goto out;
+	snprintf(cmd, sizeof(cmd), "PGCKPT_S3_RETRIES=2 PGCKPT_S3_TIMEOUT_MS=2000 "
+		 "AWS_ENDPOINT_URL=http://127.0.0.1:%d %s save -c none src.mem s3://" BUCKET
+		 "/cli/gone 2>gone.txt", port, pgckpt);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	/* Past the DELETE of memfile.img, during the upload of pages.img. */
+	usleep(2000 * 1000);
+	CHECK(proxy_stop(ppid, fd) >= 1);
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/gone/memfile.img", &size, NULL), -ENOENT);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/gone gone.mem 2>/dev/null", pgckpt), 2);
+	CHECK(access("gone.mem", F_OK) != 0);
+	/* A save that works again makes the image whole. */
+	CHECK_EQ(run("%s save src.mem s3://" BUCKET "/cli/gone && %s restore s3://" BUCKET
+		     "/cli/gone gone.mem && cmp -s src.mem gone.mem", pgckpt, pgckpt), 0);
+out:
+	s3_client_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	const char *src = getenv("PGCKPT_SRC");
@@ -548,6 +591,7 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_roundtrip);
 		TEST_RUN(t_cli_corrupt);
 		TEST_RUN(t_cli_errors);
+		TEST_RUN(t_cli_server_gone);
 	}
 	cluster_stop();
 	return test_done();
