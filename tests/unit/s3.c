@@ -538,6 +538,20 @@ out:
 	s3_client_free(s);
 }
 
+/* restore --background --listen from S3: the example consumer reads and
+ * checks pages (the server runs on the fetched copy). */
+static void t_cli_lazy(void)
+{
+	char consumer[1200];
+
+	snprintf(consumer, sizeof(consumer), "%.*s/examples/lazy_consumer",
+		 (int)(strrchr(pgckpt, '/') - pgckpt), pgckpt);
+	CHECK_EQ(run("%s restore --background --listen s.sock --once s3://" BUCKET "/cli/gone "
+		     "2>srv.log & srv=$!; for i in $(seq 300); do [ -S s.sock ] && break; "
+		     "sleep 0.05; done; timeout 60 %s -s %u -n 50 -v src.mem s.sock >/dev/null && "
+		     "wait $srv", pgckpt, consumer, 24 * MiB), 0);
+}
+
 int main(int argc, char **argv)
 {
 	const char *src = getenv("PGCKPT_SRC");
@@ -592,6 +606,7 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_corrupt);
 		TEST_RUN(t_cli_errors);
 		TEST_RUN(t_cli_server_gone);
+		TEST_RUN(t_cli_lazy);
 	}
 	cluster_stop();
 	return test_done();
