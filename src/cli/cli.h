@@ -41,6 +41,15 @@ int cmd_bench(int argc, char **argv);
  */
 int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv);
 
+/*
+ * cli_cleanup_stage - the directory (NULL: none) that a SIGINT or SIGTERM
+ * removes with all it holds: s3img.c's local copy.
+ */
+void cli_cleanup_stage(const char *dir);
+
+/* cli_remove_tree - remove @dir and everything under it (symlinks not followed). */
+void cli_remove_tree(const char *dir);
+
 /* "pgckpt: CMD: FILE: MESSAGE" on stderr (FILE may be NULL). */
 void cli_error(const char *cmd, const char *file, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -417,6 +418,7 @@ static char *cleanup_prefix;        /* "NAME.tmp-" */
 static char **cleanup_known;        /* temporary siblings that existed before */
 static size_t cleanup_nknown;
 static struct cli_progress *cleanup_bar;
+static char *cleanup_stage;         /* s3img.c's private directory */
 
 void cli_cleanup_lock(void)
 {
@@ -434,6 +436,30 @@ void cli_cleanup_file(const char *path)
 	free(cleanup_path);
 	cleanup_path = path ? strdup(path) : NULL;
 	pthread_mutex_unlock(&cleanup_mu);
+}
+
+void cli_cleanup_stage(const char *dir)
+{
+	pthread_mutex_lock(&cleanup_mu);
+	free(cleanup_stage);
+	cleanup_stage = dir ? strdup(dir) : NULL;
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+void cli_remove_tree(const char *dir)
+{
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 void cli_cleanup_progress(struct cli_progress *p)
@@ -590,6 +616,8 @@ static void *signal_main(void *arg)
 		unlink(cleanup_path);
 	if (cleanup_prefix)
 		remove_new_tmp_dirs();
+	if (cleanup_stage)
+		cli_remove_tree(cleanup_stage);
 	fprintf(stderr, "pgckpt: interrupted by %s\n", strsignal(sig));
 	fflush(stderr);
 	_exit(128 + sig);

@@ -12,10 +12,8 @@
  * change meanwhile; the image's own checksums check every byte.
  * S3 failures exit 2 with the request that failed; a bad image exits 3.
  */
-#define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,17 +233,6 @@ static int upload(struct s3img *m)
 	return ret;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 /* The index of the one s3:// argument of @argv, -1 for none, -2 for two. */
 static int find_url(int argc, char **argv)
 {
@@ -284,11 +271,15 @@ static int setup(struct s3img *m)
 	if (ret || !m->buf)
 		return cli_fail(m->cmd, NULL, -ENOMEM);
 	snprintf(m->stage, sizeof(m->stage), "%s/pgckpt-s3.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	cli_cleanup_lock(); /* no signal between the mkdtemp and its registration */
 	if (!mkdtemp(m->stage)) {
+		cli_cleanup_unlock();
 		ret = -errno;
 		m->stage[0] = '\0';
 		return cli_fail(m->cmd, tmp && *tmp ? tmp : "/tmp", ret);
 	}
+	cli_cleanup_stage(m->stage);
+	cli_cleanup_unlock();
 	snprintf(m->local, sizeof(m->local), "%s/img", m->stage);
 	return EXIT_OK;
 }
@@ -320,8 +311,10 @@ int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv)
 	if (save && ret == EXIT_OK)
 		ret = upload(&m);
 out:
-	if (m.stage[0])
-		nftw(m.stage, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (m.stage[0]) {
+		cli_remove_tree(m.stage);
+		cli_cleanup_stage(NULL);
+	}
 	s3_client_free(m.s);
 	free(m.buf);
 	return ret;

@@ -538,6 +538,40 @@ out:
 	s3_client_free(s);
 }
 
+/*
+ * SIGTERM in the middle of a save's upload: exit 128+15, no image at the
+ * prefix, and the local copy removed.
+ */
+static void t_cli_interrupted(void)
+{
+	struct s3_client *s = client(&cfg);
+	char cmd[4096];
+	uint64_t size;
+	pid_t ppid, pid;
+	int fd, port, st = 0;
+
+	port = proxy_start(0.1, 4 * MiB, &ppid, &fd);
+	CHECK(port > 0 && s);
+	if (port <= 0 || !s)
+		goto out;
+	snprintf(cmd, sizeof(cmd), "AWS_ENDPOINT_URL=http://127.0.0.1:%d exec %s save -c none "
+		 "src.mem s3://" BUCKET "/cli/int 2>int.txt", port, pgckpt);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	usleep(2000 * 1000);
+	CHECK(pid > 0 && kill(pid, SIGTERM) == 0);
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM);
+	proxy_stop(ppid, fd);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/int/memfile.img", &size, NULL), -ENOENT);
+	CHECK_EQ(run("ls -d \"$TMPDIR\"/pgckpt-s3.* 2>/dev/null | grep -q ."), 1);
+out:
+	s3_client_free(s);
+}
+
 /* restore --background --listen from S3: the example consumer reads and
  * checks pages (the server runs on the fetched copy). */
 static void t_cli_lazy(void)
@@ -607,6 +641,7 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_errors);
 		TEST_RUN(t_cli_server_gone);
 		TEST_RUN(t_cli_lazy);
+		TEST_RUN(t_cli_interrupted);
 	}
 	cluster_stop();
 	return test_done();
