@@ -312,7 +312,10 @@ static int prepare(struct s3_client *s, struct req *r, const char *url, struct c
 	curl_easy_setopt(c, CURLOPT_USERNAME, s->cfg.access_key);
 	curl_easy_setopt(c, CURLOPT_PASSWORD, s->cfg.secret_key);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->cfg.timeout_ms);
+	/* The timeout, plus a second per 64 KiB of body either way: a 16 MiB
+	 * part over a slow link is not cut short, a silent server still is. */
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+			 s->cfg.timeout_ms + (long)((r->body_len + r->out_cap) >> 16) * 1000L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s->cfg.connect_timeout_ms);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

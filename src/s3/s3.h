@@ -29,7 +29,7 @@ struct s3_config {
 	char access_key[256];
 	char secret_key[256];
 	char session_token[4096];
-	long timeout_ms;         /* per request, whole transfer */
+	long timeout_ms;         /* per request, + 1 s per 64 KiB of body */
 	long connect_timeout_ms;
 	int retries;             /* after the first attempt */
 	long backoff_ms;         /* first retry's wait, doubled each time */
