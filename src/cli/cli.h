@@ -42,6 +42,12 @@ int cmd_bench(int argc, char **argv);
 int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv);
 
 /*
+ * cli_image_name - how to name @path to the user: the s3:// URL for
+ * cli_s3_run's local copy (and URL/NAME for a file in it), else @path.
+ */
+const char *cli_image_name(const char *path);
+
+/*
  * cli_cleanup_stage - the directory (NULL: none) that a SIGINT or SIGTERM
  * removes with all it holds: s3img.c's local copy.
  */

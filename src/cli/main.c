@@ -176,7 +176,7 @@ static void verror(const char *cmd, const char *file, const char *fmt, va_list a
 	if (cmd)
 		fprintf(stderr, "%s: ", cmd);
 	if (file)
-		fprintf(stderr, "%s: ", file);
+		fprintf(stderr, "%s: ", cli_image_name(file));
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 }

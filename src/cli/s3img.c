@@ -35,6 +35,25 @@ struct s3img {
 	unsigned char *buf;               /* PART_SIZE */
 };
 
+/* The local copy being used and the URL it stands for (cli_image_name). */
+static const char *shown_local, *shown_url;
+static char shown_buf[4400];
+
+const char *cli_image_name(const char *path)
+{
+	size_t n;
+
+	if (!path || !shown_local)
+		return path;
+	n = strlen(shown_local);
+	if (strncmp(path, shown_local, n) != 0 || (path[n] && path[n] != '/'))
+		return path;
+	if (!path[n])
+		return shown_url;
+	snprintf(shown_buf, sizeof(shown_buf), "%s%s", shown_url, path + n);
+	return shown_buf;
+}
+
 static const char *env_lookup(const char *name)
 {
 	return getenv(name);
@@ -306,7 +325,10 @@ int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv)
 			goto out;
 	}
 	argv[at] = m.local;
+	shown_local = m.local;
+	shown_url = m.url;
 	ret = fn(argc, argv);
+	shown_local = shown_url = NULL;
 	argv[at] = (char *)m.url;
 	if (save && ret == EXIT_OK)
 		ret = upload(&m);

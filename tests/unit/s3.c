@@ -419,7 +419,10 @@ static void t_cli_roundtrip(void)
 	CHECK_EQ(s3_head(s, BUCKET, "cli/one/pages.img", &size, NULL), 0);
 	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/one/ out.mem", pgckpt), 0);
 	CHECK_EQ(run("cmp -s src.mem out.mem"), 0);
-	CHECK_EQ(run("%s verify s3://" BUCKET "/cli/one >/dev/null", pgckpt), 0);
+	CHECK_EQ(run("%s verify s3://" BUCKET "/cli/one >v.txt", pgckpt), 0);
+	CHECK_EQ(run("grep -qx 's3://" BUCKET "/cli/one: ok' v.txt"), 0);
+	CHECK_EQ(run("%s inspect s3://" BUCKET "/cli/one | grep -q '^image: *s3://" BUCKET
+		     "/cli/one$'", pgckpt), 0);
 	CHECK_EQ(run("%s inspect --json s3://" BUCKET "/cli/one >/dev/null", pgckpt), 0);
 	CHECK_EQ(run("%s export --criu s3://" BUCKET "/cli/one criu", pgckpt), 0);
 	/* A downloaded image is a valid local image, and the reverse. */
@@ -455,7 +458,9 @@ static void t_cli_corrupt(void)
 	CHECK_EQ(s3_get_range(s, BUCKET, "cli/bad/pages.img", 0, p, size), 0);
 	p[size / 2] ^= 0x40;
 	CHECK_EQ(s3_put(s, BUCKET, "cli/bad/pages.img", p, size, NULL), 0);
-	CHECK_EQ(run("%s verify s3://" BUCKET "/cli/bad 2>/dev/null", pgckpt), 3);
+	CHECK_EQ(run("%s verify s3://" BUCKET "/cli/bad 2>bad.txt", pgckpt), 3);
+	CHECK_EQ(run("grep -q '^pgckpt: verify: s3://" BUCKET "/cli/bad' bad.txt"), 0);
+	CHECK_EQ(run("grep -q pgckpt-s3 bad.txt"), 1);
 	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/bad bad.mem 2>/dev/null", pgckpt), 3);
 	CHECK(access("bad.mem", F_OK) != 0);
 	/* A memfile.img that is not one. */
