@@ -329,20 +329,30 @@ static int proxy_stop(pid_t pid, int fd)
 	return conns;
 }
 
+/* A proxy delaying each connection by @delay s, and @c's endpoint pointed
+ * at it. Returns false (a failed check) when it did not start. */
+static bool proxy_endpoint(double delay, struct s3_config *c, pid_t *pid, int *fd)
+{
+	int port = proxy_start(delay, 0, pid, fd);
+
+	CHECK(port > 0);
+	if (port <= 0)
+		return false;
+	snprintf(c->endpoint, sizeof(c->endpoint), "http://127.0.0.1:%d", port);
+	return true;
+}
+
 static void t_slow_server(void)
 {
 	struct s3_config c = cfg;
 	struct s3_client *s;
 	uint64_t t0, size = 0;
 	pid_t pid;
-	int fd, port;
+	int fd;
 
 	/* Slower than the timeout: each attempt times out, retries end it. */
-	port = proxy_start(3.0, 0, &pid, &fd);
-	CHECK(port > 0);
-	if (port <= 0)
+	if (!proxy_endpoint(3.0, &c, &pid, &fd))
 		return;
-	snprintf(c.endpoint, sizeof(c.endpoint), "http://127.0.0.1:%d", port);
 	c.timeout_ms = 400;
 	c.connect_timeout_ms = 400;
 	c.retries = 2;
@@ -356,11 +366,8 @@ static void t_slow_server(void)
 	CHECK_EQ(proxy_stop(pid, fd), 3);
 
 	/* Slow but within the timeout: it works, on one connection kept alive. */
-	port = proxy_start(0.3, 0, &pid, &fd);
-	CHECK(port > 0);
-	if (port <= 0)
+	if (!proxy_endpoint(0.3, &c, &pid, &fd))
 		return;
-	snprintf(c.endpoint, sizeof(c.endpoint), "http://127.0.0.1:%d", port);
 	c.timeout_ms = 5000;
 	s = client(&c);
 	CHECK_EQ(s3_head(s, BUCKET, "mp/pages.img", &size, NULL), 0);
@@ -502,6 +509,38 @@ static void t_cli_errors(void)
 }
 
 /*
+ * `ENV pgckpt save -c none src.mem s3://BUCKET/PREFIX` in the background
+ * through a proxy forwarding 4 MiB/s (the 24 MiB pages.img takes about
+ * 6 s), after 2 s: by then past the DELETE of memfile.img and in the
+ * upload of pages.img. Returns the command's pid (the proxy's in *@ppid,
+ * its output in *@fd), or -1 after a failed check.
+ */
+static pid_t slow_save(const char *env, const char *prefix, pid_t *ppid, int *fd)
+{
+	char cmd[4096];
+	int port = proxy_start(0.1, 4 * MiB, ppid, fd);
+	pid_t pid;
+
+	CHECK(port > 0);
+	if (port <= 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "%s AWS_ENDPOINT_URL=http://127.0.0.1:%d exec %s save -c none "
+		 "src.mem s3://" BUCKET "/%s 2>save.txt", env, port, pgckpt, prefix);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	CHECK(pid > 0);
+	if (pid < 0) {
+		proxy_stop(*ppid, *fd);
+		return -1;
+	}
+	usleep(2000 * 1000);
+	return pid;
+}
+
+/*
  * The server gone in the middle of a save (the proxy in front of it
  * killed): exit 2, and at the prefix no image at all, neither the old one
  * nor a mix, since memfile.img was deleted first and not written again.
@@ -509,29 +548,16 @@ static void t_cli_errors(void)
 static void t_cli_server_gone(void)
 {
 	struct s3_client *s = client(&cfg);
-	char cmd[4096];
 	uint64_t size;
 	pid_t ppid, pid;
-	int fd, port, st = 0;
+	int fd, st = 0;
 
 	CHECK_EQ(run("%s save src.mem s3://" BUCKET "/cli/gone", pgckpt), 0);
-	/* 4 MiB/s: the 24 MiB pages.img takes about 6 s. */
-	port = proxy_start(0.1, 4 * MiB, &ppid, &fd);
-	CHECK(port > 0);
-	if (port <= 0 || !s)
+	pid = slow_save("PGCKPT_S3_RETRIES=2 PGCKPT_S3_TIMEOUT_MS=2000", "cli/gone", &ppid, &fd);
+	if (pid < 0 || !s)
 		goto out;
-	snprintf(cmd, sizeof(cmd), "PGCKPT_S3_RETRIES=2 PGCKPT_S3_TIMEOUT_MS=2000 "
-		 "AWS_ENDPOINT_URL=http://127.0.0.1:%d %s save -c none src.mem s3://" BUCKET
-		 "/cli/gone 2>gone.txt", port, pgckpt);
-	pid = fork();
-	if (pid == 0) {
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	/* Past the DELETE of memfile.img, during the upload of pages.img. */
-	usleep(2000 * 1000);
 	CHECK(proxy_stop(ppid, fd) >= 1);
-	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(waitpid(pid, &st, 0) == pid);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
 	CHECK_EQ(s3_head(s, BUCKET, "cli/gone/memfile.img", &size, NULL), -ENOENT);
 	CHECK_EQ(run("%s restore s3://" BUCKET "/cli/gone gone.mem 2>/dev/null", pgckpt), 2);
@@ -550,25 +576,15 @@ out:
 static void t_cli_interrupted(void)
 {
 	struct s3_client *s = client(&cfg);
-	char cmd[4096];
 	uint64_t size;
 	pid_t ppid, pid;
-	int fd, port, st = 0;
+	int fd, st = 0;
 
-	port = proxy_start(0.1, 4 * MiB, &ppid, &fd);
-	CHECK(port > 0 && s);
-	if (port <= 0 || !s)
+	pid = slow_save("", "cli/int", &ppid, &fd);
+	if (pid < 0 || !s)
 		goto out;
-	snprintf(cmd, sizeof(cmd), "AWS_ENDPOINT_URL=http://127.0.0.1:%d exec %s save -c none "
-		 "src.mem s3://" BUCKET "/cli/int 2>int.txt", port, pgckpt);
-	pid = fork();
-	if (pid == 0) {
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	usleep(2000 * 1000);
-	CHECK(pid > 0 && kill(pid, SIGTERM) == 0);
-	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(kill(pid, SIGTERM) == 0);
+	CHECK(waitpid(pid, &st, 0) == pid);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM);
 	proxy_stop(ppid, fd);
 	CHECK_EQ(s3_head(s, BUCKET, "cli/int/memfile.img", &size, NULL), -ENOENT);
