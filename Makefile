@@ -6,6 +6,8 @@
 #   src/libpgckpt.map                   -> the .so's exports (the API only)
 #   src/statefile/*.proto               -> protoc-c, compiled into the library
 #   src/cli/*.c                         -> $(B)/pgckpt
+#   src/s3/*.c (libcurl)                -> linked into $(B)/pgckpt and the
+#                                          unit tests, not into the library
 #   tests/unit/*.c                      -> $(B)/tests/NAME (one program per area)
 #   bench/*.c, examples/*.c             -> $(B)/bench/NAME, $(B)/examples/NAME
 # Variants: `make DEBUG=1` (assertions, -O0), `make asan`, `make tsan`
@@ -47,8 +49,10 @@ endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio -lpthread
+S3_LIBS    := $(shell pkg-config --libs libcurl 2>/dev/null)
 
-CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc -I$(B)/gen $(PKG_CFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc -I$(B)/gen $(PKG_CFLAGS) \
+            $(shell pkg-config --cflags libcurl 2>/dev/null)
 CFLAGS   += -std=c11 $(OPT) $(WARN) -fPIC -MMD -MP
 LDFLAGS  += $(LDSAN)
 LDLIBS   += $(PKG_LIBS)
@@ -59,6 +63,7 @@ PROTO_H    := $(PROTO_C:.c=.h)
 LIB_SRCS   := $(wildcard src/util/*.c src/alloc/*.c src/engine/*.c src/aio/*.c src/statefile/*.c src/lazy/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(B)/%.o) $(PROTO_C:.c=.o)
 CLI_OBJS   := $(patsubst %.c,$(B)/%.o,$(wildcard src/cli/*.c))
+S3_OBJS    := $(patsubst %.c,$(B)/%.o,$(wildcard src/s3/*.c))
 TEST_SRCS  := $(wildcard tests/unit/*.c)
 TESTS      := $(TEST_SRCS:tests/unit/%.c=$(B)/tests/%)
 BENCH_SRCS := $(wildcard bench/*.c)
@@ -104,14 +109,14 @@ $(LIBSO): $(LIB_OBJS) $(LIBMAP)
 	$(Q)$(CC) -shared -Wl,-soname,libpgckpt.so.0 -Wl,--version-script=$(LIBMAP) \
 		$(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
 
-$(CLI): $(CLI_OBJS) $(LIBA)
+$(CLI): $(CLI_OBJS) $(S3_OBJS) $(LIBA)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIBA) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(S3_OBJS) $(LIBA) $(LDLIBS) $(S3_LIBS)
 
-$(TESTS): $(B)/tests/%: $(B)/tests/unit/%.o $(LIBA)
+$(TESTS): $(B)/tests/%: $(B)/tests/unit/%.o $(LIBA) $(S3_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(S3_OBJS) $(LDLIBS) $(S3_LIBS)
 
 $(BENCHES): $(B)/bench/%: $(B)/bench/%.o $(LIBA)
 	@mkdir -p $(dir $@)

@@ -10,14 +10,20 @@ set -eu
 
 pkgs="build-essential pkg-config clang liburing-dev libzstd-dev libaio-dev
 libxxhash-dev libprotobuf-c-dev protobuf-c-compiler bats bats-support
-bats-assert zstd criu python3"
+bats-assert zstd criu python3 libcurl4-openssl-dev curl"
+# The single-node Ceph of the S3 tests (tests/s3/ceph.sh), without its
+# recommends (ceph-mgr's would pull the dashboard and its Python stack).
+bare_pkgs="ceph-mon ceph-mgr ceph-osd radosgw ceph-common"
 
-missing=
+installed() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q ' installed$'; }
+missing= bare_missing=
 for p in $pkgs; do
-	dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q ' installed$' ||
-		missing="$missing $p"
+	installed "$p" || missing="$missing $p"
 done
-if [ -z "$missing" ]; then
+for p in $bare_pkgs; do
+	installed "$p" || bare_missing="$bare_missing $p"
+done
+if [ -z "$missing$bare_missing" ]; then
 	echo "deps: all installed"
 	exit 0
 fi
@@ -26,13 +32,16 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1; then
 	as_root=sudo
 else
-	echo "deps: not root and no sudo; as root, run: apt-get install$missing" >&2
+	echo "deps: not root and no sudo; as root, run: apt-get install$missing$bare_missing" >&2
 	exit 1
 fi
-echo "deps: installing$missing"
+echo "deps: installing$missing$bare_missing"
+apt() { $as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 # shellcheck disable=SC2086
-if ! $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
-	! $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; then
+if ! apt update -qq ||
+	{ [ -n "$missing" ] && ! apt install -y -qq $missing >/dev/null; } ||
+	{ [ -n "$bare_missing" ] &&
+		! apt install -y -qq --no-install-recommends $bare_missing >/dev/null; }; then
 	echo "deps: apt-get failed" >&2
 	exit 1
 fi

@@ -34,6 +34,29 @@ int cmd_export(int argc, char **argv);
 int cmd_flatten(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/*
+ * cli_s3_run - run the subcommand @fn; when one argument is an
+ * s3://BUCKET/PREFIX IMAGE, through a local copy (s3img.c): fetched before
+ * the run, or for save uploaded after it (memfile.img last). Returns the
+ * exit status (2 for an S3 failure).
+ */
+int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv);
+
+/*
+ * cli_image_name - how to name @path to the user: the s3:// URL for
+ * cli_s3_run's local copy (and URL/NAME for a file in it), else @path.
+ */
+const char *cli_image_name(const char *path);
+
+/*
+ * cli_cleanup_stage - the directory (NULL: none) that a SIGINT or SIGTERM
+ * removes with all it holds: s3img.c's local copy.
+ */
+void cli_cleanup_stage(const char *dir);
+
+/* cli_remove_tree - remove @dir and everything under it (symlinks not followed). */
+void cli_remove_tree(const char *dir);
+
 /* "pgckpt: CMD: FILE: MESSAGE" on stderr (FILE may be NULL). */
 void cli_error(const char *cmd, const char *file, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

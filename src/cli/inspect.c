@@ -46,7 +46,7 @@ static const char *chain_path(const char *img, uint64_t d, char *buf, size_t len
 static void print_json(const char *img, const struct pgc_image_info *in)
 {
 	fputs("{\"image\": ", stdout);
-	cli_json_string(stdout, img);
+	cli_json_string(stdout, cli_image_name(img));
 	printf(", \"version\": %" PRIu32, in->version);
 	printf(", \"file_size\": %" PRIu64, in->file_size);
 	printf(", \"mem_bytes\": %" PRIu64, in->mem_bytes);
@@ -87,7 +87,7 @@ static void print_table(const char *img, const struct pgc_image_info *in)
 {
 	char h[32];
 
-	printf("%-16s%s\n", "image:", img);
+	printf("%-16s%s\n", "image:", cli_image_name(img));
 	printf("%-16s%" PRIu32 "\n", "format version:", in->version);
 	print_size("memory file:", in->file_size);
 	print_size("stored memory:", in->mem_bytes);
@@ -173,7 +173,7 @@ int cmd_verify(int argc, char **argv)
 	cli_cleanup_unlock();
 	if (ret)
 		return cli_fail_image("verify", img, ret);
-	printf("%s: ok\n", img);
+	printf("%s: ok\n", cli_image_name(img));
 	return EXIT_OK;
 }
 

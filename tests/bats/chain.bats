@@ -219,3 +219,15 @@ chain() {
 	assert_success
 	cmp r3 r2
 }
+
+@test "chain: --parent and flatten with an s3:// image are refused before any request" {
+	mkmem mem 1M
+	pgckpt save mem p
+	for args in "save --parent p mem s3://bucket/c" "save --parent=p mem s3://bucket/c" \
+		    "flatten s3://bucket/c out" "flatten p s3://bucket/out"; do
+		# shellcheck disable=SC2086
+		AWS_ENDPOINT_URL=http://127.0.0.1:9 run pgckpt $args
+		assert_failure 1
+		assert_output --partial "incremental images (--parent, flatten) are not supported on s3:// yet"
+	done
+}

@@ -59,5 +59,18 @@ check_with() {
 @test "layering: the command may take only the header-only utf8.h from src/util" {
 	check_with cli/main.c '#include "util/util.h"'
 	assert_failure
-	assert_output --partial 'src/cli may include only pgckpt.h and the header-only util/utf8.h'
+	assert_output --partial 'src/cli may include only pgckpt.h, the header-only util/utf8.h and s3/s3.h'
+}
+
+@test "layering: the S3 client stays out of the engine and statefile, and they out of it" {
+	check_with s3/s3.c '#include "statefile/statefile.h"'
+	assert_failure
+	assert_output --partial 'src/s3 may not depend on src/statefile'
+	rm -rf src
+	check_with statefile/reader.c '#include "s3/s3.h"'
+	assert_failure
+	assert_output --partial 'src/statefile may not depend on src/s3'
+	rm -rf src
+	check_with cli/main.c '#include "s3/s3.h"'
+	assert_success
 }

@@ -11,7 +11,8 @@
 #   statefile  util                     (statefile/statefile.h)
 #   engine     util alloc aio statefile (nothing depends on it)
 #   lazy       util                     (util/util.h, util/options.h)
-#   cli        pgckpt.h, and util's header-only util/utf8.h
+#   s3         util                     (s3/s3.h; linked into the command only)
+#   cli        pgckpt.h, util's header-only util/utf8.h, and s3/s3.h
 #
 # So src/alloc includes nothing of the engine, the engine sees the
 # MemoryFile only through memfile_hooks.h, the lazy helper uses the public
@@ -30,9 +31,10 @@ declare -A deps=(
 	[statefile]="util"
 	[engine]="util alloc aio statefile"
 	[lazy]="util"
-	[cli]="util"
+	[s3]="util"
+	[cli]="util s3"
 )
-iface=" util/util.h util/options.h util/utf8.h alloc/memfile_hooks.h alloc/rangeset.h aio/aio.h statefile/statefile.h "
+iface=" util/util.h util/options.h util/utf8.h alloc/memfile_hooks.h alloc/rangeset.h aio/aio.h statefile/statefile.h s3/s3.h "
 
 # Print why @inc may not be included from module @mod (nothing if it may).
 verdict() {
@@ -53,9 +55,10 @@ verdict() {
 	*" $inc "*) ;;
 	*) echo "$inc is private to src/$top"; return ;;
 	esac
-	# The command links the shared library, which exports only pgckpt.h.
-	[ "$mod" != cli ] || [ "$inc" = util/utf8.h ] ||
-		echo "src/cli may include only pgckpt.h and the header-only util/utf8.h"
+	# The command links the shared library, which exports only pgckpt.h,
+	# and src/s3, which it links itself.
+	[ "$mod" != cli ] || [ "$inc" = util/utf8.h ] || [ "$inc" = s3/s3.h ] ||
+		echo "src/cli may include only pgckpt.h, the header-only util/utf8.h and s3/s3.h"
 }
 
 passed=0 failed=0

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+#
+# slowproxy.py - a TCP proxy on 127.0.0.1 that waits DELAY seconds after
+# accepting each connection before it forwards anything, and with RATE
+# forwards at most RATE bytes a second each way, to play a slow S3 server
+# in tests/unit/s3.c. Prints its port on the first line of stdout, then
+# one line "conn N" per connection accepted. Runs until killed.
+# Usage: slowproxy.py DELAY TARGET_PORT [RATE]
+import socket
+import sys
+import threading
+import time
+
+
+def pump(src, dst, rate):
+    try:
+        while True:
+            b = src.recv(65536)
+            if not b:
+                break
+            if rate:
+                time.sleep(len(b) / rate)
+            dst.sendall(b)
+    except OSError:
+        pass
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def serve(conn, delay, port, rate):
+    time.sleep(delay)
+    try:
+        up = socket.create_connection(("127.0.0.1", port))
+    except OSError:
+        conn.close()
+        return
+    threading.Thread(target=pump, args=(conn, up, rate), daemon=True).start()
+    pump(up, conn, rate)
+
+
+def main():
+    delay, port = float(sys.argv[1]), int(sys.argv[2])
+    rate = float(sys.argv[3]) if len(sys.argv) > 3 else 0
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+    print(ls.getsockname()[1], flush=True)
+    n = 0
+    while True:
+        conn, _ = ls.accept()
+        n += 1
+        print("conn", n, flush=True)
+        threading.Thread(target=serve, args=(conn, delay, port, rate), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
