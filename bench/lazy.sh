@@ -3,7 +3,7 @@
 #
 # bench/lazy.sh: lazy restore for another process, measured in one run for
 # pgckpt's page server and for a naive handler that copies one page per
-# fault (the same server with --no-push --fault-chunk 4K). For each run a
+# fault (the same server with --no-push --fault-bytes 4K). For each run a
 # fresh `pgckpt restore --background --listen` starts loading the image;
 # as soon as its socket appears, examples/lazy_consumer attaches, reads
 # $RANDOM_PAGES random pages, then every page, comparing each byte with the
@@ -74,7 +74,7 @@ results="$dir/results"
 : >"$results"
 for r in $(seq "$runs"); do
 	run pgckpt | tee -a "$results"
-	run naive --no-push --fault-chunk 4K | tee -a "$results"
+	run naive --no-push --fault-bytes 4K | tee -a "$results"
 done
 
 python3 - "$results" "$size" "$runs" <<'EOF'

@@ -570,8 +570,8 @@ int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regio
  * protocol and the server's behaviour.
  */
 struct pgc_lazy_serve_opts {
-	uint64_t fault_chunk;      /* bytes served around a fault: power of two, 4 KiB..4 MiB (64 KiB) */
-	uint64_t push_chunk;       /* bytes per background push step: power of two, 4 KiB..4 MiB (1 MiB) */
+	uint64_t fault_bytes;      /* bytes served around a fault: power of two, 4 KiB..4 MiB (64 KiB) */
+	uint64_t push_bytes;       /* bytes per background push step: power of two, 4 KiB..4 MiB (1 MiB) */
 	bool no_push;              /* serve faults only: no background push (a baseline) */
 	int accept_timeout_ms;     /* pgc_lazy_serve: wait for a consumer (-1: forever) */
 	int handshake_timeout_ms;  /* wait for the handoff message (1000; -1: forever) */
@@ -680,7 +680,7 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
  * pgc_lazy_serve_conn - receive the handoff on the connected socket @conn
  * (closed before returning) and serve the consumer's page faults from @mf,
  * which may still be loading in the background: a fault maps the aligned
- * fault_chunk around it (so it jumps the loader's queue) and places it with
+ * fault_bytes around it (so it jumps the loader's queue) and places it with
  * UFFDIO_COPY, or UFFDIO_ZEROPAGE for holes and zero pages; meanwhile every
  * other page is pushed in memory-file offset order. After UFFD_EVENT_REMOVE
  * the removed pages are served as zeros. When every page is placed, the

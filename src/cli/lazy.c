@@ -39,7 +39,7 @@
 
 enum {
 	OPT_AIO = 256, OPT_BACKGROUND, OPT_LISTEN, OPT_TIMEOUT, OPT_ONCE, OPT_DIRECT,
-	OPT_HANDSHAKE, OPT_FAULT_CHUNK, OPT_NO_PUSH, OPT_ALLOW_UID,
+	OPT_HANDSHAKE, OPT_FAULT_BYTES, OPT_NO_PUSH, OPT_ALLOW_UID,
 };
 
 static const struct option lazy_options[] = {
@@ -51,7 +51,8 @@ static const struct option lazy_options[] = {
 	{ "aio",               required_argument, NULL, OPT_AIO },
 	{ "direct",            no_argument,       NULL, OPT_DIRECT },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE },
-	{ "fault-chunk",       required_argument, NULL, OPT_FAULT_CHUNK },
+	{ "fault-bytes",       required_argument, NULL, OPT_FAULT_BYTES },
+	{ "fault-chunk",       required_argument, NULL, OPT_FAULT_BYTES },   /* its old name */
 	{ "no-push",           no_argument,       NULL, OPT_NO_PUSH },
 	{ "allow-uid",         required_argument, NULL, OPT_ALLOW_UID },
 	{ "help",              no_argument,       NULL, 'h' },
@@ -451,11 +452,11 @@ int cmd_restore_lazy(int argc, char **argv)
 		case OPT_DIRECT:
 			lo.direct = true;
 			break;
-		case OPT_FAULT_CHUNK:
-			if (cli_parse_size(optarg, &srv->so.fault_chunk) ||
-			    srv->so.fault_chunk < PGC_PAGE_SIZE || srv->so.fault_chunk > (4u << 20) ||
-			    (srv->so.fault_chunk & (srv->so.fault_chunk - 1))) {
-				status = cli_usage(CMD, "bad fault chunk '%s' (a power of two, 4K..4M)",
+		case OPT_FAULT_BYTES:
+			if (cli_parse_size(optarg, &srv->so.fault_bytes) ||
+			    srv->so.fault_bytes < PGC_PAGE_SIZE || srv->so.fault_bytes > (4u << 20) ||
+			    (srv->so.fault_bytes & (srv->so.fault_bytes - 1))) {
+				status = cli_usage(CMD, "bad --fault-bytes '%s' (a power of two, 4K..4M)",
 						   optarg);
 				goto exit;
 			}

@@ -3,7 +3,7 @@
  * server.c - the userfaultfd page server: once a consumer's handoff
  * (regions as JSON, uffd as SCM_RIGHTS; handshake.c) is in, place every
  * page of its regions from a MemoryFile that may still be loading in the background.
- * Faults come first: the aligned chunk around a faulting page is mapped
+ * Faults come first: the aligned span (fault_bytes) around a faulting page is mapped
  * with pgc_map_internal (which makes the loader fetch it next) and placed
  * with UFFDIO_COPY, holes and zero pages with UFFDIO_ZEROPAGE. Between
  * faults, the remaining pages are pushed in memory-file offset order. One
@@ -21,11 +21,11 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lazy/lazy.h"
 #include "util/options.h"
+#include "util/util.h"
 
 #define PAGE        PGC_PAGE_SIZE
 #define UFFD_BATCH   64
@@ -56,20 +56,12 @@ struct session {
 	uint64_t push_page;
 	uint64_t pages_total;
 	uint64_t pages_done;
-	unsigned char *act;  /* per-page actions of one chunk */
+	unsigned char *act;  /* per-page actions of one span */
 	uint64_t *stalled;   /* fault addresses to retry after EAGAIN */
 	size_t nstalled;
 	size_t stall_cap;
 	uint64_t t0;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static bool bit_test(const uint64_t *b, uint64_t i)
 {
@@ -106,22 +98,11 @@ static void mark_done(struct session *s, struct region *rg, uint64_t p0, uint64_
 			s->pages_done++;
 }
 
-static bool page_is_zero(const unsigned char *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	size_t i;
-
-	for (i = 0; i < PAGE / 8; i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 void pgc_lazy_serve_opts_init(struct pgc_lazy_serve_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->fault_chunk = (uint64_t)opt_default(OPT_LAZY_FAULT_CHUNK);
-	o->push_chunk = (uint64_t)opt_default(OPT_LAZY_PUSH_CHUNK);
+	o->fault_bytes = (uint64_t)opt_default(OPT_LAZY_FAULT_BYTES);
+	o->push_bytes = (uint64_t)opt_default(OPT_LAZY_PUSH_BYTES);
 	o->accept_timeout_ms = (int)opt_default(OPT_LAZY_ACCEPT_TIMEOUT_MS);
 	o->handshake_timeout_ms = (int)opt_default(OPT_LAZY_HANDSHAKE_TIMEOUT_MS);
 	o->cancel_fd = -1;
@@ -135,7 +116,7 @@ static int remaining_ms(uint64_t deadline)
 
 	if (!deadline)
 		return -1;
-	t = now_ns();
+	t = util_now_ns();
 	if (t >= deadline)
 		return 0;
 	return (int)((deadline - t) / 1000000) + 1;
@@ -301,7 +282,7 @@ static int place_run(struct session *s, struct region *rg, uint64_t p, uint64_t 
 	return 0;
 }
 
-/* Mark pages [@p, @p1) of a mapped chunk (file offset @off) as copy or zero. */
+/* Mark pages [@p, @p1) of a mapped span (file offset @off) as copy or zero. */
 static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		     uint64_t p0, uint64_t p1, unsigned char *act)
 {
@@ -328,7 +309,7 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		for (q = ds; q < de; q += PAGE) {
 			uint64_t i = (q - off) / PAGE;
 
-			if (act[i] == ACT_COPY && page_is_zero(map + (q - off)))
+			if (act[i] == ACT_COPY && util_page_is_zero(map + (q - off)))
 				act[i] = ACT_ZERO;
 		}
 		pos = de;
@@ -339,7 +320,7 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
  * Place the pages [@p0, @p1) of @rg that are not placed yet, and page
  * @force (or UINT64_MAX) even if it is marked placed.
  */
-static int place_chunk(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
+static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
 		       uint64_t force, bool push)
 {
 	unsigned char *act = s->act;
@@ -370,7 +351,7 @@ static int place_chunk(struct session *s, struct region *rg, uint64_t p0, uint64
 		if (n < 0)
 			return n;
 		if (n != 1 || iov[0].iov_len != r.end - r.start)
-			return -EIO;   /* chunks are aligned: never split across mappings */
+			return -EIO;   /* spans are aligned, at most 4 MiB: never split across mappings */
 		map = iov[0].iov_base;
 		classify(s, off, map, p0, p1, act);
 	}
@@ -388,12 +369,12 @@ static int place_chunk(struct session *s, struct region *rg, uint64_t p0, uint64
 	return ret;
 }
 
-/* The @chunk-aligned (in memory-file offsets) pages around page @p of @rg. */
-static void chunk_around(const struct region *rg, uint64_t p, uint64_t chunk,
+/* The @span-aligned (in memory-file offsets) pages around page @p of @rg. */
+static void span_around(const struct region *rg, uint64_t p, uint64_t span,
 			 uint64_t *p0, uint64_t *p1)
 {
 	uint64_t off = rg->offset + p * PAGE;
-	uint64_t cs = off & ~(chunk - 1), ce = cs + chunk;
+	uint64_t cs = off & ~(span - 1), ce = cs + span;
 
 	if (cs < rg->offset)
 		cs = rg->offset;
@@ -412,8 +393,8 @@ static int serve_fault(struct session *s, uint64_t addr)
 	if (!rg)
 		return 0;   /* not one of the handed-off regions: not ours to serve */
 	p = (addr - rg->base) / PAGE;
-	chunk_around(rg, p, s->o.fault_chunk, &p0, &p1);
-	return place_chunk(s, rg, p0, p1, p, false);
+	span_around(rg, p, s->o.fault_bytes, &p0, &p1);
+	return place_span(s, rg, p0, p1, p, false);
 }
 
 static void on_remove(struct session *s, uint64_t start, uint64_t end)
@@ -476,7 +457,7 @@ static int stall(struct session *s, uint64_t addr)
 static int handle_msgs(struct session *s)
 {
 	struct uffd_msg msgs[UFFD_BATCH];
-	uint64_t t = now_ns();
+	uint64_t t = util_now_ns();
 	ssize_t n;
 	size_t i, cnt;
 	int ret = 0;
@@ -508,7 +489,7 @@ static int handle_msgs(struct session *s)
 			ret = stall(s, addr);
 			continue;
 		}
-		dt = now_ns() - t;
+		dt = util_now_ns() - t;
 		s->st->fault_ns_total += dt;
 		if (dt > s->st->fault_ns_max)
 			s->st->fault_ns_max = dt;
@@ -516,7 +497,7 @@ static int handle_msgs(struct session *s)
 	return ret;
 }
 
-/* One push step. Returns 1 when nothing is left to push, else as place_chunk. */
+/* One push step. Returns 1 when nothing is left to push, else as place_span. */
 static int push_step(struct session *s)
 {
 	while (s->push_i < s->nr) {
@@ -529,8 +510,8 @@ static int push_step(struct session *s)
 			s->push_page = 0;
 			continue;
 		}
-		chunk_around(rg, p, s->o.push_chunk, &p0, &p1);
-		ret = place_chunk(s, rg, p, p1, UINT64_MAX, true);
+		span_around(rg, p, s->o.push_bytes, &p0, &p1);
+		ret = place_span(s, rg, p, p1, UINT64_MAX, true);
 		if (!ret)
 			s->push_page = p1;
 		return ret;
@@ -563,7 +544,7 @@ static int serve_loop(struct session *s)
 		}
 		if (s->pages_done >= s->pages_total && !s->nstalled) {
 			if (!s->st->ns_all_placed)
-				s->st->ns_all_placed = now_ns() - s->t0;
+				s->st->ns_all_placed = util_now_ns() - s->t0;
 			/* Later misses (after removals) are ordinary zero faults. */
 			unregister_all(s);
 			return 0;
@@ -631,7 +612,7 @@ static int open_datafd(pgc_memfile *mf, bool *own)
 }
 
 /* Whether @c is a power of two within the bounds of tunable @id. */
-static bool chunk_ok(uint64_t c, enum opt_id id)
+static bool span_ok(uint64_t c, enum opt_id id)
 {
 	return c >= (uint64_t)opt_min(id) && c <= (uint64_t)opt_max(id) && !(c & (c - 1));
 }
@@ -639,8 +620,8 @@ static bool chunk_ok(uint64_t c, enum opt_id id)
 /* Whether the options a session is served with are all valid. */
 static bool serve_opts_ok(const struct pgc_lazy_serve_opts *o)
 {
-	return chunk_ok(o->fault_chunk, OPT_LAZY_FAULT_CHUNK) &&
-	       chunk_ok(o->push_chunk, OPT_LAZY_PUSH_CHUNK) && opts_reserved_zero(o);
+	return span_ok(o->fault_bytes, OPT_LAZY_FAULT_BYTES) &&
+	       span_ok(o->push_bytes, OPT_LAZY_PUSH_BYTES) && opts_reserved_zero(o);
 }
 
 int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
@@ -672,7 +653,7 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 		ret = -EINVAL;
 		goto exit;
 	}
-	s->act = malloc((s->o.fault_chunk > s->o.push_chunk ? s->o.fault_chunk : s->o.push_chunk) /
+	s->act = malloc((s->o.fault_bytes > s->o.push_bytes ? s->o.fault_bytes : s->o.push_bytes) /
 			PAGE);
 	if (!s->act) {
 		ret = -ENOMEM;
@@ -681,7 +662,7 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 	s->uffd = c->uffd;
 	c->uffd = -1;
 	s->pidfd = open_peer(c->pid);
-	s->t0 = now_ns();
+	s->t0 = util_now_ns();
 	ret = setup_regions(s, c->maps, c->nmaps);
 	/* Like Firecracker's, the socket is done with once the handoff is in. */
 	pgc_lazy_conn_free(c);
@@ -694,7 +675,7 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 		stats->consumer_gone = true;
 		ret = 0;
 	}
-	stats->ns_session = now_ns() - s->t0;
+	stats->ns_session = util_now_ns() - s->t0;
 exit:
 	pgc_lazy_conn_free(c);
 	if (s) {
@@ -721,7 +702,7 @@ exit:
 static int await_handoff(pgc_lazy_conn *c, const struct pgc_lazy_serve_opts *o)
 {
 	uint64_t deadline = o->handshake_timeout_ms < 0 ? 0 :
-			    now_ns() + (uint64_t)o->handshake_timeout_ms * 1000000;
+			    util_now_ns() + (uint64_t)o->handshake_timeout_ms * 1000000;
 	int ret;
 
 	for (;;) {

@@ -312,7 +312,7 @@ EOF
 @test "lazy: naive one-page-per-fault mode serves byte-exact" {
 	mkmem mem 8M --seed 5
 	pgckpt save mem img
-	start_server img --once --timeout 10 --no-push --fault-chunk 4K
+	start_server img --once --timeout 10 --no-push --fault-bytes 4K
 	run consumer -n 100 -v mem
 	assert_success
 	assert_output --partial 'verified=yes'
@@ -343,7 +343,7 @@ EOF
 	assert_failure 1
 	run pgckpt restore --background --listen s.sock --timeout -1 img
 	assert_failure 1
-	run pgckpt restore --background --listen s.sock --fault-chunk 3K img
+	run pgckpt restore --background --listen s.sock --fault-bytes 3K img
 	assert_failure 1
 	run pgckpt restore --background --listen s.sock nosuch
 	assert_failure 2

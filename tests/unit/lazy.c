@@ -392,7 +392,7 @@ static void test_naive_and_remove(void)
 	mf = load_bg("img", 8);
 	pgc_lazy_serve_opts_init(&sv.o);
 	sv.o.no_push = true;
-	sv.o.fault_chunk = PAGE;
+	sv.o.fault_bytes = PAGE;
 	server_start(&sv, mf);
 	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(mem != MAP_FAILED);
