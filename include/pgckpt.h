@@ -482,6 +482,18 @@ int pgc_load_await(pgc_memfile *mf);
  */
 int pgc_load_wait(pgc_memfile *mf, pgc_range r);
 
+/*
+ * pgc_load_ready - whether every page of @r (any byte range inside the
+ * file) is loaded, without waiting and without moving @r ahead in the
+ * loader's queue: for background work (the lazy server's push) that must
+ * never block nor compete with what is demanded. Lock-free once @r is
+ * loaded.
+ * Returns 1 when @r is loaded (also when no load was started or it has
+ * finished), 0 when some of it is still to come; -EINVAL as for
+ * pgc_load_wait; the load's error if it failed before @r was loaded.
+ */
+int pgc_load_ready(pgc_memfile *mf, pgc_range r);
+
 struct pgc_load_stats {
 	uint64_t bytes_total;    /* bytes the image holds */
 	uint64_t bytes_loaded;

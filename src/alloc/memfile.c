@@ -197,6 +197,18 @@ int pgc_load_wait(pgc_memfile *mf, pgc_range r)
 	return memfile_wait_loaded(mf, r);
 }
 
+int pgc_load_ready(pgc_memfile *mf, pgc_range r)
+{
+	pgc_range pages;
+
+	if (!mf || r.start >= r.end ||
+	    r.end > atomic_load_explicit(&mf->file_size, memory_order_acquire))
+		return -EINVAL;
+	pages.start = r.start & ~MF_PAGE_MASK;
+	pages.end = (r.end + MF_PAGE_MASK) & ~MF_PAGE_MASK;
+	return memfile_hook_ready(mf, pages);
+}
+
 int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 		     struct iovec *iov, int iovcnt)
 {

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "loader_int.h"
@@ -80,6 +81,22 @@ static int64_t waiter_next_block_locked(struct pgc_loader *l, struct ld_waiter *
 	return -1;
 }
 
+/* The fill held back by the test hook: only waiters' reads start. */
+static bool fill_held(const struct pgc_loader *l)
+{
+	return l->fill_hold_until && util_now_ns() < l->fill_hold_until;
+}
+
+/* A background load under $PGCKPT_LOADER_FILL_DELAY_MS holds its fill back. */
+static void fill_hold_init(struct pgc_loader *l)
+{
+	const char *v = test_hook(HOOK_LOADER_FILL_DELAY_MS);
+	long ms = v ? strtol(v, NULL, 10) : 0;
+
+	if (l->opts.background && ms > 0 && ms <= 60000)
+		l->fill_hold_until = l->start_ns + (uint64_t)ms * 1000000;
+}
+
 /*
  * Pick the next read: a waiter's (round-robin), else the fill's. Returns
  * a started read or NULL (nothing to do now, or an error was recorded).
@@ -112,6 +129,8 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 	 * feed the decode workers, so that a waiter's read never queues
 	 * behind a deep fill.
 	 */
+	if (fill_held(l))
+		return NULL;
 	if (!l->opts.background || l->fill_reads < (unsigned)l->jobs + 1) {
 		while (l->fill_next < l->img->nblocks && l->bstate[l->fill_next] != BLK_UNSTARTED)
 			l->fill_next++;
@@ -393,6 +412,11 @@ static void *loader_main(void *arg)
 					rd->err = -PGC_ETRUNCATED;
 				queue_work_locked(l, rd);
 			}
+		} else if (fill_held(l) && !l->error && !l->stopping) {
+			/* Test hook: look again for the fill's turn every millisecond. */
+			pthread_mutex_unlock(&l->mu);
+			usleep(1000);
+			pthread_mutex_lock(&l->mu);
 		} else {
 			/* Reads are being decoded, or nothing to do until a waiter comes. */
 			pthread_cond_wait(&l->loader_cv, &l->mu);
@@ -478,6 +502,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	atomic_init(&l->result, 0);
 	l->stats.bytes_total = img->mem_bytes;
 	l->start_ns = util_now_ns();
+	fill_hold_init(l);
 
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
@@ -603,6 +628,21 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 		l->stats.bytes_waited += pending;
 		l->stats.ns_waited += util_now_ns() - t0;
 	}
+	pthread_mutex_unlock(&l->mu);
+	return ret;
+}
+
+int loader_ready(struct pgc_loader *l, pgc_range r)
+{
+	int ret;
+
+	if (r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
+		return 1;
+	if (atomic_load_explicit(&l->done, memory_order_acquire) &&
+	    !atomic_load_explicit(&l->result, memory_order_relaxed))
+		return 1;
+	pthread_mutex_lock(&l->mu);
+	ret = !range_pending_locked(l, r) ? 1 : l->error ? l->error : 0;
 	pthread_mutex_unlock(&l->mu);
 	return ret;
 }

@@ -38,6 +38,14 @@ struct pgc_loader *loader_of(struct pgc_memfile *mf);
 int loader_wait(struct pgc_loader *l, pgc_range r);
 
 /*
+ * loader_ready - called by pgc_load_ready: whether every byte of @r is
+ * loaded, without queueing or waiting (l->mu is taken briefly unless @r
+ * is below every unloaded page). Returns 1, 0 (some still to come) or the
+ * load error.
+ */
+int loader_ready(struct pgc_loader *l, pgc_range r);
+
+/*
  * loader_cancel - called by pgc_decref (with mf->mu held) for a range whose
  * refs reached zero, and by pgc_decommit (without it): drop the parts of
  * @r whose load has not started.

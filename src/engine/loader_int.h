@@ -89,6 +89,7 @@ struct pgc_loader {
 	int error;
 	struct pgc_load_stats stats;
 	uint64_t start_ns;
+	uint64_t fill_hold_until;       /* test hook: no fill read before this (util_now_ns) */
 
 	/* --- lock-free fast path -------------------------------------------- */
 	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */

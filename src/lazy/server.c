@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lazy/lazy.h"
@@ -29,6 +30,10 @@
 
 #define PAGE        PGC_PAGE_SIZE
 #define UFFD_BATCH   64
+#define PUSH_NEAR    4          /* spans pushed from a fault's before the offset order */
+#define PUSH_END        1       /* push_span: nothing left in the region */
+#define PUSH_NOT_LOADED 2       /* push_span: the next span is still loading */
+#define PUSH_WAIT_NS    200000  /* poll period while the push waits for the loader */
 
 enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
 
@@ -52,8 +57,12 @@ struct session {
 	struct region *r;    /* sorted by base */
 	size_t nr;
 	size_t *order;       /* region indices by memory-file offset: push order */
-	size_t push_i;
+	size_t push_i;       /* the offset-order push: s->order[push_i], from push_page */
 	uint64_t push_page;
+	struct region *near; /* the push near the last fault, while near_left */
+	uint64_t near_page;
+	unsigned near_left;
+	bool push_waiting;   /* the next span of the push is still loading */
 	uint64_t pages_total;
 	uint64_t pages_done;
 	unsigned char *act;  /* per-page actions of one span */
@@ -384,17 +393,35 @@ static void span_around(const struct region *rg, uint64_t p, uint64_t span,
 	*p1 = (ce - rg->offset) / PAGE;
 }
 
+/*
+ * After a fault at page @p of @rg, the push goes on from the span that
+ * holds it (its block is loaded now) for PUSH_NEAR spans: access is local.
+ */
+static void push_near(struct session *s, struct region *rg, uint64_t p)
+{
+	uint64_t p0, p1;
+
+	span_around(rg, p, s->o.push_bytes, &p0, &p1);
+	s->near = rg;
+	s->near_page = p0;
+	s->near_left = PUSH_NEAR;
+}
+
 /* Serve a fault at @addr. Returns 0, -EAGAIN (retry later) or an error. */
 static int serve_fault(struct session *s, uint64_t addr)
 {
 	struct region *rg = find_region(s, addr);
 	uint64_t p, p0, p1;
+	int ret;
 
 	if (!rg)
 		return 0;   /* not one of the handed-off regions: not ours to serve */
 	p = (addr - rg->base) / PAGE;
 	span_around(rg, p, s->o.fault_bytes, &p0, &p1);
-	return place_span(s, rg, p0, p1, p, false);
+	ret = place_span(s, rg, p0, p1, p, false);
+	if (!ret)
+		push_near(s, rg, p);
+	return ret;
 }
 
 static void on_remove(struct session *s, uint64_t start, uint64_t end)
@@ -497,23 +524,63 @@ static int handle_msgs(struct session *s)
 	return ret;
 }
 
-/* One push step. Returns 1 when nothing is left to push, else as place_span. */
+/*
+ * Push the next span of @rg from page *@page on, if the loader has it
+ * already: the push never waits for the loader, so a fault never waits
+ * behind it. Returns 0 (a span placed, *@page past it), PUSH_END (nothing
+ * left in @rg from *@page), PUSH_NOT_LOADED, or as place_span.
+ */
+static int push_span(struct session *s, struct region *rg, uint64_t *page)
+{
+	uint64_t p = next_clear(rg->done, *page, rg->pages), p0, p1;
+	pgc_range r;
+	int ret;
+
+	if (p >= rg->pages)
+		return PUSH_END;
+	span_around(rg, p, s->o.push_bytes, &p0, &p1);
+	r = (pgc_range){ rg->offset + p * PAGE, rg->offset + p1 * PAGE };
+	ret = pgc_load_ready(s->mf, r);
+	if (ret <= 0)
+		return ret < 0 ? ret : PUSH_NOT_LOADED;
+	ret = place_span(s, rg, p, p1, UINT64_MAX, true);
+	if (!ret)
+		*page = p1;
+	return ret;
+}
+
+/*
+ * One push step: the spans near the last fault first, then memory-file
+ * offset order. Returns 0 (placed one span, or the next is still loading:
+ * s->push_waiting), 1 when nothing is left to push, else as place_span.
+ */
 static int push_step(struct session *s)
 {
-	while (s->push_i < s->nr) {
-		struct region *rg = &s->r[s->order[s->push_i]];
-		uint64_t p = next_clear(rg->done, s->push_page, rg->pages), p0, p1;
-		int ret;
+	int ret;
 
-		if (p >= rg->pages) {
+	s->push_waiting = false;
+	while (s->near_left) {
+		ret = push_span(s, s->near, &s->near_page);
+		if (ret == PUSH_END || ret == PUSH_NOT_LOADED) {
+			/* A neighbour still loading is dropped: the offset order takes it. */
+			s->near_left = 0;
+			break;
+		}
+		if (!ret)
+			s->near_left--;
+		return ret;
+	}
+	while (s->push_i < s->nr) {
+		ret = push_span(s, &s->r[s->order[s->push_i]], &s->push_page);
+		if (ret == PUSH_END) {
 			s->push_i++;
 			s->push_page = 0;
 			continue;
 		}
-		span_around(rg, p, s->o.push_bytes, &p0, &p1);
-		ret = place_span(s, rg, p, p1, UINT64_MAX, true);
-		if (!ret)
-			s->push_page = p1;
+		if (ret == PUSH_NOT_LOADED) {
+			s->push_waiting = true;
+			return 0;
+		}
 		return ret;
 	}
 	return 1;
@@ -534,6 +601,7 @@ static int serve_loop(struct session *s)
 {
 	for (;;) {
 		struct pollfd pfd[3];
+		struct timespec wait = { 0, 0 }, *tmo = NULL;
 		int np = 0, icancel = 0, ipid = 0, timeout, ret;
 		bool push_left = !s->o.no_push && s->push_i < s->nr;
 
@@ -549,7 +617,15 @@ static int serve_loop(struct session *s)
 			unregister_all(s);
 			return 0;
 		}
+		/* A push waiting for the loader looks again soon; faults wake us at once. */
 		timeout = s->nstalled ? 1 : push_left ? 0 : -1;
+		if (push_left && s->push_waiting && !s->nstalled) {
+			wait.tv_nsec = PUSH_WAIT_NS;
+			tmo = &wait;
+		} else if (timeout >= 0) {
+			wait.tv_nsec = (long)timeout * 1000000;
+			tmo = &wait;
+		}
 		pfd[np++] = (struct pollfd){ .fd = s->uffd, .events = POLLIN };
 		if (s->o.cancel_fd >= 0) {
 			icancel = np;
@@ -559,7 +635,7 @@ static int serve_loop(struct session *s)
 			ipid = np;
 			pfd[np++] = (struct pollfd){ .fd = s->pidfd, .events = POLLIN };
 		}
-		ret = poll(pfd, (nfds_t)np, timeout);
+		ret = ppoll(pfd, (nfds_t)np, tmo, NULL);
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
