@@ -39,7 +39,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "engine.h"
 #include "loader_int.h"
@@ -81,22 +81,6 @@ static int64_t waiter_next_block_locked(struct pgc_loader *l, struct ld_waiter *
 	return -1;
 }
 
-/* The fill held back by the test hook: only waiters' reads start. */
-static bool fill_held(const struct pgc_loader *l)
-{
-	return l->fill_hold_until && util_now_ns() < l->fill_hold_until;
-}
-
-/* A background load under $PGCKPT_LOADER_FILL_DELAY_MS holds its fill back. */
-static void fill_hold_init(struct pgc_loader *l)
-{
-	const char *v = test_hook(HOOK_LOADER_FILL_DELAY_MS);
-	long ms = v ? strtol(v, NULL, 10) : 0;
-
-	if (l->opts.background && ms > 0 && ms <= 60000)
-		l->fill_hold_until = l->start_ns + (uint64_t)ms * 1000000;
-}
-
 /*
  * Pick the next read: a waiter's (round-robin), else the fill's. Returns
  * a started read or NULL (nothing to do now, or an error was recorded).
@@ -129,8 +113,6 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 	 * feed the decode workers, so that a waiter's read never queues
 	 * behind a deep fill.
 	 */
-	if (fill_held(l))
-		return NULL;
 	if (!l->opts.background || l->fill_reads < (unsigned)l->jobs + 1) {
 		while (l->fill_next < l->img->nblocks && l->bstate[l->fill_next] != BLK_UNSTARTED)
 			l->fill_next++;
@@ -154,6 +136,29 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 		return ld_read_start_locked(l, b0, b1, true);
 	}
 	return NULL;
+}
+
+/* A load under $PGCKPT_LOADER_SLOW_BLOCK0_MS decodes its block 0 late. */
+static void slow_block0_init(struct pgc_loader *l)
+{
+	const char *v = test_hook(HOOK_LOADER_SLOW_BLOCK0_MS);
+	long ms = v ? strtol(v, NULL, 10) : 0;
+
+	if (ms > 0 && ms <= 60000)
+		l->slow_block0_ns = (uint64_t)ms * 1000000;
+}
+
+/* The test hook: a worker sleeps before decoding a read of block 0. */
+static void slow_block0(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	struct timespec ts;
+
+	if (!l->slow_block0_ns || rd->b0 != 0)
+		return;
+	ts.tv_sec = (time_t)(l->slow_block0_ns / 1000000000);
+	ts.tv_nsec = (long)(l->slow_block0_ns % 1000000000);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 /* ---- decode workers ------------------------------------------------------ */
@@ -251,6 +256,7 @@ static void *worker_main(void *arg)
 		ret = rd->err;
 		if (!ret && !l->error && codec) {
 			pthread_mutex_unlock(&l->mu);
+			slow_block0(l, rd);
 			ret = ld_read_decode(l, rd, codec, scratch);
 			pthread_mutex_lock(&l->mu);
 		}
@@ -412,11 +418,6 @@ static void *loader_main(void *arg)
 					rd->err = -PGC_ETRUNCATED;
 				queue_work_locked(l, rd);
 			}
-		} else if (fill_held(l) && !l->error && !l->stopping) {
-			/* Test hook: look again for the fill's turn every millisecond. */
-			pthread_mutex_unlock(&l->mu);
-			usleep(1000);
-			pthread_mutex_lock(&l->mu);
 		} else {
 			/* Reads are being decoded, or nothing to do until a waiter comes. */
 			pthread_cond_wait(&l->loader_cv, &l->mu);
@@ -502,7 +503,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	atomic_init(&l->result, 0);
 	l->stats.bytes_total = img->mem_bytes;
 	l->start_ns = util_now_ns();
-	fill_hold_init(l);
+	slow_block0_init(l);
 
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);

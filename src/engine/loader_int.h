@@ -89,7 +89,7 @@ struct pgc_loader {
 	int error;
 	struct pgc_load_stats stats;
 	uint64_t start_ns;
-	uint64_t fill_hold_until;       /* test hook: no fill read before this (util_now_ns) */
+	uint64_t slow_block0_ns;        /* test hook: block 0 is decoded this late */
 
 	/* --- lock-free fast path -------------------------------------------- */
 	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */

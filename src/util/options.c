@@ -96,10 +96,10 @@ static const struct hook_desc hooks[HOOK_COUNT] = {
 		.doc = "set (any value): the loader decodes into the mapping, as for hugetlbfs, "
 		       "instead of pwrite",
 	},
-	[HOOK_LOADER_FILL_DELAY_MS] = {
-		.env = "PGCKPT_LOADER_FILL_DELAY_MS",
-		.doc = "N (1..60000): a background load starts no fill read for N ms; "
-		       "waiters' reads go on (tests of the fault path)",
+	[HOOK_LOADER_SLOW_BLOCK0_MS] = {
+		.env = "PGCKPT_LOADER_SLOW_BLOCK0_MS",
+		.doc = "N (1..60000): a decode worker sleeps N ms before decoding a read "
+		       "that starts at block 0 (tests of the fault path)",
 	},
 };
 

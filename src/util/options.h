@@ -68,7 +68,7 @@ int64_t opt_env_int(enum opt_id id);
 enum hook_id {
 	HOOK_FAULT_AIO,         /* $PGCKPT_FAULT_AIO: fail the Nth aio completion */
 	HOOK_LOADER_NO_PWRITE,  /* $PGCKPT_LOADER_NO_PWRITE: loader decodes into the mapping */
-	HOOK_LOADER_FILL_DELAY_MS, /* $PGCKPT_LOADER_FILL_DELAY_MS: background fill starts late */
+	HOOK_LOADER_SLOW_BLOCK0_MS, /* $PGCKPT_LOADER_SLOW_BLOCK0_MS: block 0 decodes late */
 	HOOK_COUNT
 };
 

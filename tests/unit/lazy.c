@@ -4,6 +4,8 @@
  * parser (good, bad, truncated and mutated input); a consumer that
  * attaches to a server restoring in the background reads a far page
  * before the load is done, random pages, then everything, byte-exact;
+ * a fault is served at once while the push (or another session sharing
+ * the MemoryFile) waits for a block that decodes slowly;
  * MADV_DONTNEED'd pages come back as zeros; bad handoffs are refused; a
  * consumer that dies mid-way ends the session cleanly; the most regions a
  * handoff may carry fit its size limit; a consumer that forks with
@@ -378,6 +380,63 @@ unmap:
 	pgc_memfile_destroy(mf);
 }
 
+#define SLOW_MS 1500   /* $PGCKPT_LOADER_SLOW_BLOCK0_MS: block 0 decodes this late */
+
+/* A background load whose block 0 takes SLOW_MS to decode. */
+static pgc_memfile *load_slow_block0(void)
+{
+	pgc_memfile *mf;
+
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	mf = load_bg("img", 4);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	return mf;
+}
+
+/* Touch one page at @off of @mem (offset @base in the file); returns the ns it took. */
+static uint64_t touch_ns(unsigned char *mem, uint64_t off, uint64_t base)
+{
+	uint64_t t = now_ns();
+
+	CHECK_EQ(memgen_check(seed, base + off, mem + off, PAGE), UINT64_MAX);
+	return now_ns() - t;
+}
+
+/*
+ * The push starts at block 0, which takes SLOW_MS to decode: a fault far
+ * from it is served at once, not behind the push.
+ */
+static void test_fault_during_push(void)
+{
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg;
+	unsigned char *mem;
+	uint64_t dt;
+	pgc_memfile *mf;
+	int uffd;
+
+	mf = load_slow_block0();
+	pgc_lazy_serve_opts_init(&sv.o);
+	server_start(&sv, mf);
+	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	if (uffd >= 0) {
+		usleep(100 * 1000);   /* the push is at block 0 by now */
+		dt = touch_ns(mem, SIZE - 5 * PAGE, whole.start);
+		printf("  fault during a push stuck on a slow block: %.1f ms\n", dt / 1e6);
+		CHECK(dt < (uint64_t)SLOW_MS * 1000000 / 3);
+		CHECK_EQ(memgen_check(seed, whole.start, mem, SIZE), UINT64_MAX);
+		close(uffd);
+	}
+	server_join(&sv);
+	CHECK_EQ(sv.ret, 0);
+	munmap(mem, SIZE);
+	pgc_memfile_destroy(mf);
+}
+
 /* Faults only, one page at a time; removed pages come back as zeros. */
 static void test_naive_and_remove(void)
 {
@@ -500,6 +559,72 @@ static void test_two_consumers(void)
 	for (i = 0; i < 2; i++) {
 		CHECK_EQ(sv[i].ret, 0);
 		CHECK_EQ(sv[i].st.bytes_copied + sv[i].st.bytes_zeroed, SIZE);
+		if (uffd[i] >= 0)
+			close(uffd[i]);
+		munmap(mem[i], SIZE);
+	}
+	pgc_memfile_destroy(mf);
+}
+
+struct toucher {
+	unsigned char *mem;
+	uint64_t off, ns;
+};
+
+static void *toucher_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	t->ns = touch_ns(t->mem, t->off, whole.start);
+	return NULL;
+}
+
+/*
+ * Fairness between two sessions of one MemoryFile: while one consumer's
+ * fault waits for the slow block 0, the other's far fault is served at once.
+ */
+static void test_sessions_fair(void)
+{
+	struct server sv[2] = { { 0 }, { 0 } };
+	struct pgc_lazy_region reg;
+	struct toucher slow;
+	unsigned char *mem[2];
+	pthread_t t;
+	uint64_t dt = 0;
+	pgc_memfile *mf;
+	int uffd[2], i;
+
+	mf = load_slow_block0();
+	pgc_lazy_serve_opts_init(&sv[0].o);
+	sv[0].o.no_push = true;   /* only the consumers' faults reach the loader */
+	server_start(&sv[0], mf);
+	sv[1].o = sv[0].o;
+	sv[1].mf = mf;
+	sv[1].lfd = sv[0].lfd;
+	CHECK_EQ(pthread_create(&sv[1].t, NULL, server_main, &sv[1]), 0);
+	for (i = 0; i < 2; i++) {
+		mem[i] = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mem[i] != MAP_FAILED);
+		reg = (struct pgc_lazy_region){ mem[i], SIZE, whole.start };
+		uffd[i] = pgc_lazy_attach(SOCK, &reg, 1);
+		CHECK(uffd[i] >= 0);
+	}
+	if (uffd[0] >= 0 && uffd[1] >= 0) {
+		slow = (struct toucher){ mem[0], 3 * PAGE, 0 };
+		CHECK_EQ(pthread_create(&t, NULL, toucher_main, &slow), 0);
+		usleep(100 * 1000);   /* consumer 0 waits for block 0 */
+		dt = touch_ns(mem[1], SIZE - 7 * PAGE, whole.start);
+		pthread_join(t, NULL);
+		printf("  far fault %.1f ms while the other session waits %.1f ms\n", dt / 1e6,
+		       slow.ns / 1e6);
+		CHECK(dt < (uint64_t)SLOW_MS * 1000000 / 3);
+		for (i = 0; i < 2; i++)
+			CHECK_EQ(memgen_check(seed, whole.start, mem[i], SIZE), UINT64_MAX);
+	}
+	pthread_join(sv[1].t, NULL);
+	server_join(&sv[0]);
+	for (i = 0; i < 2; i++) {
+		CHECK_EQ(sv[i].ret, 0);
 		if (uffd[i] >= 0)
 			close(uffd[i]);
 		munmap(mem[i], SIZE);
@@ -874,9 +999,11 @@ int main(int argc, char **argv)
 	}
 	make_image("img", SIZE);
 	TEST_RUN(test_lazy_restore);
+	TEST_RUN(test_fault_during_push);
 	TEST_RUN(test_naive_and_remove);
 	TEST_RUN(test_two_regions_early_close);
 	TEST_RUN(test_two_consumers);
+	TEST_RUN(test_sessions_fair);
 	TEST_RUN(test_bad_handoff);
 	TEST_RUN(test_consumer_dies);
 	TEST_RUN(test_peer_check);
