@@ -158,6 +158,13 @@ enum {
 	PGC_ACCESS_READ  = 1,
 	PGC_ACCESS_WRITE = 2,
 	PGC_ACCESS_EXEC  = 4,
+	/*
+	 * With READ or WRITE: for background work (the lazy server's push),
+	 * map @r only if it is loaded already. Never waits, never moves @r
+	 * ahead in the loader's queue, and is no demand (a recorded working
+	 * set does not count it).
+	 */
+	PGC_ACCESS_NOWAIT = 8,
 };
 
 typedef struct pgc_memfile pgc_memfile;
@@ -298,8 +305,9 @@ int pgc_decommit(pgc_memfile *mf, pgc_range r);
  * pgc_map_internal - map @r into this process for @access and describe it
  * as up to @iovcnt iovecs (one per 1 GiB chunk touched). If @r has pages
  * still being loaded in the background, waits for exactly those pages
- * (they jump the loader's queue).
- * Returns the number of iovecs filled; -EACCES for PGC_ACCESS_EXEC;
+ * (they jump the loader's queue), unless PGC_ACCESS_NOWAIT.
+ * Returns the number of iovecs filled; -EAGAIN (PGC_ACCESS_NOWAIT: some
+ * of @r is still to come); -EACCES for PGC_ACCESS_EXEC;
  * -EINVAL for an empty range; -ENOBUFS if @iovcnt is too small; the load
  * error if the background load failed on these pages; -errno from mmap.
  */
@@ -481,18 +489,6 @@ int pgc_load_await(pgc_memfile *mf);
  * loaded (-ECANCELED once pgc_memfile_destroy has begun).
  */
 int pgc_load_wait(pgc_memfile *mf, pgc_range r);
-
-/*
- * pgc_load_ready - whether every page of @r (any byte range inside the
- * file) is loaded, without waiting and without moving @r ahead in the
- * loader's queue: for background work (the lazy server's push) that must
- * never block nor compete with what is demanded. Lock-free once @r is
- * loaded.
- * Returns 1 when @r is loaded (also when no load was started or it has
- * finished), 0 when some of it is still to come; -EINVAL as for
- * pgc_load_wait; the load's error if it failed before @r was loaded.
- */
-int pgc_load_ready(pgc_memfile *mf, pgc_range r);
 
 struct pgc_load_stats {
 	uint64_t bytes_total;    /* bytes the image holds */

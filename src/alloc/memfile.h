@@ -170,7 +170,7 @@ static inline int memfile_hook_wait(struct pgc_memfile *mf, pgc_range r)
 	return ctx ? mf->hooks->wait(ctx, r) : 0;
 }
 
-/* The ready hook, for pgc_load_ready. Returns 1 (nothing installed), 0 or an error. */
+/* The ready hook, for PGC_ACCESS_NOWAIT. Returns 1 (nothing installed), 0 or an error. */
 static inline int memfile_hook_ready(struct pgc_memfile *mf, pgc_range r)
 {
 	void *ctx = memfile_hook_ctx(mf);

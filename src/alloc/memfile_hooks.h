@@ -38,7 +38,7 @@ struct memfile_hooks {
 	 */
 	int (*wait)(void *ctx, pgc_range r);
 	/*
-	 * ready - pgc_load_ready asks whether every page of @r holds its
+	 * ready - pgc_map_internal with PGC_ACCESS_NOWAIT asks whether every page of @r holds its
 	 * contents: 1 if so, 0 if some are still to come, or the error that
 	 * keeps them from it. Called with no lock held; never blocks (it may
 	 * take the engine's lock briefly) and never reorders the engine's work.

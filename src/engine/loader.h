@@ -38,7 +38,7 @@ struct pgc_loader *loader_of(struct pgc_memfile *mf);
 int loader_wait(struct pgc_loader *l, pgc_range r);
 
 /*
- * loader_ready - called by pgc_load_ready: whether every byte of @r is
+ * loader_ready - called by pgc_map_internal with PGC_ACCESS_NOWAIT: whether every byte of @r is
  * loaded, without queueing or waiting (l->mu is taken briefly unless @r
  * is below every unloaded page). Returns 1, 0 (some still to come) or the
  * load error.

@@ -327,7 +327,10 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 
 /*
  * Place the pages [@p0, @p1) of @rg that are not placed yet, and page
- * @force (or UINT64_MAX) even if it is marked placed.
+ * @force (or UINT64_MAX) even if it is marked placed. A fault (!@push)
+ * waits for pages still loading; the push never does. Returns 0,
+ * PUSH_NOT_LOADED (push: some of them are still loading, nothing placed),
+ * or as place_run.
  */
 static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
 		       uint64_t force, bool push)
@@ -355,8 +358,14 @@ static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_
 		struct iovec iov[2];
 		int n;
 
-		/* Waits for exactly these pages if they are still loading. */
-		n = pgc_map_internal(s->mf, r, PGC_ACCESS_READ, iov, 2);
+		/*
+		 * A fault waits for exactly these pages if they are still
+		 * loading; the push takes them only once they are loaded.
+		 */
+		n = pgc_map_internal(s->mf, r, PGC_ACCESS_READ | (push ? PGC_ACCESS_NOWAIT : 0),
+				     iov, 2);
+		if (n == -EAGAIN && push)
+			return PUSH_NOT_LOADED;
 		if (n < 0)
 			return n;
 		if (n != 1 || iov[0].iov_len != r.end - r.start)
@@ -533,16 +542,11 @@ static int handle_msgs(struct session *s)
 static int push_span(struct session *s, struct region *rg, uint64_t *page)
 {
 	uint64_t p = next_clear(rg->done, *page, rg->pages), p0, p1;
-	pgc_range r;
 	int ret;
 
 	if (p >= rg->pages)
 		return PUSH_END;
 	span_around(rg, p, s->o.push_bytes, &p0, &p1);
-	r = (pgc_range){ rg->offset + p * PAGE, rg->offset + p1 * PAGE };
-	ret = pgc_load_ready(s->mf, r);
-	if (ret <= 0)
-		return ret < 0 ? ret : PUSH_NOT_LOADED;
 	ret = place_span(s, rg, p, p1, UINT64_MAX, true);
 	if (!ret)
 		*page = p1;

@@ -37,14 +37,6 @@
 static uint64_t seed;
 static pgc_range whole;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void make_image(const char *path, uint64_t len)
 {
 	pgc_memfile *mf = memgen_memfile();
@@ -340,10 +332,10 @@ static void test_lazy_restore(void)
 		goto unmap;
 	}
 	/* A page near the end, long before the loader would get there. */
-	t = now_ns();
+	t = test_now_ns();
 	CHECK_EQ(memgen_check(seed, whole.start + SIZE - 3 * PAGE, mem + SIZE - 3 * PAGE, PAGE),
 		 UINT64_MAX);
-	first = now_ns() - t;
+	first = test_now_ns() - t;
 	CHECK_EQ(pgc_load_stats(mf, &ls), 0);
 	printf("  first access %.3f ms, with %llu of %llu bytes loaded\n", first / 1e6,
 	       (unsigned long long)ls.bytes_loaded, (unsigned long long)ls.bytes_total);
@@ -351,10 +343,10 @@ static void test_lazy_restore(void)
 	for (i = 0; i < 256; i++) {
 		uint64_t p = test_rand_below(pages);
 
-		t = now_ns();
+		t = test_now_ns();
 		if (memgen_check(seed, whole.start + p * PAGE, mem + p * PAGE, PAGE) != UINT64_MAX)
 			bad++;
-		lat[i] = now_ns() - t;
+		lat[i] = test_now_ns() - t;
 	}
 	qsort(lat, 256, sizeof(lat[0]), cmp_u64);
 	printf("  random access p50 %.1f us, p99 %.1f us\n", lat[128] / 1e3, lat[253] / 1e3);
@@ -396,10 +388,10 @@ static pgc_memfile *load_slow_block0(void)
 /* Touch one page at @off of @mem (offset @base in the file); returns the ns it took. */
 static uint64_t touch_ns(unsigned char *mem, uint64_t off, uint64_t base)
 {
-	uint64_t t = now_ns();
+	uint64_t t = test_now_ns();
 
 	CHECK_EQ(memgen_check(seed, base + off, mem + off, PAGE), UINT64_MAX);
-	return now_ns() - t;
+	return test_now_ns() - t;
 }
 
 /*
