@@ -72,6 +72,7 @@ struct sf_meta {
  */
 struct sf_image {
 	uint32_t version;
+	uint64_t id;             /* memfile.img's trailer checksum: names this image */
 	uint64_t file_size;
 	uint64_t logical_size;
 	uint32_t block_size;
@@ -204,5 +205,37 @@ int sf_writer_commit(struct sf_writer *w, const struct sf_meta *meta);
 
 /* sf_writer_abort - remove the temporary directory and free @w (may be NULL). */
 void sf_writer_abort(struct sf_writer *w);
+
+/* ---- working sets (ws.c) ---------------------------------------------- */
+
+/*
+ * sf_ws_write - write the working-set file @path: @n distinct block
+ * numbers (each < @nblocks) of the image whose id is @image_id, in order.
+ * Atomic: a new file in @path's directory, fsynced, renamed over @path
+ * (a symlink there is replaced, never followed), and the directory fsynced.
+ * Returns 0, -EINVAL (@n is 0, a block out of range or repeated), or
+ * -errno (-ENOSPC, -EIO, ...).
+ */
+int sf_ws_write(const char *path, uint64_t image_id, uint64_t nblocks,
+		const uint32_t *blocks, size_t n);
+
+/*
+ * sf_ws_decode - parse the working-set file in the @len bytes at @p for
+ * the image @image_id of @nblocks blocks; *@blocks (malloc'd) and *@n get
+ * its blocks in order. Never reads outside @p.
+ * Returns 0; -PGC_EFOREIGN (not a working-set file), -ESTALE (one of
+ * another image), -ENODATA (no block, or an empty file), -PGC_ECORRUPT, -PGC_ECHECKSUM,
+ * -PGC_ETRUNCATED, or -ENOMEM.
+ */
+int sf_ws_decode(const uint8_t *p, size_t len, uint64_t image_id, uint64_t nblocks,
+		 uint32_t **blocks, size_t *n);
+
+/*
+ * sf_ws_read - read and sf_ws_decode the regular file @path (never
+ * blocking on a FIFO or device). Returns as sf_ws_decode, or -errno
+ * (-ENOENT, -EACCES, -EISDIR; -EINVAL for a file that is not regular).
+ */
+int sf_ws_read(const char *path, uint64_t image_id, uint64_t nblocks,
+	       uint32_t **blocks, size_t *n);
 
 #endif /* PGC_STATEFILE_H */
