@@ -453,7 +453,16 @@ struct pgc_load_opts {
 	void *done_arg;
 	pgc_progress_fn progress;
 	void *progress_arg;
-	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
+	/*
+	 * A working-set file (pgc_load_ws_write) whose blocks a background
+	 * load reads first, in order, after any page being waited for. One
+	 * of another image, damaged, truncated or empty is ignored (never
+	 * an error): stats.working_set_error says why.
+	 */
+	const char *working_set;
+	/* Record the blocks demanded, in order, for pgc_load_ws_write. */
+	bool record_working_set;
+	uint64_t reserved[6];      /* must be zero; "Structs that grow" (top) */
 };
 
 void pgc_load_opts_init(struct pgc_load_opts *opts);
@@ -500,11 +509,33 @@ struct pgc_load_stats {
 	uint64_t ns_elapsed;     /* load start to end (or to now) */
 	bool done;
 	int error;
-	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
+	uint64_t working_set_blocks;  /* blocks of opts.working_set read first (0: none) */
+	int working_set_error;     /* why opts.working_set was ignored: -PGC_E*, -ESTALE
+				      (another image's), -ENODATA (empty), -errno; 0 if used */
+	uint64_t reserved[6];      /* zero; "Structs that grow" (top) */
 };
 
 /* pgc_load_stats - statistics of the current or last load. Returns 0. */
 int pgc_load_stats(pgc_memfile *mf, struct pgc_load_stats *out);
+
+/*
+ * pgc_load_ws_write - write the working set the load into @mf recorded so
+ * far (opts.record_working_set): the blocks demanded through
+ * pgc_map_internal or pgc_load_wait (not PGC_ACCESS_NOWAIT), in the order
+ * first demanded, as a working-set file bound to the image (docs/format.md).
+ * Atomic: @path is replaced whole or not at all.
+ * Returns 0; -EINVAL (no load, or it does not record); -ENODATA (nothing
+ * demanded yet, nothing written); -ENOMEM; -errno (-ENOSPC, -EIO, ...).
+ */
+int pgc_load_ws_write(pgc_memfile *mf, const char *path);
+
+/*
+ * pgc_load_working_set - the working set the load into @mf replays
+ * (opts.working_set), as memory-file ranges in its order: the first @max
+ * go to @out. For a lazy server, which places them before they are
+ * demanded. Returns the number of ranges (0: none replayed), -EINVAL.
+ */
+int pgc_load_working_set(pgc_memfile *mf, pgc_range *out, size_t max);
 
 /* Image summary for inspect. */
 struct pgc_image_info {
@@ -612,7 +643,8 @@ struct pgc_lazy_stats {
 	uint64_t ns_session;       /* handoff to end of session */
 	bool consumer_gone;        /* ended because the consumer went away */
 	uint64_t forks;            /* UFFD_EVENT_FORK messages: the child's uffd is closed */
-	uint64_t reserved[7];      /* zero; "Structs that grow" (top) */
+	uint64_t bytes_prefetched; /* of bytes_pushed, the load's working set placed first */
+	uint64_t reserved[6];      /* zero; "Structs that grow" (top) */
 };
 
 /*

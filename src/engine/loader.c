@@ -114,6 +114,11 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 	 * behind a deep fill.
 	 */
 	if (!l->opts.background || l->fill_reads < (unsigned)l->jobs + 1) {
+		int64_t wb = ld_ws_next_locked(l);
+
+		/* A replayed working set goes first, block by block, in its order. */
+		if (wb >= 0)
+			return ld_read_start_locked(l, (uint32_t)wb, (uint32_t)wb + 1, true);
 		while (l->fill_next < l->img->nblocks && l->bstate[l->fill_next] != BLK_UNSTARTED)
 			l->fill_next++;
 		if (l->fill_next >= l->img->nblocks)
@@ -471,6 +476,7 @@ static void loader_free(struct pgc_loader *l)
 	pthread_cond_destroy(&l->work_cv);
 	pthread_mutex_destroy(&l->write_mu);
 	pthread_mutex_destroy(&l->mu);
+	ld_ws_free(l);
 	free(l);
 }
 
@@ -492,6 +498,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	l->opts = *opts;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->write_mu, NULL);
+	pthread_mutex_init(&l->ws.mu, NULL);
 	pthread_cond_init(&l->wait_cv, NULL);
 	pthread_cond_init(&l->loader_cv, NULL);
 	pthread_cond_init(&l->work_cv, NULL);
@@ -504,6 +511,9 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	l->stats.bytes_total = img->mem_bytes;
 	l->start_ns = util_now_ns();
 	slow_block0_init(l);
+	ret = ld_ws_init(l);
+	if (ret)
+		goto fail;
 
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
@@ -588,6 +598,8 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 	uint64_t t0 = 0, pending = 0;
 	int ret;
 
+	if (l->ws.seen)
+		ld_ws_note(l, r);
 	/* The fast path: everything loaded, or at least everything below r.end. */
 	if (r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
 		return 0;

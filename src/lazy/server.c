@@ -63,6 +63,10 @@ struct session {
 	uint64_t near_page;
 	unsigned near_left;
 	bool push_waiting;   /* the next span of the push is still loading */
+	pgc_range *ws;       /* the load's working set, placed first (memory-file offsets) */
+	size_t nws;
+	size_t ws_i, ws_j;   /* its next range, and the region (index in r) being placed */
+	uint64_t ws_page;
 	uint64_t pages_total;
 	uint64_t pages_done;
 	unsigned char *act;  /* per-page actions of one span */
@@ -554,15 +558,60 @@ static int push_span(struct session *s, struct region *rg, uint64_t *page)
 }
 
 /*
- * One push step: the spans near the last fault first, then memory-file
- * offset order. Returns 0 (placed one span, or the next is still loading:
- * s->push_waiting), 1 when nothing is left to push, else as place_span.
+ * One span of the load's working set (pgc_load_working_set), in its
+ * order, into every region that maps it. Returns 0 (placed one span),
+ * PUSH_END (all placed), PUSH_NOT_LOADED, or as place_span.
+ */
+static int push_ws(struct session *s)
+{
+	while (s->ws_i < s->nws) {
+		pgc_range w = s->ws[s->ws_i];
+		struct region *rg;
+		uint64_t lo, hi, p, p1, q0, q1, before;
+		int ret;
+
+		if (s->ws_j >= s->nr) {
+			s->ws_i++;
+			s->ws_j = 0;
+			s->ws_page = 0;
+			continue;
+		}
+		rg = &s->r[s->ws_j];
+		lo = w.start > rg->offset ? w.start : rg->offset;
+		hi = w.end < rg->offset + rg->size ? w.end : rg->offset + rg->size;
+		p1 = hi > lo ? (hi - rg->offset) / PAGE : 0;
+		p = hi > lo ? (lo - rg->offset) / PAGE : 0;
+		p = next_clear(rg->done, p > s->ws_page ? p : s->ws_page, p1);
+		if (p >= p1) {
+			s->ws_j++;
+			s->ws_page = 0;
+			continue;
+		}
+		span_around(rg, p, s->o.push_bytes, &q0, &q1);
+		before = s->st->bytes_copied + s->st->bytes_zeroed;
+		ret = place_span(s, rg, p, q1 < p1 ? q1 : p1, UINT64_MAX, true);
+		s->st->bytes_prefetched += s->st->bytes_copied + s->st->bytes_zeroed - before;
+		if (!ret)
+			s->ws_page = q1 < p1 ? q1 : p1;
+		return ret;
+	}
+	return PUSH_END;
+}
+
+/*
+ * One push step: the working set first, then the spans near the last
+ * fault, then memory-file offset order; the first of them that is loaded.
+ * Returns 0 (placed one span, or all are still loading: s->push_waiting),
+ * 1 when nothing is left to push, else as place_span.
  */
 static int push_step(struct session *s)
 {
 	int ret;
 
 	s->push_waiting = false;
+	ret = push_ws(s);
+	if (ret != PUSH_END && ret != PUSH_NOT_LOADED)
+		return ret;
 	while (s->near_left) {
 		ret = push_span(s, s->near, &s->near_page);
 		if (ret == PUSH_END || ret == PUSH_NOT_LOADED) {
@@ -588,6 +637,18 @@ static int push_step(struct session *s)
 		return ret;
 	}
 	return 1;
+}
+
+/* The load's working set, to place first; none if it has none (or no memory). */
+static void load_ws(struct session *s)
+{
+	int n = pgc_load_working_set(s->mf, NULL, 0);
+
+	if (n <= 0)
+		return;
+	s->ws = malloc((size_t)n * sizeof(*s->ws));
+	if (s->ws && pgc_load_working_set(s->mf, s->ws, (size_t)n) == n)
+		s->nws = (size_t)n;
 }
 
 static void unregister_all(struct session *s)
@@ -750,6 +811,8 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 	if (ret)
 		goto exit;
 	s->datafd = open_datafd(mf, &s->own_datafd);
+	if (!s->o.no_push)
+		load_ws(s);
 	ret = serve_loop(s);
 	if (ret == -ESRCH) {
 		stats->consumer_gone = true;
@@ -773,6 +836,7 @@ exit:
 		free(s->order);
 		free(s->act);
 		free(s->stalled);
+		free(s->ws);
 	}
 	free(s);
 	return ret;
