@@ -531,9 +531,10 @@ int pgc_load_ws_write(pgc_memfile *mf, const char *path);
 
 /*
  * pgc_load_working_set - the working set the load into @mf replays
- * (opts.working_set), as memory-file ranges in its order: the first @max
- * go to @out. For a lazy server, which places them before they are
- * demanded. Returns the number of ranges (0: none replayed), -EINVAL.
+ * (opts.working_set), as memory-file ranges in its order, one per block
+ * (from its first stored page to its last): the first @max go to @out.
+ * For a lazy server, which places them before they are demanded.
+ * Returns the number of ranges (0: none replayed), or -EINVAL.
  */
 int pgc_load_working_set(pgc_memfile *mf, pgc_range *out, size_t max);
 

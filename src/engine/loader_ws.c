@@ -141,16 +141,14 @@ int pgc_load_working_set(pgc_memfile *mf, pgc_range *out, size_t max)
 	if (!mf || (max && !out))
 		return -EINVAL;
 	l = loader_of(mf);
-	for (i = 0; l && i < l->ws.nreplay; i++) {
+	for (i = 0; l && i < l->ws.nreplay; i++, n++) {
 		const struct sf_block *sb = ld_blk(l, l->ws.replay[i]);
-		uint32_t k;
+		const struct sf_run *first = &l->img->runs[sb->first_run];
+		const struct sf_run *last = first + sb->nruns - 1;
 
-		for (k = 0; k < sb->nruns; k++, n++) {
-			const struct sf_run *run = &l->img->runs[sb->first_run + k];
-
-			if (n < max)
-				out[n] = (pgc_range){ run->off, run->off + run->len };
-		}
+		/* The block's extent, holes between its runs included. */
+		if (n < max)
+			out[n] = (pgc_range){ first->off, last->off + last->len };
 	}
 	return n > INT32_MAX ? -EOVERFLOW : (int)n;
 }
