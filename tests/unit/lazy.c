@@ -5,7 +5,9 @@
  * attaches to a server restoring in the background reads a far page
  * before the load is done, random pages, then everything, byte-exact;
  * a fault is served at once while the push (or another session sharing
- * the MemoryFile) waits for a block that decodes slowly;
+ * the MemoryFile) waits for a block that decodes slowly; a recorded
+ * working set is placed before it is asked for, and a consumer touching
+ * pages inside and outside it reads every byte right;
  * MADV_DONTNEED'd pages come back as zeros; bad handoffs are refused; a
  * consumer that dies mid-way ends the session cleanly; the most regions a
  * handoff may carry fit its size limit; a consumer that forks with
@@ -427,6 +429,76 @@ static void test_fault_during_push(void)
 	CHECK_EQ(sv.ret, 0);
 	munmap(mem, SIZE);
 	pgc_memfile_destroy(mf);
+}
+
+/*
+ * One lazy session of a load of "img" (recording or replaying @ws): the
+ * consumer touches the @n @pages (offsets), every byte checked,
+ * then lets the push place the rest and checks everything.
+ */
+static void ws_session(const char *ws, bool record, const uint64_t *pages, size_t n,
+		       struct pgc_lazy_stats *st)
+{
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg;
+	struct pgc_load_opts lo;
+	unsigned char *mem;
+	pgc_memfile *mf = memgen_memfile();
+	int uffd;
+	size_t i;
+
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.working_set = record ? NULL : ws;
+	lo.record_working_set = record;
+	CHECK_EQ(pgc_load(mf, "img", &lo), 0);
+	pgc_lazy_serve_opts_init(&sv.o);
+	server_start(&sv, mf);
+	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	for (i = 0; uffd >= 0 && i < n; i++)
+		CHECK_EQ(memgen_check(seed, whole.start + pages[i], mem + pages[i], PAGE),
+			 UINT64_MAX);
+	server_join(&sv);   /* the push places the rest */
+	CHECK_EQ(sv.ret, 0);
+	if (uffd >= 0) {
+		CHECK_EQ(memgen_check(seed, whole.start, mem, SIZE), UINT64_MAX);
+		close(uffd);
+	}
+	*st = sv.st;
+	if (record)
+		CHECK_EQ(pgc_load_ws_write(mf, ws), 0);
+	munmap(mem, SIZE);
+	pgc_memfile_destroy(mf);
+}
+
+/*
+ * Record a working set of far-apart pages through a lazy session, then
+ * replay it: its pages are placed before they are asked for, and a
+ * consumer touching pages inside and outside it reads every byte right.
+ */
+static void test_working_set(void)
+{
+	uint64_t in[6], mixed[12];
+	struct pgc_lazy_stats st;
+	size_t i;
+
+	for (i = 0; i < 6; i++)
+		in[i] = (SIZE / 6) * i + test_rand_below(SIZE / 6 / PAGE) * PAGE;
+	ws_session("ws", true, in, 6, &st);
+	CHECK_EQ(st.bytes_prefetched, 0);
+	for (i = 0; i < 12; i++)
+		mixed[i] = i % 2 ? in[i / 2] : test_rand_below(SIZE / PAGE) * PAGE;
+	ws_session("ws", false, mixed, 12, &st);
+	printf("  working set: %.1f MiB placed before any fault asked\n",
+	       st.bytes_prefetched / (double)MIB);
+	CHECK(st.bytes_prefetched > 0);
+	CHECK(st.bytes_prefetched <= 6 * 4 * MIB);   /* at most six blocks (4 MiB at most each) */
+	CHECK_EQ(st.bytes_copied + st.bytes_zeroed, SIZE);
+	unlink("ws");
 }
 
 /* Faults only, one page at a time; removed pages come back as zeros. */
@@ -992,6 +1064,7 @@ int main(int argc, char **argv)
 	make_image("img", SIZE);
 	TEST_RUN(test_lazy_restore);
 	TEST_RUN(test_fault_during_push);
+	TEST_RUN(test_working_set);
 	TEST_RUN(test_naive_and_remove);
 	TEST_RUN(test_two_regions_early_close);
 	TEST_RUN(test_two_consumers);
