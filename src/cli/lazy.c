@@ -154,7 +154,7 @@ static const char *refusal(int err, const struct pgc_lazy_serve_opts *so, char *
 static int report(struct server *srv, struct session *s)
 {
 	const struct pgc_lazy_stats *st = &s->st;
-	char tot[32], cp[32], zr[32], pu[32], why[96];
+	char tot[32], cp[32], zr[32], pu[32], pf[32], why[96];
 
 	if (s->ret && !st->regions) {
 		cli_error(CMD, NULL, "consumer %u: refused: %s", s->id,
@@ -171,14 +171,16 @@ static int report(struct server *srv, struct session *s)
 			  pgc_strerror(s->ret), tot, st->regions, cp, zr);
 		return pgc_is_image_error(s->ret) ? EXIT_IMAGE : EXIT_IO;
 	}
+	cli_human_bytes(st->bytes_prefetched, pf, sizeof(pf));
 	cli_error(CMD, NULL, "consumer %u: done: %s in %" PRIu64 " region(s), %s after %.1f ms; %"
-		  PRIu64 " faults (mean %.1f us, max %.1f ms), %s copied, %s zero-filled, %s pushed",
+		  PRIu64 " faults (mean %.1f us, max %.1f ms), %s copied, %s zero-filled, %s pushed"
+		  " (%s from the working set)",
 		  s->id, tot, st->regions,
 		  st->ns_all_placed ? "all placed" : "consumer went away",
 		  ms(st->ns_all_placed ? st->ns_all_placed : st->ns_session),
 		  st->faults,
 		  st->faults ? (double)st->fault_ns_total / (double)st->faults / 1e3 : 0.0,
-		  ms(st->fault_ns_max), cp, zr, pu);
+		  ms(st->fault_ns_max), cp, zr, pu, pf);
 	return EXIT_OK;
 }
 
@@ -506,6 +508,27 @@ static int parse_args(struct lazy_cmd *c, int argc, char **argv)
 	return c->status != EXIT_OK;
 }
 
+/* Why a working set was ignored, in words. */
+static const char *ws_why(int err)
+{
+	switch (err) {
+	case -ESTALE:
+		return "it belongs to another image";
+	case -ENODATA:
+		return "it is empty";
+	case -PGC_ETRUNCATED:
+		return "it is truncated";
+	case -PGC_ECHECKSUM:
+		return "it is damaged (checksum mismatch)";
+	case -PGC_ECORRUPT:
+		return "it is damaged";
+	case -PGC_EFOREIGN:
+		return "not a working-set file";
+	default:
+		return pgc_strerror(err);
+	}
+}
+
 /* Start the background load of the image and the server's fds. Returns 0 or 1 (c->status). */
 static int start_load(struct lazy_cmd *c)
 {
@@ -545,9 +568,7 @@ static int start_load(struct lazy_cmd *c)
 	/* A working set is a hint: one that does not fit is ignored, in one line. */
 	if (c->lo.working_set && !pgc_load_stats(srv->mf, &ls) && ls.working_set_error)
 		cli_error(CMD, c->lo.working_set, "working set ignored: %s",
-			  ls.working_set_error == -ESTALE ? "it belongs to another image" :
-			  ls.working_set_error == -ENODATA ? "it is empty" :
-			  pgc_strerror(ls.working_set_error));
+			  ws_why(ls.working_set_error));
 	return 0;
 }
 

@@ -46,13 +46,14 @@ static int ws_encode(uint64_t image_id, uint64_t nblocks, const uint32_t *blocks
 		     struct sf_buf *out)
 {
 	Pgckpt__PgcWsHead head = PGCKPT__PGC_WS_HEAD__INIT;
-	size_t i;
+	size_t i, head_at;
 
 	sf_buf_put_u32(out, SF_CRIU_COMMON_MAGIC);
 	sf_buf_put_u32(out, SF_WS_MAGIC);
 	head.image_id = image_id;
 	head.nblocks = nblocks;
 	head.count = n;
+	head_at = out->len;
 	sf_buf_put_record(out, &head.base);
 	for (i = 0; i < n; i += SF_CHUNK_ENTRIES) {
 		Pgckpt__PgcWsBlocks m = PGCKPT__PGC_WS_BLOCKS__INIT;
@@ -61,6 +62,11 @@ static int ws_encode(uint64_t image_id, uint64_t nblocks, const uint32_t *blocks
 		m.block = (uint32_t *)(uintptr_t)(blocks + i);
 		sf_buf_put_record(out, &m.base);
 	}
+	if (out->err)
+		return out->err;
+	/* file_bytes is a fixed64: the head keeps its size when patched. */
+	head.file_bytes = out->len + SF_TRAILER_BYTES;
+	protobuf_c_message_pack(&head.base, out->p + head_at + 4);
 	return sf_trailer_put(out);
 }
 
@@ -132,7 +138,10 @@ int sf_ws_write(const char *path, uint64_t image_id, uint64_t nblocks,
 	return ret;
 }
 
-/* The head record: the image it belongs to and the count that follows. */
+/*
+ * The head record: the file's size (a short file is "truncated", whatever
+ * else is wrong), then the image it belongs to and the count that follows.
+ */
 static int ws_decode_head(struct sf_cursor *c, uint64_t image_id, uint64_t nblocks,
 			  uint64_t *count)
 {
@@ -148,7 +157,11 @@ static int ws_decode_head(struct sf_cursor *c, uint64_t image_id, uint64_t nbloc
 	if (!h)
 		return -PGC_ECORRUPT;
 	ret = 0;
-	if (h->image_id != image_id || h->nblocks != nblocks)
+	if (h->file_bytes > c->len)
+		ret = -PGC_ETRUNCATED;
+	else if (h->file_bytes < c->len)
+		ret = -PGC_ECORRUPT;
+	else if (h->image_id != image_id || h->nblocks != nblocks)
 		ret = -ESTALE;
 	else if (!h->count)
 		ret = -ENODATA;
@@ -205,15 +218,18 @@ int sf_ws_decode(const uint8_t *p, size_t len, uint64_t image_id, uint64_t nbloc
 		return -PGC_ETRUNCATED;
 	if (sf_get_u32(p) != SF_CRIU_COMMON_MAGIC || sf_get_u32(p + 4) != SF_WS_MAGIC)
 		return -PGC_EFOREIGN;
-	ret = sf_trailer_check(p, len, &sum);
+	ret = ws_decode_head(&c, image_id, nblocks, &count);
+	if (ret == -ESTALE || ret == -ENODATA || !ret) {
+		/* Only a file that is whole may say whose it is or that it is empty. */
+		int t = sf_trailer_check(p, len, &sum);
+
+		ret = t ? t : ret;
+	}
 	if (ret)
 		return ret;
 	c.len = len - SF_TRAILER_BYTES;
 	if (c.len < c.pos)
-		return -PGC_ECORRUPT;
-	ret = ws_decode_head(&c, image_id, nblocks, &count);
-	if (ret)
-		return ret;
+		return -PGC_ECORRUPT;   /* the head ran into the trailer */
 	out = malloc(count * sizeof(*out));
 	seen = calloc(nblocks, 1);
 	if (!out || !seen) {
