@@ -2,12 +2,16 @@
 /*
  * server.c - the userfaultfd page server: once a consumer's handoff
  * (regions as JSON, uffd as SCM_RIGHTS; handshake.c) is in, place every
- * page of its regions from a MemoryFile that may still be loading in the background.
- * Faults come first: the aligned span (fault_bytes) around a faulting page is mapped
- * with pgc_map_internal (which makes the loader fetch it next) and placed
- * with UFFDIO_COPY, holes and zero pages with UFFDIO_ZEROPAGE. Between
- * faults, the remaining pages are pushed in memory-file offset order. One
- * thread per session, no locks: a bitmap per region records placed pages.
+ * page of its regions from a MemoryFile that may still be loading in the
+ * background. Faults come first: the aligned span (fault_bytes) around a
+ * faulting page is mapped with pgc_map_internal (which makes the loader
+ * fetch it next) and placed with UFFDIO_COPY, holes and zero pages with
+ * UFFDIO_ZEROPAGE, every run without a wake and then one wake for the span.
+ * Between faults the push places pages, but only those already loaded
+ * (PGC_ACCESS_NOWAIT), so a fault never waits behind it: first the load's
+ * working set (pgc_load_working_set), then the spans after the last fault
+ * (access is local), then memory-file offset order. One thread per
+ * session, no locks: a bitmap per region records placed pages.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -236,12 +240,14 @@ static int place_run(struct session *s, struct region *rg, uint64_t p, uint64_t 
 		int r, err = 0;
 
 		if (action == ACT_COPY) {
-			struct uffdio_copy c = { .dst = addr, .src = (uintptr_t)src, .len = len };
+			struct uffdio_copy c = { .dst = addr, .src = (uintptr_t)src, .len = len,
+						 .mode = UFFDIO_COPY_MODE_DONTWAKE };
 
 			r = ioctl(s->uffd, UFFDIO_COPY, &c);
 			got = c.copy;
 		} else {
-			struct uffdio_zeropage z = { .range = { .start = addr, .len = len } };
+			struct uffdio_zeropage z = { .range = { .start = addr, .len = len },
+						     .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE };
 
 			r = ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
 			got = z.zeropage;
@@ -341,7 +347,7 @@ static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_
 {
 	unsigned char *act = s->act;
 	const unsigned char *map = NULL;
-	bool need_map = false;
+	bool need_map = false, placed = false;
 	uint64_t p, off = rg->offset + p0 * PAGE;
 	int ret = 0;
 
@@ -384,9 +390,17 @@ static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_
 
 		while (q < p1 && act[q - p0] == a)
 			q++;
-		if (a != ACT_SKIP)
+		if (a != ACT_SKIP) {
 			ret = place_run(s, rg, p, q - p, a, map ? map + (p - p0) * PAGE : NULL, push);
+			placed = true;
+		}
 		p = q;
+	}
+	/* The runs went in without waking anyone (DONTWAKE): one wake for the span. */
+	if (placed) {
+		struct uffdio_range w = { .start = rg->base + p0 * PAGE, .len = (p1 - p0) * PAGE };
+
+		(void)ioctl(s->uffd, UFFDIO_WAKE, &w);
 	}
 	return ret;
 }
