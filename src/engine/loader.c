@@ -22,9 +22,12 @@
  *   into the mapping (raw blocks were read straight into it), populating
  *   the destination in bulk first; then they drop the block's pages from
  *   the unloaded set and wake waiters.
- * - waiters (pgc_map_internal) name the range they need and sleep until
- *   no unloaded page intersects it; once everything is loaded a lock-free
- *   check (the lowest unloaded offset, the done flag) lets them through.
+ * - waiters (pgc_map_internal) name the range they need; in the
+ *   background, a waiter whose range holds a block nobody started reads
+ *   and decodes it itself at once (a demand never queues behind the
+ *   fill), then sleeps until no unloaded page intersects its range; once
+ *   everything is loaded a lock-free check (the lowest unloaded offset,
+ *   the done flag) lets them through.
  *
  * Pages whose block has not started can be cancelled (pgc_decref); their
  * bytes are then decoded into scratch memory. Started pages are waited
@@ -592,6 +595,54 @@ fail:
 	return ret;
 }
 
+/*
+ * A background load's waiter whose range holds an unstarted block reads
+ * and decodes that block itself, at once, instead of queueing behind the
+ * reads the loader keeps in flight: a demand never waits for the fill.
+ * Caller holds l->mu, dropped meanwhile. Returns whether it took a block.
+ */
+static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
+{
+	struct sf_codec *codec = NULL;
+	uint8_t *scratch = NULL;
+	struct ld_read *rd;
+	int64_t b;
+	int ret;
+
+	if (!l->opts.background || l->error)
+		return false;
+	b = waiter_next_block_locked(l, w);
+	if (b < 0)
+		return false;
+	rd = ld_read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
+	if (!rd)
+		return false;   /* the error is recorded: the caller sees it */
+	l->stats.demand_decodes++;
+	pthread_mutex_unlock(&l->mu);
+	ret = ld_read_sync(l, rd);
+	if (!ret)
+		ret = sf_codec_new(l->img->compress, 0, &codec);
+	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
+		scratch = malloc(l->img->block_size);
+		ret = scratch ? 0 : -ENOMEM;
+	}
+	if (!ret) {
+		slow_block0(l, rd);
+		ret = ld_read_decode(l, rd, codec, scratch);
+	}
+	free(scratch);
+	sf_codec_free(codec);
+	pthread_mutex_lock(&l->mu);
+	if (ret)
+		ld_fail_locked(l, ret);
+	if (!ret && !l->error)
+		read_finish_locked(l, rd);
+	else
+		read_retire_locked(l, rd);
+	read_release_locked(l, rd);
+	return true;
+}
+
 int loader_wait(struct pgc_loader *l, pgc_range r)
 {
 	struct ld_waiter w = { .r = r, .cursor = r.start };
@@ -625,6 +676,8 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 			l->waiters = &w;
 			pthread_cond_signal(&l->loader_cv);
 		}
+		if (wait_decode_self_locked(l, &w))
+			continue;
 		pthread_cond_wait(&l->wait_cv, &l->mu);
 	}
 	ret = range_pending_locked(l, r) ? (l->error ? l->error : -PGC_ELOADFAIL) : 0;

@@ -61,7 +61,7 @@ static void test_sizes_pinned(void)
 	PIN(pgc_load_opts, 128, 80, 48);       /* working_set, record_working_set took 2 words */
 	PIN(pgc_lazy_serve_opts, 96, 48, 48);  /* allow_uids, nallow_uids took 2 words */
 	PIN(pgc_accounting, 120, 56, 64);
-	PIN(pgc_load_stats, 128, 80, 48);      /* working_set_blocks, _error took 2 words */
+	PIN(pgc_load_stats, 128, 88, 40);      /* working_set_blocks, _error, demand_decodes took 3 words */
 	PIN(pgc_image_info, 128, 64, 64);
 	PIN(pgc_lazy_stats, 168, 120, 48);     /* forks, bytes_prefetched took 1 word each */
 #undef PIN
