@@ -217,6 +217,34 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	read_retire_locked(l, rd);
 }
 
+/*
+ * A decoder of @l's blocks: a codec and, for zstd, a block of scratch.
+ * Returns 0 or -ENOMEM (what was made is still set, for the caller to free).
+ */
+static int decoder_new(const struct pgc_loader *l, struct sf_codec **codec, uint8_t **scratch)
+{
+	int ret = sf_codec_new(l->img->compress, 0, codec);
+
+	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
+		*scratch = malloc(l->img->block_size);
+		if (!*scratch)
+			ret = -ENOMEM;
+	}
+	return ret;
+}
+
+/* @rd was decoded (@ret 0) or failed: finish or retire it, then free it. Holds l->mu. */
+static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
+{
+	if (ret)
+		ld_fail_locked(l, ret);
+	if (!ret && !l->error)
+		read_finish_locked(l, rd);
+	else
+		read_retire_locked(l, rd);
+	read_release_locked(l, rd);
+}
+
 static void *worker_main(void *arg)
 {
 	struct pgc_loader *l = arg;
@@ -225,12 +253,7 @@ static void *worker_main(void *arg)
 	struct ld_read *rd;
 	int ret;
 
-	ret = sf_codec_new(l->img->compress, 0, &codec);
-	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
-		scratch = malloc(l->img->block_size);
-		if (!scratch)
-			ret = -ENOMEM;
-	}
+	ret = decoder_new(l, &codec, &scratch);
 	pthread_mutex_lock(&l->mu);
 	if (ret)
 		ld_fail_locked(l, ret);
@@ -268,13 +291,7 @@ static void *worker_main(void *arg)
 			ret = ld_read_decode(l, rd, codec, scratch);
 			pthread_mutex_lock(&l->mu);
 		}
-		if (ret)
-			ld_fail_locked(l, ret);
-		if (!ret && !l->error)
-			read_finish_locked(l, rd);
-		else
-			read_retire_locked(l, rd);
-		read_release_locked(l, rd);
+		read_end_locked(l, rd, ret);
 	}
 	pthread_mutex_unlock(&l->mu);
 	free(scratch);
@@ -621,11 +638,7 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 	pthread_mutex_unlock(&l->mu);
 	ret = ld_read_sync(l, rd);
 	if (!ret)
-		ret = sf_codec_new(l->img->compress, 0, &codec);
-	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
-		scratch = malloc(l->img->block_size);
-		ret = scratch ? 0 : -ENOMEM;
-	}
+		ret = decoder_new(l, &codec, &scratch);
 	if (!ret) {
 		slow_block0(l, rd);
 		ret = ld_read_decode(l, rd, codec, scratch);
@@ -633,13 +646,7 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 	free(scratch);
 	sf_codec_free(codec);
 	pthread_mutex_lock(&l->mu);
-	if (ret)
-		ld_fail_locked(l, ret);
-	if (!ret && !l->error)
-		read_finish_locked(l, rd);
-	else
-		read_retire_locked(l, rd);
-	read_release_locked(l, rd);
+	read_end_locked(l, rd, ret);
 	return true;
 }
 
