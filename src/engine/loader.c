@@ -612,6 +612,43 @@ fail:
 	return ret;
 }
 
+/* Bytes of @r not loaded yet. Caller holds l->mu. */
+static uint64_t pending_bytes_locked(struct pgc_loader *l, pgc_range r)
+{
+	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
+	uint64_t pending = 0;
+
+	for (; n && rs_range(n).start < r.end; n = rs_next(n)) {
+		pgc_range nr = rs_range(n);
+
+		pending += (nr.end < r.end ? nr.end : r.end) - (nr.start > r.start ? nr.start : r.start);
+	}
+	return pending;
+}
+
+/* Queue @w for the loader thread (round-robin) and wake it. Caller holds l->mu. */
+static void waiter_add_locked(struct pgc_loader *l, struct ld_waiter *w)
+{
+	w->next = l->waiters;
+	if (l->waiters)
+		l->waiters->prev = w;
+	l->waiters = w;
+	pthread_cond_signal(&l->loader_cv);
+}
+
+/* Take @w off the loader thread's list. Caller holds l->mu. */
+static void waiter_del_locked(struct pgc_loader *l, struct ld_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		l->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	if (l->rr == w)
+		l->rr = w->next;
+}
+
 /*
  * A background load's waiter whose range holds an unstarted block reads
  * and decodes that block itself, at once, instead of queueing behind the
@@ -654,6 +691,7 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 {
 	struct ld_waiter w = { .r = r, .cursor = r.start };
 	uint64_t t0 = 0, pending = 0;
+	bool listed = false;
 	int ret;
 
 	if (l->ws.seen)
@@ -668,35 +706,23 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 	pthread_mutex_lock(&l->mu);
 	while (!l->error && range_pending_locked(l, r)) {
 		if (!t0) {
-			rs_node *n = rs_lower_bound(&l->unloaded, r.start);
-
-			for (; n && rs_range(n).start < r.end; n = rs_next(n)) {
-				pgc_range nr = rs_range(n);
-
-				pending += (nr.end < r.end ? nr.end : r.end) -
-					   (nr.start > r.start ? nr.start : r.start);
-			}
+			pending = pending_bytes_locked(l, r);
 			t0 = util_now_ns();
-			w.next = l->waiters;
-			if (l->waiters)
-				l->waiters->prev = &w;
-			l->waiters = &w;
-			pthread_cond_signal(&l->loader_cv);
 		}
+		/* Unstarted blocks: this thread decodes them, one by one. */
 		if (wait_decode_self_locked(l, &w))
 			continue;
+		/* Then (or in eager loads) the loader's turn, and sleep. */
+		if (!listed) {
+			waiter_add_locked(l, &w);
+			listed = true;
+		}
 		pthread_cond_wait(&l->wait_cv, &l->mu);
 	}
 	ret = range_pending_locked(l, r) ? (l->error ? l->error : -PGC_ELOADFAIL) : 0;
+	if (listed)
+		waiter_del_locked(l, &w);
 	if (t0) {
-		if (w.prev)
-			w.prev->next = w.next;
-		else
-			l->waiters = w.next;
-		if (w.next)
-			w.next->prev = w.prev;
-		if (l->rr == &w)
-			l->rr = w.next;
 		l->stats.waits++;
 		l->stats.bytes_waited += pending;
 		l->stats.ns_waited += util_now_ns() - t0;
