@@ -15,7 +15,8 @@
 #   placed  handoff until the server has placed every page (its log)
 #
 # Then the working set (REAP's case): a consumer touches $HOT_PAGES random
-# pages of the first $HOT_BYTES (a fixed seed: the same pages every run)
+# pages of the last $HOT_BYTES, the end the fill reaches last (a fixed seed:
+# the same pages every run)
 # and `ws` is the time until it has touched them all, with no working set
 # (hot) and with one recorded by an earlier server (hot+ws,
 # --record-working-set / --working-set). With DISK_DIR set, the hot runs

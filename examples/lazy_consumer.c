@@ -54,8 +54,9 @@ static const char usage[] =
 	"  -n, --random N      random pages to read before reading all (default 1000)\n"
 	"  -v, --verify FILE   compare every page read with FILE, byte for byte\n"
 	"      --seed N        seed of the random page order (default 1)\n"
-	"      --hot S         draw the random pages from the first S bytes only\n"
-	"                      (a fixed working set: the same --seed, the same pages)\n"
+	"      --hot S         draw the random pages from the last S bytes only, the\n"
+	"                      end the background load reaches last (a fixed working\n"
+	"                      set: the same --seed, the same pages)\n"
 	"      --handoff-form F  page-size key(s) of the handoff: page_size (default),\n"
 	"                      kib (page_size_kib only: Firecracker 1.0-1.6) or both\n"
 	"                      (Firecracker 1.7 and later)\n"
@@ -362,10 +363,10 @@ int main(int argc, char **argv)
 	}
 	t_attach = now_ns() - t0;
 
-	/* Random pages (of the first --hot bytes): the time of each first touch. */
+	/* Random pages (of the last --hot bytes): the time of each first touch. */
 	hot_pages = hot && hot / PAGE < pages ? (hot / PAGE ? hot / PAGE : 1) : pages;
 	for (i = 0; i < nrand; i++) {
-		uint64_t p = rng_next() % hot_pages, t;
+		uint64_t p = pages - hot_pages + rng_next() % hot_pages, t;
 		const unsigned char *addr;
 
 		for (k = 0; k + 1 < nregions && p >= (rg[k].offset + rg[k].size) / PAGE; k++)
