@@ -328,7 +328,8 @@ EOF
 	pgckpt save mem img
 	mkmem other 16M --seed 22
 	pgckpt save other img2
-	start_server img --once --timeout 10 --record-working-set ws
+	# No push: every page the consumer reads is demanded, so recorded.
+	start_server img --once --timeout 10 --no-push --record-working-set ws
 	run consumer -n 50 -v mem
 	assert_success
 	assert_output --partial 'verified=yes'
