@@ -11,6 +11,8 @@
 #   restore               vs  the machine's limit (memprobe: fresh memfd,
 #                             populate + memcpy, best method)
 #   image size            vs  zstd -1 output size
+#   lazy restore          first access, faults, all placed, working set
+#                         (bench/lazy.sh)
 #
 # Ratios are pgckpt time / baseline time (< 1 means pgckpt is faster);
 # for the limit, restore throughput / limit throughput (> 0.8 is the aim).
@@ -18,7 +20,8 @@
 # the figures measure CPU and memory, not the disk). Writes docs/perf.md
 # unless PERF_MD=- (print only).
 #
-# env: B (build dir), RUNS (3), SIZES ("256M 1G"), QUICK=1 (one 64M file)
+# env: B (build dir), RUNS (3), SIZES ("256M 1G"), QUICK=1 (one 64M file),
+# LAZY=0 (skip bench/lazy.sh), DISK_DIR (lazy.sh's disk runs)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 B=${B:-build}
@@ -183,6 +186,18 @@ inc_table=$(printf '%s\n' \
 echo "$inc_table"
 rm -rf "$dir"/h[012] "$dir"/c[012] "$dir/full" "$dir/target"
 
+# Lazy restore for another process (bench/lazy.sh, the same $runs runs):
+# first access, fault p50/p99, every page placed, and a fixed working set
+# touched without and with a recorded one; on disk too if DISK_DIR is set.
+lazy_table="(not run: LAZY=0)"
+if [ "${LAZY:-1}" != 0 ]; then
+	lazy_size=256M
+	[ "${QUICK:-0}" != 1 ] || lazy_size=64M
+	lazy_table=$(B=$B RUNS=$runs SIZE=$lazy_size BENCH_DIR="$dir/lazy" "$top/bench/lazy.sh" |
+		sed -n '/^| handler/,$p')
+	echo "$lazy_table"
+fi
+
 header="| file | MiB | save s | zstd -1 s | **save ratio** | restore s | zstd -d s | **restore ratio** | save+restore none s | cp s | **none ratio** | restore none / cp | none floor s | floor / cp | limit s | **restore vs limit** | image KiB | zstd KiB | **size ratio** |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 table=$(printf '%s\n' "$header" "${rows[@]}")
@@ -333,6 +348,20 @@ the load runs ("waited" of them had to wait for their block; the others
 found it loaded).
 
 $bg_table
+
+## Lazy restore
+
+\`bench/lazy.sh\` (docs/lazy.md has the method), $runs runs, median
+(worst): a fresh \`pgckpt restore --background --listen\` per run, and
+\`examples/lazy_consumer\` attached as soon as the socket appears, while the
+image still loads. "all placed" is the server's (handoff to every page
+placed); "working set touched" is the time until the consumer has touched
+400 random pages of the last 24 MiB, the end the fill reaches last (fixed
+seed), without (hot) and with
+(hot+ws) a working set recorded by an earlier server; disk- rows (with
+DISK_DIR) read the image from disk after dropping the page cache.
+
+$lazy_table
 EOF
 	} >"$out"
 	echo "bench: wrote $out" >&2

@@ -7,7 +7,9 @@
  * original memory file. Prints one line of key=value figures on stdout:
  * attach_ms (pgc_lazy_attach: uffd, registration, connect, handoff),
  * first_access_ms (the first touch of a page: fault to byte read),
- * p50_us/p99_us (the random first touches), all_ms (from before the
+ * p50_us/p99_us (the random first touches), random_ms (from before the
+ * attach until the random pages were read: with --hot and a fixed --seed,
+ * the time to touch a fixed working set), all_ms (from before the
  * attach until every page was read and verified).
  *
  *   lazy_consumer [-s SIZE | -i IMAGE] [-r N] [-n N] [-v FILE]
@@ -52,6 +54,9 @@ static const char usage[] =
 	"  -n, --random N      random pages to read before reading all (default 1000)\n"
 	"  -v, --verify FILE   compare every page read with FILE, byte for byte\n"
 	"      --seed N        seed of the random page order (default 1)\n"
+	"      --hot S         draw the random pages from the last S bytes only, the\n"
+	"                      end the background load reaches last (a fixed working\n"
+	"                      set: the same --seed, the same pages)\n"
 	"      --handoff-form F  page-size key(s) of the handoff: page_size (default),\n"
 	"                      kib (page_size_kib only: Firecracker 1.0-1.6) or both\n"
 	"                      (Firecracker 1.7 and later)\n"
@@ -61,7 +66,7 @@ static const char usage[] =
 	"\n"
 	"Output: one line, e.g.\n"
 	"  bytes=268435456 regions=1 attach_ms=0.2 first_access_ms=3.1 random=1000 p50_us=5.2\n"
-	"  p99_us=80.1 all_ms=812.4 verified=yes\n";
+	"  p99_us=80.1 random_ms=120.3 all_ms=812.4 verified=yes\n";
 
 struct region {
 	unsigned char *addr;
@@ -199,6 +204,7 @@ int main(int argc, char **argv)
 		{ "kill-after", required_argument, NULL, 'K' },
 		{ "stop-after", required_argument, NULL, 'T' },
 		{ "handoff-form", required_argument, NULL, 'F' },
+		{ "hot",        required_argument, NULL, 'H' },
 		{ "help",       no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -207,7 +213,7 @@ int main(int argc, char **argv)
 	const char *image = NULL, *verify = NULL, *sock;
 	const unsigned char *want = NULL;
 	uint64_t size = 0, want_size = 0, nrand = 1000, kill_after = UINT64_MAX, seed = 1;
-	uint64_t stop_after = UINT64_MAX;
+	uint64_t stop_after = UINT64_MAX, hot = 0, hot_pages, t_rand;
 	uint64_t nregions = 1, pages, t0, t_attach, t_first, t_all, i, mismatches = 0;
 	uint64_t first_bad = UINT64_MAX, *lat = NULL;
 	enum pgc_lazy_form form = PGC_LAZY_FORM_PAGE_SIZE;
@@ -245,6 +251,12 @@ int main(int argc, char **argv)
 		case 'S':
 			if (parse_size(optarg, &seed)) {
 				fprintf(stderr, "lazy_consumer: bad seed '%s'\n", optarg);
+				return 1;
+			}
+			break;
+		case 'H':
+			if (parse_size(optarg, &hot) || !hot) {
+				fprintf(stderr, "lazy_consumer: bad hot size '%s'\n", optarg);
 				return 1;
 			}
 			break;
@@ -351,9 +363,10 @@ int main(int argc, char **argv)
 	}
 	t_attach = now_ns() - t0;
 
-	/* Random pages: the time of each first touch. */
+	/* Random pages (of the last --hot bytes): the time of each first touch. */
+	hot_pages = hot && hot / PAGE < pages ? (hot / PAGE ? hot / PAGE : 1) : pages;
 	for (i = 0; i < nrand; i++) {
-		uint64_t p = rng_next() % pages, t;
+		uint64_t p = pages - hot_pages + rng_next() % hot_pages, t;
 		const unsigned char *addr;
 
 		for (k = 0; k + 1 < nregions && p >= (rg[k].offset + rg[k].size) / PAGE; k++)
@@ -374,6 +387,7 @@ int main(int argc, char **argv)
 		if (i + 1 == stop_after)
 			raise(SIGSTOP);
 	}
+	t_rand = now_ns() - t0;
 	/* Then every page, in order. */
 	for (k = 0; k < nregions; k++) {
 		for (i = 0; i < rg[k].size; i += PAGE) {
@@ -395,11 +409,12 @@ int main(int argc, char **argv)
 	t_first = nrand ? lat[0] : 0;
 	qsort(lat, nrand, sizeof(*lat), cmp_u64);
 	printf("bytes=%" PRIu64 " regions=%" PRIu64 " attach_ms=%.3f first_access_ms=%.3f random=%"
-	       PRIu64 " p50_us=%.1f p99_us=%.1f all_ms=%.1f verified=%s",
+	       PRIu64 " p50_us=%.1f p99_us=%.1f random_ms=%.1f all_ms=%.1f verified=%s",
 	       (uint64_t)(pages * PAGE), nregions, (double)t_attach / 1e6, (double)t_first / 1e6,
 	       nrand,
 	       nrand ? (double)lat[nrand / 2] / 1e3 : 0.0,
 	       nrand ? (double)lat[nrand * 99 / 100] / 1e3 : 0.0,
+	       (double)t_rand / 1e6,
 	       (double)t_all / 1e6, !want ? "no" : mismatches ? "MISMATCH" : "yes");
 	if (mismatches)
 		printf(" mismatched_pages=%" PRIu64 " first_mismatch=%" PRIu64, mismatches,

@@ -159,6 +159,13 @@ enum {
 	PGC_ACCESS_READ  = 1,
 	PGC_ACCESS_WRITE = 2,
 	PGC_ACCESS_EXEC  = 4,
+	/*
+	 * With READ or WRITE: for background work (the lazy server's push),
+	 * map @r only if it is loaded already. Never waits, never moves @r
+	 * ahead in the loader's queue, and is no demand (a recorded working
+	 * set does not count it).
+	 */
+	PGC_ACCESS_NOWAIT = 8,
 };
 
 typedef struct pgc_memfile pgc_memfile;
@@ -299,8 +306,9 @@ int pgc_decommit(pgc_memfile *mf, pgc_range r);
  * pgc_map_internal - map @r into this process for @access and describe it
  * as up to @iovcnt iovecs (one per 1 GiB chunk touched). If @r has pages
  * still being loaded in the background, waits for exactly those pages
- * (they jump the loader's queue).
- * Returns the number of iovecs filled; -EACCES for PGC_ACCESS_EXEC;
+ * (they jump the loader's queue), unless PGC_ACCESS_NOWAIT.
+ * Returns the number of iovecs filled; -EAGAIN (PGC_ACCESS_NOWAIT: some
+ * of @r is still to come); -EACCES for PGC_ACCESS_EXEC;
  * -EINVAL for an empty range; -ENOBUFS if @iovcnt is too small; the load
  * error if the background load failed on these pages; -errno from mmap.
  */
@@ -461,7 +469,16 @@ struct pgc_load_opts {
 	void *done_arg;
 	pgc_progress_fn progress;
 	void *progress_arg;
-	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
+	/*
+	 * A working-set file (pgc_load_ws_write) whose blocks a background
+	 * load reads first, in order, after any page being waited for. One
+	 * of another image, damaged, truncated or empty is ignored (never
+	 * an error): stats.working_set_error says why.
+	 */
+	const char *working_set;
+	/* Record the blocks demanded, in order, for pgc_load_ws_write. */
+	bool record_working_set;
+	uint64_t reserved[6];      /* must be zero; "Structs that grow" (top) */
 };
 
 void pgc_load_opts_init(struct pgc_load_opts *opts);
@@ -508,11 +525,35 @@ struct pgc_load_stats {
 	uint64_t ns_elapsed;     /* load start to end (or to now) */
 	bool done;
 	int error;
-	uint64_t reserved[8];      /* zero; "Structs that grow" (top) */
+	uint64_t working_set_blocks;  /* blocks of opts.working_set read first (0: none) */
+	int working_set_error;     /* why opts.working_set was ignored: -PGC_E*, -ESTALE
+				      (another image's), -ENODATA (empty), -errno; 0 if used */
+	uint64_t demand_decodes;   /* blocks a waiter read and decoded itself, not queued */
+	uint64_t reserved[5];      /* zero; "Structs that grow" (top) */
 };
 
 /* pgc_load_stats - statistics of the current or last load. Returns 0. */
 int pgc_load_stats(pgc_memfile *mf, struct pgc_load_stats *out);
+
+/*
+ * pgc_load_ws_write - write the working set the load into @mf recorded so
+ * far (opts.record_working_set): the blocks demanded through
+ * pgc_map_internal or pgc_load_wait (not PGC_ACCESS_NOWAIT), in the order
+ * first demanded, as a working-set file bound to the image (docs/format.md).
+ * Atomic: @path is replaced whole or not at all.
+ * Returns 0; -EINVAL (no load, or it does not record); -ENODATA (nothing
+ * demanded yet, nothing written); -ENOMEM; -errno (-ENOSPC, -EIO, ...).
+ */
+int pgc_load_ws_write(pgc_memfile *mf, const char *path);
+
+/*
+ * pgc_load_working_set - the working set the load into @mf replays
+ * (opts.working_set), as memory-file ranges in its order, one per block
+ * (from its first stored page to its last): the first @max go to @out.
+ * For a lazy server, which places them before they are demanded.
+ * Returns the number of ranges (0: none replayed), or -EINVAL.
+ */
+int pgc_load_working_set(pgc_memfile *mf, pgc_range *out, size_t max);
 
 /* Image summary for inspect. */
 struct pgc_image_info {
@@ -600,8 +641,8 @@ int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regio
  * protocol and the server's behaviour.
  */
 struct pgc_lazy_serve_opts {
-	uint64_t fault_chunk;      /* bytes served around a fault: power of two, 4 KiB..4 MiB (64 KiB) */
-	uint64_t push_chunk;       /* bytes per background push step: power of two, 4 KiB..4 MiB (1 MiB) */
+	uint64_t fault_bytes;      /* bytes served around a fault: power of two, 4 KiB..4 MiB (64 KiB) */
+	uint64_t push_bytes;       /* bytes per background push step: power of two, 4 KiB..4 MiB (1 MiB) */
 	bool no_push;              /* serve faults only: no background push (a baseline) */
 	int accept_timeout_ms;     /* pgc_lazy_serve: wait for a consumer (-1: forever) */
 	int handshake_timeout_ms;  /* wait for the handoff message (1000; -1: forever) */
@@ -634,7 +675,8 @@ struct pgc_lazy_stats {
 	uint64_t ns_session;       /* handoff to end of session */
 	bool consumer_gone;        /* ended because the consumer went away */
 	uint64_t forks;            /* UFFD_EVENT_FORK messages: the child's uffd is closed */
-	uint64_t reserved[7];      /* zero; "Structs that grow" (top) */
+	uint64_t bytes_prefetched; /* of bytes_pushed, the load's working set placed first */
+	uint64_t reserved[6];      /* zero; "Structs that grow" (top) */
 };
 
 /*
@@ -710,7 +752,7 @@ int pgc_lazy_serve(pgc_memfile *mf, int listen_fd, const struct pgc_lazy_serve_o
  * pgc_lazy_serve_conn - receive the handoff on the connected socket @conn
  * (closed before returning) and serve the consumer's page faults from @mf,
  * which may still be loading in the background: a fault maps the aligned
- * fault_chunk around it (so it jumps the loader's queue) and places it with
+ * fault_bytes around it (so it jumps the loader's queue) and places it with
  * UFFDIO_COPY, or UFFDIO_ZEROPAGE for holes and zero pages; meanwhile every
  * other page is pushed in memory-file offset order. After UFFD_EVENT_REMOVE
  * the removed pages are served as zeros. When every page is placed, the

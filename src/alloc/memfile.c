@@ -133,7 +133,7 @@ static int map_check(struct pgc_memfile *mf, pgc_range r, int access, int iovcnt
 {
 	uint64_t chunks;
 
-	if (access & ~(PGC_ACCESS_READ | PGC_ACCESS_WRITE | PGC_ACCESS_EXEC))
+	if (access & ~(PGC_ACCESS_READ | PGC_ACCESS_WRITE | PGC_ACCESS_EXEC | PGC_ACCESS_NOWAIT))
 		return -EINVAL;
 	if (access & PGC_ACCESS_EXEC)
 		return -EACCES;
@@ -189,6 +189,16 @@ static int memfile_wait_loaded(struct pgc_memfile *mf, pgc_range r)
 	return memfile_hook_wait(mf, pages);
 }
 
+/* Whether every page of @r is loaded now: 1, 0 or the load's error. */
+static int memfile_loaded_now(struct pgc_memfile *mf, pgc_range r)
+{
+	pgc_range pages;
+
+	pages.start = r.start & ~MF_PAGE_MASK;
+	pages.end = (r.end + MF_PAGE_MASK) & ~MF_PAGE_MASK;
+	return memfile_hook_ready(mf, pages);
+}
+
 int pgc_load_wait(pgc_memfile *mf, pgc_range r)
 {
 	if (!mf || r.start >= r.end ||
@@ -208,11 +218,17 @@ int pgc_map_internal(pgc_memfile *mf, pgc_range r, int access,
 	ret = map_check(mf, r, access, iovcnt, iov);
 	if (ret)
 		return ret;
-	/* Pages still being loaded in the background jump the queue. */
-	ret = memfile_wait_loaded(mf, r);
-	if (ret)
-		return ret;
-	return memfile_map(mf, r, access, iov, iovcnt);
+	if (access & PGC_ACCESS_NOWAIT) {
+		ret = memfile_loaded_now(mf, r);
+		if (ret <= 0)
+			return ret < 0 ? ret : -EAGAIN;
+	} else {
+		/* Pages still being loaded in the background jump the queue. */
+		ret = memfile_wait_loaded(mf, r);
+		if (ret)
+			return ret;
+	}
+	return memfile_map(mf, r, access & ~PGC_ACCESS_NOWAIT, iov, iovcnt);
 }
 
 /* ---- file size --------------------------------------------------------- */

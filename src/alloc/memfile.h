@@ -171,6 +171,14 @@ static inline int memfile_hook_wait(struct pgc_memfile *mf, pgc_range r)
 	return ctx ? mf->hooks->wait(ctx, r) : 0;
 }
 
+/* The ready hook, for PGC_ACCESS_NOWAIT. Returns 1 (nothing installed), 0 or an error. */
+static inline int memfile_hook_ready(struct pgc_memfile *mf, pgc_range r)
+{
+	void *ctx = memfile_hook_ctx(mf);
+
+	return ctx ? mf->hooks->ready(ctx, r) : 1;
+}
+
 /* The cancel hook, for pgc_decref. Caller holds mf->mu. */
 static inline void memfile_hook_cancel_locked(struct pgc_memfile *mf, pgc_range r)
 {

@@ -38,6 +38,14 @@ struct memfile_hooks {
 	 */
 	int (*wait)(void *ctx, pgc_range r);
 	/*
+	 * ready - pgc_map_internal with PGC_ACCESS_NOWAIT asks whether every page of @r holds its
+	 * contents: 1 if so, 0 if some are still to come, or the error that
+	 * keeps them from it. Called with no lock held; never blocks (it may
+	 * take the engine's lock briefly) and never reorders the engine's work.
+	 * Lock-free once nothing in @r is pending.
+	 */
+	int (*ready)(void *ctx, pgc_range r);
+	/*
 	 * cancel - pgc_decref dropped the last reference to @r: forget the
 	 * pages of @r whose filling has not started. Called with mf->mu held:
 	 * it may take the engine's own locks (ranked after mf->mu), must not

@@ -39,7 +39,7 @@
 
 enum {
 	OPT_AIO = 256, OPT_BACKGROUND, OPT_LISTEN, OPT_TIMEOUT, OPT_ONCE, OPT_DIRECT,
-	OPT_HANDSHAKE, OPT_FAULT_CHUNK, OPT_NO_PUSH, OPT_ALLOW_UID,
+	OPT_HANDSHAKE, OPT_FAULT_BYTES, OPT_NO_PUSH, OPT_ALLOW_UID, OPT_WORKING_SET, OPT_RECORD_WS,
 };
 
 static const struct option lazy_options[] = {
@@ -51,9 +51,12 @@ static const struct option lazy_options[] = {
 	{ "aio",               required_argument, NULL, OPT_AIO },
 	{ "direct",            no_argument,       NULL, OPT_DIRECT },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE },
-	{ "fault-chunk",       required_argument, NULL, OPT_FAULT_CHUNK },
+	{ "fault-bytes",       required_argument, NULL, OPT_FAULT_BYTES },
+	{ "fault-chunk",       required_argument, NULL, OPT_FAULT_BYTES },   /* its old name */
 	{ "no-push",           no_argument,       NULL, OPT_NO_PUSH },
 	{ "allow-uid",         required_argument, NULL, OPT_ALLOW_UID },
+	{ "working-set",       required_argument, NULL, OPT_WORKING_SET },
+	{ "record-working-set", required_argument, NULL, OPT_RECORD_WS },
 	{ "help",              no_argument,       NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -151,7 +154,7 @@ static const char *refusal(int err, const struct pgc_lazy_serve_opts *so, char *
 static int report(struct server *srv, struct session *s)
 {
 	const struct pgc_lazy_stats *st = &s->st;
-	char tot[32], cp[32], zr[32], pu[32], why[96];
+	char tot[32], cp[32], zr[32], pu[32], pf[32], why[96];
 
 	if (s->ret && !st->regions) {
 		cli_error(CMD, NULL, "consumer %u: refused: %s", s->id,
@@ -168,14 +171,16 @@ static int report(struct server *srv, struct session *s)
 			  pgc_strerror(s->ret), tot, st->regions, cp, zr);
 		return pgc_is_image_error(s->ret) ? EXIT_IMAGE : EXIT_IO;
 	}
+	cli_human_bytes(st->bytes_prefetched, pf, sizeof(pf));
 	cli_error(CMD, NULL, "consumer %u: done: %s in %" PRIu64 " region(s), %s after %.1f ms; %"
-		  PRIu64 " faults (mean %.1f us, max %.1f ms), %s copied, %s zero-filled, %s pushed",
+		  PRIu64 " faults (mean %.1f us, max %.1f ms), %s copied, %s zero-filled, %s pushed"
+		  " (%s from the working set)",
 		  s->id, tot, st->regions,
 		  st->ns_all_placed ? "all placed" : "consumer went away",
 		  ms(st->ns_all_placed ? st->ns_all_placed : st->ns_session),
 		  st->faults,
 		  st->faults ? (double)st->fault_ns_total / (double)st->faults / 1e3 : 0.0,
-		  ms(st->fault_ns_max), cp, zr, pu);
+		  ms(st->fault_ns_max), cp, zr, pu, pf);
 	return EXIT_OK;
 }
 
@@ -390,306 +395,399 @@ static void unlink_sock(const char *sock, struct stat *st)
 	st->st_ino = 0;
 }
 
-int cmd_restore_lazy(int argc, char **argv)
-{
-	struct server *srv = NULL;
-	struct pgc_memfile_opts mo;
+/* The command's state, from its options to its exit status. */
+struct lazy_cmd {
+	struct server *srv;
 	struct pgc_load_opts lo;
 	struct pgc_image_info info;
-	const char *img, *sock = NULL;
-	char sz[32];
-	bool background = false, once = false, stopping = false, load_ended = false;
-	bool fatal = false, cancelled = false;
-	unsigned next_id = 0, served = 0;
+	const char *img, *sock;
+	const char *record_ws;  /* --record-working-set: written when a session ends */
+	bool background, once, stopping, load_ended, fatal, cancelled;
+	unsigned next_id, served;
 	uint64_t idle_since, t0;
-	struct stat sst = { 0 };
-	int opt, lfd = -1, timeout_ms = -1, ret, status = EXIT_OK, i;
-	int drain[2] = { -1, -1 }, drain_sig = 0;
+	struct stat sst;        /* the socket file as created, for unlink_sock */
+	int lfd, timeout_ms, status;
+	int drain[2], drain_sig;
+};
 
-	srv = calloc(1, sizeof(*srv));
-	if (!srv)
-		return cli_fail(CMD, NULL, -ENOMEM);
-	srv->notify[0] = srv->notify[1] = srv->load_efd = srv->cancel_efd = -1;
-	pgc_lazy_serve_opts_init(&srv->so);
-	pgc_load_opts_init(&lo);
+/* One option of @c's command line; returns 0, or 1 with c->status set (stop). */
+static int parse_option(struct lazy_cmd *c, int opt, char **argv)
+{
+	struct server *srv = c->srv;
+
+	switch (opt) {
+	case OPT_BACKGROUND:
+		c->background = true;
+		return 0;
+	case OPT_LISTEN:
+		c->sock = optarg;
+		return 0;
+	case OPT_TIMEOUT:
+		if (parse_seconds(optarg, &c->timeout_ms))
+			c->status = cli_usage(CMD, "bad timeout '%s' (seconds, up to 86400)", optarg);
+		break;
+	case OPT_HANDSHAKE:
+		if (parse_seconds(optarg, &srv->so.handshake_timeout_ms))
+			c->status = cli_usage(CMD, "bad handshake timeout '%s' (seconds, up to 86400)",
+					      optarg);
+		break;
+	case OPT_ONCE:
+		c->once = true;
+		return 0;
+	case 'j':
+		c->status = cli_opt_jobs(CMD, optarg, &c->lo.jobs);
+		break;
+	case OPT_AIO:
+		c->status = cli_opt_aio(CMD, optarg, &c->lo.aio);
+		break;
+	case OPT_DIRECT:
+		c->lo.direct = true;
+		return 0;
+	case OPT_FAULT_BYTES:
+		if (cli_parse_size(optarg, &srv->so.fault_bytes) ||
+		    srv->so.fault_bytes < PGC_PAGE_SIZE || srv->so.fault_bytes > (4u << 20) ||
+		    (srv->so.fault_bytes & (srv->so.fault_bytes - 1)))
+			c->status = cli_usage(CMD, "bad --fault-bytes '%s' (a power of two, 4K..4M)",
+					      optarg);
+		break;
+	case OPT_NO_PUSH:
+		srv->so.no_push = true;
+		return 0;
+	case OPT_WORKING_SET:
+		c->lo.working_set = optarg;
+		return 0;
+	case OPT_RECORD_WS:
+		c->record_ws = optarg;
+		c->lo.record_working_set = true;
+		return 0;
+	case OPT_ALLOW_UID: {
+		long uid;
+
+		if (cli_parse_int(optarg, 0, UINT32_MAX - 1, &uid) ||
+		    srv->so.nallow_uids == MAX_ALLOW) {
+			c->status = cli_usage(CMD, "bad uid '%s' for --allow-uid (a number; at most %d)",
+					      optarg, MAX_ALLOW);
+			break;
+		}
+		srv->allow[srv->so.nallow_uids++] = (uint32_t)uid;
+		srv->so.allow_uids = srv->allow;
+		return 0;
+	}
+	case 'h':
+		cli_help(CMD);
+		return 1;
+	default:
+		c->status = cli_bad_option(CMD, opt, argv);
+		return 1;
+	}
+	return c->status != EXIT_OK;
+}
+
+/* The command line. Returns 0, or 1 with c->status set (stop). */
+static int parse_args(struct lazy_cmd *c, int argc, char **argv)
+{
+	int opt;
+
 	opterr = 0;
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "+:j:h", lazy_options, NULL)) != -1) {
-		switch (opt) {
-		case OPT_BACKGROUND:
-			background = true;
-			break;
-		case OPT_LISTEN:
-			sock = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (parse_seconds(optarg, &timeout_ms)) {
-				status = cli_usage(CMD, "bad timeout '%s' (seconds, up to 86400)", optarg);
-				goto exit;
-			}
-			break;
-		case OPT_HANDSHAKE:
-			if (parse_seconds(optarg, &srv->so.handshake_timeout_ms)) {
-				status = cli_usage(CMD, "bad handshake timeout '%s' (seconds, up to 86400)",
-						   optarg);
-				goto exit;
-			}
-			break;
-		case OPT_ONCE:
-			once = true;
-			break;
-		case 'j':
-			status = cli_opt_jobs(CMD, optarg, &lo.jobs);
-			if (status)
-				goto exit;
-			break;
-		case OPT_AIO:
-			status = cli_opt_aio(CMD, optarg, &lo.aio);
-			if (status)
-				goto exit;
-			break;
-		case OPT_DIRECT:
-			lo.direct = true;
-			break;
-		case OPT_FAULT_CHUNK:
-			if (cli_parse_size(optarg, &srv->so.fault_chunk) ||
-			    srv->so.fault_chunk < PGC_PAGE_SIZE || srv->so.fault_chunk > (4u << 20) ||
-			    (srv->so.fault_chunk & (srv->so.fault_chunk - 1))) {
-				status = cli_usage(CMD, "bad fault chunk '%s' (a power of two, 4K..4M)",
-						   optarg);
-				goto exit;
-			}
-			break;
-		case OPT_NO_PUSH:
-			srv->so.no_push = true;
-			break;
-		case OPT_ALLOW_UID: {
-			long uid;
+	while ((opt = getopt_long(argc, argv, "+:j:h", lazy_options, NULL)) != -1)
+		if (parse_option(c, opt, argv))
+			return 1;
+	if (!c->sock)
+		c->status = cli_usage(CMD, "--background needs --listen SOCKET");
+	else if (!*c->sock)
+		c->status = cli_usage(CMD, "empty socket path");
+	else if (!c->background)
+		c->status = cli_usage(CMD, "--listen needs --background");
+	else if (argc - optind != 1)
+		c->status = cli_usage(CMD, "expected IMAGE (and no TARGET) with --listen");
+	else if (c->record_ws && !*c->record_ws)
+		c->status = cli_usage(CMD, "empty path for --record-working-set");
+	else
+		c->img = argv[optind];
+	return c->status != EXIT_OK;
+}
 
-			if (cli_parse_int(optarg, 0, UINT32_MAX - 1, &uid) ||
-			    srv->so.nallow_uids == MAX_ALLOW) {
-				status = cli_usage(CMD, "bad uid '%s' for --allow-uid (a number; at most %d)",
-						   optarg, MAX_ALLOW);
-				goto exit;
-			}
-			srv->allow[srv->so.nallow_uids++] = (uint32_t)uid;
-			srv->so.allow_uids = srv->allow;
-			break;
-		}
-		case 'h':
-			cli_help(CMD);
-			goto exit;
-		default:
-			status = cli_bad_option(CMD, opt, argv);
-			goto exit;
-		}
+/* Why a working set was ignored, in words. */
+static const char *ws_why(int err)
+{
+	switch (err) {
+	case -ESTALE:
+		return "it belongs to another image";
+	case -ENODATA:
+		return "it is empty";
+	case -PGC_ETRUNCATED:
+		return "it is truncated";
+	case -PGC_ECHECKSUM:
+		return "it is damaged (checksum mismatch)";
+	case -PGC_ECORRUPT:
+		return "it is damaged";
+	case -PGC_EFOREIGN:
+		return "not a working-set file";
+	default:
+		return pgc_strerror(err);
 	}
-	if (!sock) {
-		status = cli_usage(CMD, "--background needs --listen SOCKET");
-		goto exit;
-	}
-	if (!*sock) {
-		status = cli_usage(CMD, "empty socket path");
-		goto exit;
-	}
-	if (!background) {
-		status = cli_usage(CMD, "--listen needs --background");
-		goto exit;
-	}
-	if (argc - optind != 1) {
-		status = cli_usage(CMD, "expected IMAGE (and no TARGET) with --listen");
-		goto exit;
-	}
-	img = argv[optind];
+}
 
-	ret = pgc_image_info(img, &info);
+/* Start the background load of the image and the server's fds. Returns 0 or 1 (c->status). */
+static int start_load(struct lazy_cmd *c)
+{
+	struct server *srv = c->srv;
+	struct pgc_memfile_opts mo;
+	struct pgc_load_stats ls;
+	int ret;
+
+	ret = pgc_image_info(c->img, &c->info);
 	if (ret) {
-		status = cli_fail_image(CMD, img, ret);
-		goto exit;
+		c->status = cli_fail_image(CMD, c->img, ret);
+		return 1;
 	}
-	if (pipe2(srv->notify, O_CLOEXEC) < 0 || pipe2(drain, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	if (pipe2(srv->notify, O_CLOEXEC) < 0 || pipe2(c->drain, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    (srv->load_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
 	    (srv->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-		status = cli_fail(CMD, NULL, -errno);
-		goto exit;
+		c->status = cli_fail(CMD, NULL, -errno);
+		return 1;
 	}
 	srv->so.cancel_fd = srv->cancel_efd;
 	pgc_memfile_opts_init(&mo);
 	ret = pgc_memfile_new(&mo, &srv->mf);
 	if (ret) {
-		status = cli_fail(CMD, NULL, ret);
-		goto exit;
+		c->status = cli_fail(CMD, NULL, ret);
+		return 1;
 	}
-	lo.background = true;
-	lo.done = load_done;
-	lo.done_arg = srv;
-	t0 = cli_now_ns();
+	c->lo.background = true;
+	c->lo.done = load_done;
+	c->lo.done_arg = srv;
+	c->t0 = cli_now_ns();
 	/* Returns after the metadata: sessions need the memory file's size. */
-	ret = pgc_load(srv->mf, img, &lo);
+	ret = pgc_load(srv->mf, c->img, &c->lo);
 	if (ret) {
-		status = cli_fail(CMD, img, ret);
-		goto exit;
+		c->status = cli_fail(CMD, c->img, ret);
+		return 1;
 	}
+	/* A working set is a hint: one that does not fit is ignored, in one line. */
+	if (c->lo.working_set && !pgc_load_stats(srv->mf, &ls) && ls.working_set_error)
+		cli_error(CMD, c->lo.working_set, "working set ignored: %s",
+			  ws_why(ls.working_set_error));
+	return 0;
+}
+
+/* Listen on the socket. Returns 0 or 1 (c->status). */
+static int open_socket(struct lazy_cmd *c)
+{
+	char sz[32];
+
 	cli_cleanup_lock();
-	lfd = pgc_lazy_listen(sock);
-	if (lfd >= 0)
-		cli_cleanup_file(sock);
+	c->lfd = pgc_lazy_listen(c->sock);
+	if (c->lfd >= 0)
+		cli_cleanup_file(c->sock);
 	cli_cleanup_unlock();
-	if (lfd == -EADDRINUSE) {
-		cli_error(CMD, sock, "a server is listening on this socket; refusing to replace it");
-		status = EXIT_IO;
-		goto exit;
+	if (c->lfd == -EADDRINUSE) {
+		cli_error(CMD, c->sock, "a server is listening on this socket; refusing to replace it");
+		c->status = EXIT_IO;
+		return 1;
 	}
-	if (lfd < 0) {
-		status = cli_fail(CMD, sock, lfd);
-		goto exit;
+	if (c->lfd < 0) {
+		c->status = cli_fail(CMD, c->sock, c->lfd);
+		return 1;
 	}
 	/* accept_all takes every waiting connection, then stops at EAGAIN. */
-	if (fcntl(lfd, F_SETFL, O_NONBLOCK) < 0) {
-		status = cli_fail(CMD, sock, -errno);
-		goto exit;
+	if (fcntl(c->lfd, F_SETFL, O_NONBLOCK) < 0) {
+		c->status = cli_fail(CMD, c->sock, -errno);
+		return 1;
 	}
-	if (stat(sock, &sst) < 0)
-		memset(&sst, 0, sizeof(sst));
-	cli_signal_drain(drain[1]);
-	cli_human_bytes(pgc_total_size(srv->mf), sz, sizeof(sz));
+	if (stat(c->sock, &c->sst) < 0)
+		memset(&c->sst, 0, sizeof(c->sst));
+	cli_signal_drain(c->drain[1]);
+	cli_human_bytes(pgc_total_size(c->srv->mf), sz, sizeof(sz));
 	cli_error(CMD, NULL, "listening on %s: %s, memory file %s (%" PRIu64 " bytes)",
-		  sock, img, sz, pgc_total_size(srv->mf));
+		  c->sock, c->img, sz, pgc_total_size(c->srv->mf));
+	return 0;
+}
 
-	idle_since = cli_now_ns();
-	for (;;) {
-		struct pollfd pfd[4 + MAX_PENDING];
-		int np = 0, il = -1, ie = -1, id = -1, ip, wait_ms = -1;
-		unsigned k;
+/*
+ * How long the next poll may sleep: until the idle timeout or the nearest
+ * handshake deadline (-1: no limit). Returns 0 with *@wait_ms, or 1 once
+ * the idle timeout has passed (c->status set).
+ */
+static int poll_timeout(struct lazy_cmd *c, int *wait_ms)
+{
+	struct server *srv = c->srv;
+	unsigned k;
 
-		if (stopping && !srv->nactive)
-			break;
-		if (timeout_ms >= 0 && !stopping && !srv->nactive && !srv->npending) {
-			uint64_t end = idle_since + (uint64_t)timeout_ms * 1000000, t = cli_now_ns();
+	*wait_ms = -1;
+	if (c->timeout_ms >= 0 && !c->stopping && !srv->nactive && !srv->npending) {
+		uint64_t end = c->idle_since + (uint64_t)c->timeout_ms * 1000000, t = cli_now_ns();
 
-			if (t >= end) {
-				if (!served) {
-					cli_error(CMD, sock, "no consumer within %.3g s", timeout_ms / 1e3);
-					status = EXIT_IO;
-				} else {
-					cli_error(CMD, sock, "no consumer for %.3g s: stopping",
-						  timeout_ms / 1e3);
-				}
-				break;
-			}
-			wait_ms = (int)((end - t) / 1000000) + 1;
-		}
-		for (k = 0; k < srv->npending; k++) {
-			uint64_t t = cli_now_ns(), d = srv->p[k].deadline;
-			int w = d <= t ? 0 : d - t > 86400000000000ULL ? -1 :
-				(int)((d - t) / 1000000) + 1;
-
-			if (w >= 0 && (wait_ms < 0 || w < wait_ms))
-				wait_ms = w;
-		}
-		pfd[np++] = (struct pollfd){ .fd = srv->notify[0], .events = POLLIN };
-		if (!stopping) {
-			il = np;
-			pfd[np++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
-		}
-		if (!load_ended) {
-			ie = np;
-			pfd[np++] = (struct pollfd){ .fd = srv->load_efd, .events = POLLIN };
-		}
-		if (!drain_sig) {
-			id = np;
-			pfd[np++] = (struct pollfd){ .fd = drain[0], .events = POLLIN };
-		}
-		ip = np;
-		for (k = 0; k < srv->npending; k++)
-			pfd[np++] = (struct pollfd){ .fd = pgc_lazy_conn_fd(srv->p[k].c),
-						     .events = POLLIN };
-		ret = poll(pfd, (nfds_t)np, wait_ms);
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			status = cli_fail(CMD, NULL, -errno);
-			stopping = fatal = true;
-			continue;
-		}
-		if (pfd[0].revents & POLLIN) {
-			int idx;
-			bool was_served = false;
-
-			if (read(srv->notify[0], &idx, sizeof(idx)) == (ssize_t)sizeof(idx)) {
-				int st = reap(srv, idx, &was_served);
-
-				if (was_served)
-					served++;
-				if (once && was_served && !stopping) {
-					stopping = true;
-					status = st;
-				}
-				if (!srv->nactive && !srv->npending)
-					idle_since = cli_now_ns();
-			}
-		}
-		if (ie >= 0 && (pfd[ie].revents & POLLIN)) {
-			int err = atomic_load(&srv->load_err);
-
-			load_ended = true;
-			if (err) {
-				cli_error(CMD, img, "background load failed: %s", pgc_strerror(err));
-				status = pgc_is_image_error(err) ? EXIT_IMAGE : EXIT_IO;
-				stopping = fatal = true;
+		if (t >= end) {
+			if (!c->served) {
+				cli_error(CMD, c->sock, "no consumer within %.3g s", c->timeout_ms / 1e3);
+				c->status = EXIT_IO;
 			} else {
-				cli_human_bytes(info.mem_bytes, sz, sizeof(sz));
-				cli_error(CMD, NULL, "image loaded: %s in %.1f ms", sz,
-					  ms(cli_now_ns() - t0));
+				cli_error(CMD, c->sock, "no consumer for %.3g s: stopping",
+					  c->timeout_ms / 1e3);
 			}
+			return 1;
 		}
-		if (id >= 0 && (pfd[id].revents & POLLIN) &&
-		    read(drain[0], &drain_sig, sizeof(drain_sig)) == (ssize_t)sizeof(drain_sig)) {
-			if (srv->nactive)
-				cli_error(CMD, NULL, "%s: finishing %u session(s); again to stop at once",
-					  strsignal(drain_sig), srv->nactive);
-			stopping = true;
-			il = -1;
-		}
-		if (!stopping && srv->npending) {
-			poll_pending(srv, pfd, ip, np - ip);
-			/* A refused handshake leaves the server idle again. */
-			if (!srv->nactive && !srv->npending)
-				idle_since = cli_now_ns();
-		}
-		if (il >= 0 && !stopping && (pfd[il].revents & POLLIN))
-			accept_all(srv, lfd, &next_id);
-		if (stopping && lfd >= 0) {
-			/* No new consumers; those being served finish first. */
-			close(lfd);
-			lfd = -1;
-			unlink_sock(sock, &sst);
-			while (srv->npending)
-				refuse_pending(srv, 0, -ECANCELED);
-		}
-		if (fatal && srv->nactive && !cancelled) {
-			/* A failure of the server itself: stop every session. */
-			uint64_t one = 1;
+		*wait_ms = (int)((end - t) / 1000000) + 1;
+	}
+	for (k = 0; k < srv->npending; k++) {
+		uint64_t t = cli_now_ns(), d = srv->p[k].deadline;
+		int w = d <= t ? 0 : d - t > 86400000000000ULL ? -1 : (int)((d - t) / 1000000) + 1;
 
-			if (write(srv->cancel_efd, &one, sizeof(one)) < 0)
-				cli_error(CMD, NULL, "cannot cancel the sessions: %s", strerror(errno));
-			cancelled = true;
+		if (w >= 0 && (*wait_ms < 0 || w < *wait_ms))
+			*wait_ms = w;
+	}
+	return 0;
+}
+
+/* Save the working set recorded so far (--record-working-set). */
+static void save_working_set(struct lazy_cmd *c)
+{
+	int ret;
+
+	if (!c->record_ws)
+		return;
+	ret = pgc_load_ws_write(c->srv->mf, c->record_ws);
+	if (ret && ret != -ENODATA)
+		cli_error(CMD, c->record_ws, "cannot write the working set: %s", pgc_strerror(ret));
+}
+
+/* A session thread has finished: join it and account for it. */
+static void on_session_end(struct lazy_cmd *c)
+{
+	struct server *srv = c->srv;
+	bool was_served = false;
+	int idx, st;
+
+	if (read(srv->notify[0], &idx, sizeof(idx)) != (ssize_t)sizeof(idx))
+		return;
+	st = reap(srv, idx, &was_served);
+	if (was_served) {
+		c->served++;
+		save_working_set(c);
+	}
+	if (c->once && was_served && !c->stopping) {
+		c->stopping = true;
+		c->status = st;
+	}
+	if (!srv->nactive && !srv->npending)
+		c->idle_since = cli_now_ns();
+}
+
+/* The background load has ended. */
+static void on_load_end(struct lazy_cmd *c)
+{
+	int err = atomic_load(&c->srv->load_err);
+	char sz[32];
+
+	c->load_ended = true;
+	if (err) {
+		cli_error(CMD, c->img, "background load failed: %s", pgc_strerror(err));
+		c->status = pgc_is_image_error(err) ? EXIT_IMAGE : EXIT_IO;
+		c->stopping = c->fatal = true;
+		return;
+	}
+	cli_human_bytes(c->info.mem_bytes, sz, sizeof(sz));
+	cli_error(CMD, NULL, "image loaded: %s in %.1f ms", sz, ms(cli_now_ns() - c->t0));
+}
+
+/* Stopping: no new consumers, and after a failure of the server itself no sessions either. */
+static void stop_serving(struct lazy_cmd *c)
+{
+	struct server *srv = c->srv;
+
+	if (c->stopping && c->lfd >= 0) {
+		/* No new consumers; those being served finish first. */
+		close(c->lfd);
+		c->lfd = -1;
+		unlink_sock(c->sock, &c->sst);
+		while (srv->npending)
+			refuse_pending(srv, 0, -ECANCELED);
+	}
+	if (c->fatal && srv->nactive && !c->cancelled) {
+		uint64_t one = 1;
+
+		if (write(srv->cancel_efd, &one, sizeof(one)) < 0)
+			cli_error(CMD, NULL, "cannot cancel the sessions: %s", strerror(errno));
+		c->cancelled = true;
+	}
+}
+
+/* One round of the main loop: poll and handle what is ready. Returns 1 to end. */
+static int serve_round(struct lazy_cmd *c)
+{
+	struct server *srv = c->srv;
+	struct pollfd pfd[4 + MAX_PENDING];
+	int np = 0, il = -1, ie = -1, id = -1, ip, wait_ms, ret;
+	unsigned k;
+
+	if (c->stopping && !srv->nactive)
+		return 1;
+	if (poll_timeout(c, &wait_ms))
+		return 1;
+	pfd[np++] = (struct pollfd){ .fd = srv->notify[0], .events = POLLIN };
+	if (!c->stopping) {
+		il = np;
+		pfd[np++] = (struct pollfd){ .fd = c->lfd, .events = POLLIN };
+	}
+	if (!c->load_ended) {
+		ie = np;
+		pfd[np++] = (struct pollfd){ .fd = srv->load_efd, .events = POLLIN };
+	}
+	if (!c->drain_sig) {
+		id = np;
+		pfd[np++] = (struct pollfd){ .fd = c->drain[0], .events = POLLIN };
+	}
+	ip = np;
+	for (k = 0; k < srv->npending; k++)
+		pfd[np++] = (struct pollfd){ .fd = pgc_lazy_conn_fd(srv->p[k].c), .events = POLLIN };
+	ret = poll(pfd, (nfds_t)np, wait_ms);
+	if (ret < 0) {
+		if (errno != EINTR) {
+			c->status = cli_fail(CMD, NULL, -errno);
+			c->stopping = c->fatal = true;
 		}
+		return 0;
 	}
-	if (drain_sig) {
-		fprintf(stderr, "pgckpt: interrupted by %s\n", strsignal(drain_sig));
-		if (status == EXIT_OK)
-			status = 128 + drain_sig;
+	if (pfd[0].revents & POLLIN)
+		on_session_end(c);
+	if (ie >= 0 && (pfd[ie].revents & POLLIN))
+		on_load_end(c);
+	if (id >= 0 && (pfd[id].revents & POLLIN) &&
+	    read(c->drain[0], &c->drain_sig, sizeof(c->drain_sig)) == (ssize_t)sizeof(c->drain_sig)) {
+		if (srv->nactive)
+			cli_error(CMD, NULL, "%s: finishing %u session(s); again to stop at once",
+				  strsignal(c->drain_sig), srv->nactive);
+		c->stopping = true;
+		il = -1;
 	}
-exit:
-	/* Sessions still running here only on the error paths above: none. */
+	if (!c->stopping && srv->npending) {
+		poll_pending(srv, pfd, ip, np - ip);
+		/* A refused handshake leaves the server idle again. */
+		if (!srv->nactive && !srv->npending)
+			c->idle_since = cli_now_ns();
+	}
+	if (il >= 0 && !c->stopping && (pfd[il].revents & POLLIN))
+		accept_all(srv, c->lfd, &c->next_id);
+	stop_serving(c);
+	return 0;
+}
+
+/* Close and free what @c holds. */
+static void lazy_cmd_free(struct lazy_cmd *c)
+{
+	struct server *srv = c->srv;
+	int i;
+
+	/* Sessions still running here only on the error paths: none. */
 	cli_signal_drain(-1);
-	if (lfd >= 0)
-		close(lfd);
-	unlink_sock(sock, &sst);
+	if (c->lfd >= 0)
+		close(c->lfd);
+	unlink_sock(c->sock, &c->sst);
 	for (i = 0; i < 2; i++)
-		if (drain[i] >= 0)
-			close(drain[i]);
+		if (c->drain[i] >= 0)
+			close(c->drain[i]);
 	if (srv) {
 		while (srv->npending)
 			drop_pending(srv, 0);
@@ -704,5 +802,31 @@ exit:
 			close(srv->cancel_efd);
 	}
 	free(srv);
-	return status;
+}
+
+int cmd_restore_lazy(int argc, char **argv)
+{
+	struct lazy_cmd c = {
+		.lfd = -1, .timeout_ms = -1, .status = EXIT_OK, .drain = { -1, -1 },
+	};
+
+	c.srv = calloc(1, sizeof(*c.srv));
+	if (!c.srv)
+		return cli_fail(CMD, NULL, -ENOMEM);
+	c.srv->notify[0] = c.srv->notify[1] = c.srv->load_efd = c.srv->cancel_efd = -1;
+	pgc_lazy_serve_opts_init(&c.srv->so);
+	pgc_load_opts_init(&c.lo);
+	if (parse_args(&c, argc, argv) || start_load(&c) || open_socket(&c))
+		goto exit;
+	c.idle_since = cli_now_ns();
+	while (!serve_round(&c))
+		;
+	if (c.drain_sig) {
+		fprintf(stderr, "pgckpt: interrupted by %s\n", strsignal(c.drain_sig));
+		if (c.status == EXIT_OK)
+			c.status = 128 + c.drain_sig;
+	}
+exit:
+	lazy_cmd_free(&c);
+	return c.status;
 }

@@ -97,9 +97,14 @@ static const char usage_restore[] =
 	"      --handshake-timeout SEC   wait for a consumer's handoff (default 1)\n"
 	"      --allow-uid UID           also serve processes of user UID (repeatable;\n"
 	"                                by default only this uid and root)\n"
-	"      --fault-chunk S           bytes served around a fault, 4K..4M (default 64K)\n"
-	"      --no-push                 serve faults only (with --fault-chunk 4K: the\n"
+	"      --fault-bytes S           bytes served around a fault, 4K..4M (default 64K)\n"
+	"      --no-push                 serve faults only (with --fault-bytes 4K: the\n"
 	"                                naive one-page-per-fault baseline)\n"
+	"      --record-working-set WS   record the blocks consumers ask for, in order,\n"
+	"                                into WS (written when a session ends)\n"
+	"      --working-set WS          load WS's blocks first and place them in each\n"
+	"                                consumer before it asks (a WS that does not\n"
+	"                                fit IMAGE is ignored with a warning)\n"
 	"  -j N, --aio B, --direct       as above, for the background load\n";
 
 static const char usage_inspect[] =

@@ -26,9 +26,12 @@
  *   (hugetlbfs) do they populate the mapping in bulk and decode, or read
  *   raw blocks, straight into it. Then they drop the block's pages from
  *   the unloaded set and wake waiters.
- * - waiters (pgc_map_internal) name the range they need and sleep until
- *   no unloaded page intersects it; once everything is loaded a lock-free
- *   check (the lowest unloaded offset, the done flag) lets them through.
+ * - waiters (pgc_map_internal) name the range they need; in the
+ *   background, a waiter whose range holds a block nobody started reads
+ *   and decodes it itself at once (a demand never queues behind the
+ *   fill), then sleeps until no unloaded page intersects its range; once
+ *   everything is loaded a lock-free check (the lowest unloaded offset,
+ *   the done flag) lets them through.
  *
  * Pages whose block has not started can be cancelled (pgc_decref); their
  * bytes are then decoded into scratch memory. Started pages are waited
@@ -43,6 +46,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine.h"
 #include "loader_int.h"
@@ -117,6 +121,11 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 	 * behind a deep fill.
 	 */
 	if (!l->opts.background || l->fill_reads < (unsigned)l->jobs + 1) {
+		int64_t wb = ld_ws_next_locked(l);
+
+		/* A replayed working set goes first, block by block, in its order. */
+		if (wb >= 0)
+			return ld_read_start_locked(l, (uint32_t)wb, (uint32_t)wb + 1, true);
 		while (l->fill_next < l->img->nblocks && l->bstate[l->fill_next] != BLK_UNSTARTED)
 			l->fill_next++;
 		if (l->fill_next >= l->img->nblocks)
@@ -140,6 +149,29 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 		return ld_read_start_locked(l, b0, b1, true);
 	}
 	return NULL;
+}
+
+/* A load under $PGCKPT_LOADER_SLOW_BLOCK0_MS decodes its block 0 late. */
+static void slow_block0_init(struct pgc_loader *l)
+{
+	const char *v = test_hook(HOOK_LOADER_SLOW_BLOCK0_MS);
+	long ms = v ? strtol(v, NULL, 10) : 0;
+
+	if (ms > 0 && ms <= 60000)
+		l->slow_block0_ns = (uint64_t)ms * 1000000;
+}
+
+/* The test hook: a worker sleeps before decoding a read of block 0. */
+static void slow_block0(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	struct timespec ts;
+
+	if (!l->slow_block0_ns || rd->b0 != 0)
+		return;
+	ts.tv_sec = (time_t)(l->slow_block0_ns / 1000000000);
+	ts.tv_nsec = (long)(l->slow_block0_ns % 1000000000);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 /* ---- decode workers ------------------------------------------------------ */
@@ -198,6 +230,34 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	read_retire_locked(l, rd);
 }
 
+/*
+ * A decoder of @l's blocks: a codec and, for zstd, a block of scratch.
+ * Returns 0 or -ENOMEM (what was made is still set, for the caller to free).
+ */
+static int decoder_new(const struct pgc_loader *l, struct sf_codec **codec, uint8_t **scratch)
+{
+	int ret = sf_codec_new(l->img->compress, 0, codec);
+
+	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
+		*scratch = malloc(l->img->load_block);
+		if (!*scratch)
+			ret = -ENOMEM;
+	}
+	return ret;
+}
+
+/* @rd was decoded (@ret 0) or failed: finish or retire it, then free it. Holds l->mu. */
+static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
+{
+	if (ret)
+		ld_fail_locked(l, ret);
+	if (!ret && !l->error)
+		read_finish_locked(l, rd);
+	else
+		read_retire_locked(l, rd);
+	read_release_locked(l, rd);
+}
+
 static void *worker_main(void *arg)
 {
 	struct pgc_loader *l = arg;
@@ -206,12 +266,7 @@ static void *worker_main(void *arg)
 	struct ld_read *rd;
 	int ret;
 
-	ret = sf_codec_new(l->img->compress, 0, &codec);
-	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
-		scratch = malloc(l->img->load_block);
-		if (!scratch)
-			ret = -ENOMEM;
-	}
+	ret = decoder_new(l, &codec, &scratch);
 	pthread_mutex_lock(&l->mu);
 	if (ret)
 		ld_fail_locked(l, ret);
@@ -245,16 +300,11 @@ static void *worker_main(void *arg)
 		ret = rd->err;
 		if (!ret && !l->error && codec) {
 			pthread_mutex_unlock(&l->mu);
+			slow_block0(l, rd);
 			ret = ld_read_decode(l, rd, codec, scratch);
 			pthread_mutex_lock(&l->mu);
 		}
-		if (ret)
-			ld_fail_locked(l, ret);
-		if (!ret && !l->error)
-			read_finish_locked(l, rd);
-		else
-			read_retire_locked(l, rd);
-		read_release_locked(l, rd);
+		read_end_locked(l, rd, ret);
 	}
 	pthread_mutex_unlock(&l->mu);
 	free(scratch);
@@ -459,6 +509,7 @@ static void loader_free(struct pgc_loader *l)
 	pthread_cond_destroy(&l->work_cv);
 	pthread_mutex_destroy(&l->write_mu);
 	pthread_mutex_destroy(&l->mu);
+	ld_ws_free(l);
 	free(l);
 }
 
@@ -480,6 +531,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	l->opts = *opts;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->write_mu, NULL);
+	pthread_mutex_init(&l->ws.mu, NULL);
 	pthread_cond_init(&l->wait_cv, NULL);
 	pthread_cond_init(&l->loader_cv, NULL);
 	pthread_cond_init(&l->work_cv, NULL);
@@ -491,6 +543,10 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	atomic_init(&l->result, 0);
 	l->stats.bytes_total = img->load_bytes;
 	l->start_ns = util_now_ns();
+	slow_block0_init(l);
+	ret = ld_ws_init(l);
+	if (ret)
+		goto fail;
 
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
@@ -566,12 +622,90 @@ fail:
 	return ret;
 }
 
+/* Bytes of @r not loaded yet. Caller holds l->mu. */
+static uint64_t pending_bytes_locked(struct pgc_loader *l, pgc_range r)
+{
+	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
+	uint64_t pending = 0;
+
+	for (; n && rs_range(n).start < r.end; n = rs_next(n)) {
+		pgc_range nr = rs_range(n);
+
+		pending += (nr.end < r.end ? nr.end : r.end) - (nr.start > r.start ? nr.start : r.start);
+	}
+	return pending;
+}
+
+/* Queue @w for the loader thread (round-robin) and wake it. Caller holds l->mu. */
+static void waiter_add_locked(struct pgc_loader *l, struct ld_waiter *w)
+{
+	w->next = l->waiters;
+	if (l->waiters)
+		l->waiters->prev = w;
+	l->waiters = w;
+	pthread_cond_signal(&l->loader_cv);
+}
+
+/* Take @w off the loader thread's list. Caller holds l->mu. */
+static void waiter_del_locked(struct pgc_loader *l, struct ld_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		l->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	if (l->rr == w)
+		l->rr = w->next;
+}
+
+/*
+ * A background load's waiter whose range holds an unstarted block reads
+ * and decodes that block itself, at once, instead of queueing behind the
+ * reads the loader keeps in flight: a demand never waits for the fill.
+ * Caller holds l->mu, dropped meanwhile. Returns whether it took a block.
+ */
+static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
+{
+	struct sf_codec *codec = NULL;
+	uint8_t *scratch = NULL;
+	struct ld_read *rd;
+	int64_t b;
+	int ret;
+
+	if (!l->opts.background || l->error)
+		return false;
+	b = waiter_next_block_locked(l, w);
+	if (b < 0)
+		return false;
+	rd = ld_read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
+	if (!rd)
+		return false;   /* the error is recorded: the caller sees it */
+	l->stats.demand_decodes++;
+	pthread_mutex_unlock(&l->mu);
+	ret = ld_read_sync(l, rd);
+	if (!ret)
+		ret = decoder_new(l, &codec, &scratch);
+	if (!ret) {
+		slow_block0(l, rd);
+		ret = ld_read_decode(l, rd, codec, scratch);
+	}
+	free(scratch);
+	sf_codec_free(codec);
+	pthread_mutex_lock(&l->mu);
+	read_end_locked(l, rd, ret);
+	return true;
+}
+
 int loader_wait(struct pgc_loader *l, pgc_range r)
 {
 	struct ld_waiter w = { .r = r, .cursor = r.start };
 	uint64_t t0 = 0, pending = 0;
+	bool listed = false;
 	int ret;
 
+	if (l->ws.seen)
+		ld_ws_note(l, r);
 	/* The fast path: everything loaded, or at least everything below r.end. */
 	if (r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
 		return 0;
@@ -582,37 +716,42 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 	pthread_mutex_lock(&l->mu);
 	while (!l->error && range_pending_locked(l, r)) {
 		if (!t0) {
-			rs_node *n = rs_lower_bound(&l->unloaded, r.start);
-
-			for (; n && rs_range(n).start < r.end; n = rs_next(n)) {
-				pgc_range nr = rs_range(n);
-
-				pending += (nr.end < r.end ? nr.end : r.end) -
-					   (nr.start > r.start ? nr.start : r.start);
-			}
+			pending = pending_bytes_locked(l, r);
 			t0 = util_now_ns();
-			w.next = l->waiters;
-			if (l->waiters)
-				l->waiters->prev = &w;
-			l->waiters = &w;
-			pthread_cond_signal(&l->loader_cv);
+		}
+		/* Unstarted blocks: this thread decodes them, one by one. */
+		if (wait_decode_self_locked(l, &w))
+			continue;
+		/* Then (or in eager loads) the loader's turn, and sleep. */
+		if (!listed) {
+			waiter_add_locked(l, &w);
+			listed = true;
 		}
 		pthread_cond_wait(&l->wait_cv, &l->mu);
 	}
 	ret = range_pending_locked(l, r) ? (l->error ? l->error : -PGC_ELOADFAIL) : 0;
+	if (listed)
+		waiter_del_locked(l, &w);
 	if (t0) {
-		if (w.prev)
-			w.prev->next = w.next;
-		else
-			l->waiters = w.next;
-		if (w.next)
-			w.next->prev = w.prev;
-		if (l->rr == &w)
-			l->rr = w.next;
 		l->stats.waits++;
 		l->stats.bytes_waited += pending;
 		l->stats.ns_waited += util_now_ns() - t0;
 	}
+	pthread_mutex_unlock(&l->mu);
+	return ret;
+}
+
+int loader_ready(struct pgc_loader *l, pgc_range r)
+{
+	int ret;
+
+	if (r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
+		return 1;
+	if (atomic_load_explicit(&l->done, memory_order_acquire) &&
+	    !atomic_load_explicit(&l->result, memory_order_relaxed))
+		return 1;
+	pthread_mutex_lock(&l->mu);
+	ret = !range_pending_locked(l, r) ? 1 : l->error ? l->error : 0;
 	pthread_mutex_unlock(&l->mu);
 	return ret;
 }

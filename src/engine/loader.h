@@ -31,11 +31,21 @@ struct pgc_loader *loader_of(struct pgc_memfile *mf);
 
 /*
  * loader_wait - called by pgc_load_wait (and so pgc_map_internal): push the
- * unloaded, unstarted parts of @r to the front of the loader's queue and
- * wait until every byte of @r is loaded. Lock-free once @r is loaded.
+ * unloaded, unstarted parts of @r to the front of the loader's queue (in
+ * the background, read and decode such blocks in the calling thread, at
+ * once) and wait until every byte of @r is loaded; a recording load notes
+ * the demand (loader_ws.c). Lock-free once @r is loaded (and noted).
  * Must be called without mf->mu. Returns 0 or the load error.
  */
 int loader_wait(struct pgc_loader *l, pgc_range r);
+
+/*
+ * loader_ready - called by pgc_map_internal with PGC_ACCESS_NOWAIT: whether every byte of @r is
+ * loaded, without queueing or waiting (l->mu is taken briefly unless @r
+ * is below every unloaded page). Returns 1, 0 (some still to come) or the
+ * load error.
+ */
+int loader_ready(struct pgc_loader *l, pgc_range r);
 
 /*
  * loader_cancel - called by pgc_decref (with mf->mu held) for a range whose

@@ -12,6 +12,11 @@ static int hook_wait(void *ctx, pgc_range r)
 	return loader_wait(ctx, r);
 }
 
+static int hook_ready(void *ctx, pgc_range r)
+{
+	return loader_ready(ctx, r);
+}
+
 static void hook_cancel(void *ctx, pgc_range r)
 {
 	loader_cancel(ctx, r);
@@ -34,6 +39,7 @@ static void hook_destroy(void *ctx)
 
 static const struct memfile_hooks loader_hooks = {
 	.wait = hook_wait,
+	.ready = hook_ready,
 	.cancel = hook_cancel,
 	.quiesce = hook_quiesce,
 	.stop = hook_stop,

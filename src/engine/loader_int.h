@@ -51,6 +51,17 @@ struct ld_waiter {
 	uint64_t cursor;                /* where the next unstarted piece may be */
 };
 
+/* The working set (loader_ws.c): recorded demands, and the one replayed. */
+struct ld_ws {
+	_Atomic uint64_t *seen;         /* recording: a bit per block first demanded */
+	pthread_mutex_t mu;             /* recording: rec, nrec */
+	uint32_t *rec;                  /* blocks in order of first demand */
+	uint32_t nrec;
+	uint32_t *replay;               /* the working set loaded first, in order */
+	size_t nreplay;
+	size_t replay_next;             /* under l->mu: first entry not yet started */
+};
+
 struct pgc_loader {
 	struct pgc_memfile *mf;
 	struct sf_image *img;
@@ -90,6 +101,8 @@ struct pgc_loader {
 	int error;
 	struct pgc_load_stats stats;
 	uint64_t start_ns;
+	uint64_t slow_block0_ns;        /* test hook: block 0 is decoded this late */
+	struct ld_ws ws;
 
 	/* --- lock-free fast path -------------------------------------------- */
 	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */
@@ -111,6 +124,22 @@ struct pgc_loader {
  * Returns 0 or -ENOMEM (not installed).
  */
 int loader_install(struct pgc_memfile *mf, struct pgc_loader *l);
+
+/*
+ * ld_ws_init - set up recording (opts.record_working_set) and read the
+ * working set to replay (opts.working_set; one that does not decode is
+ * ignored, its error in stats.working_set_error). Returns 0 or -ENOMEM.
+ */
+int ld_ws_init(struct pgc_loader *l);
+
+/* ld_ws_free - free what ld_ws_init allocated and destroy ws.mu (loader_free). */
+void ld_ws_free(struct pgc_loader *l);
+
+/* ld_ws_note - record a demand for @r (loader_wait, when recording). Lock-free once seen. */
+void ld_ws_note(struct pgc_loader *l, pgc_range r);
+
+/* ld_ws_next_locked - the next unstarted block of the replay, or -1. Caller holds l->mu. */
+int64_t ld_ws_next_locked(struct pgc_loader *l);
 
 /* The index entry of block @b. */
 static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t b)

@@ -2,12 +2,16 @@
 /*
  * server.c - the userfaultfd page server: once a consumer's handoff
  * (regions as JSON, uffd as SCM_RIGHTS; handshake.c) is in, place every
- * page of its regions from a MemoryFile that may still be loading in the background.
- * Faults come first: the aligned chunk around a faulting page is mapped
- * with pgc_map_internal (which makes the loader fetch it next) and placed
- * with UFFDIO_COPY, holes and zero pages with UFFDIO_ZEROPAGE. Between
- * faults, the remaining pages are pushed in memory-file offset order. One
- * thread per session, no locks: a bitmap per region records placed pages.
+ * page of its regions from a MemoryFile that may still be loading in the
+ * background. Faults come first: the aligned span (fault_bytes) around a
+ * faulting page is mapped with pgc_map_internal (which makes the loader
+ * fetch it next) and placed with UFFDIO_COPY, holes and zero pages with
+ * UFFDIO_ZEROPAGE, every run without a wake and then one wake for the span.
+ * Between faults the push places pages, but only those already loaded
+ * (PGC_ACCESS_NOWAIT), so a fault never waits behind it: first the load's
+ * working set (pgc_load_working_set), then the spans after the last fault
+ * (access is local), then memory-file offset order. One thread per
+ * session, no locks: a bitmap per region records placed pages.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +30,14 @@
 
 #include "lazy/lazy.h"
 #include "util/options.h"
+#include "util/util.h"
 
 #define PAGE        PGC_PAGE_SIZE
 #define UFFD_BATCH   64
+#define PUSH_NEAR    4          /* spans pushed from a fault's before the offset order */
+#define PUSH_END        1       /* push_span: nothing left in the region */
+#define PUSH_NOT_LOADED 2       /* push_span: the next span is still loading */
+#define PUSH_WAIT_NS    200000  /* poll period while the push waits for the loader */
 
 enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
 
@@ -52,24 +61,24 @@ struct session {
 	struct region *r;    /* sorted by base */
 	size_t nr;
 	size_t *order;       /* region indices by memory-file offset: push order */
-	size_t push_i;
+	size_t push_i;       /* the offset-order push: s->order[push_i], from push_page */
 	uint64_t push_page;
+	struct region *near; /* the push near the last fault, while near_left */
+	uint64_t near_page;
+	unsigned near_left;
+	bool push_waiting;   /* the next span of the push is still loading */
+	pgc_range *ws;       /* the load's working set, placed first (memory-file offsets) */
+	size_t nws;
+	size_t ws_i, ws_j;   /* its next range, and the region (index in r) being placed */
+	uint64_t ws_page;
 	uint64_t pages_total;
 	uint64_t pages_done;
-	unsigned char *act;  /* per-page actions of one chunk */
+	unsigned char *act;  /* per-page actions of one span */
 	uint64_t *stalled;   /* fault addresses to retry after EAGAIN */
 	size_t nstalled;
 	size_t stall_cap;
 	uint64_t t0;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static bool bit_test(const uint64_t *b, uint64_t i)
 {
@@ -106,22 +115,11 @@ static void mark_done(struct session *s, struct region *rg, uint64_t p0, uint64_
 			s->pages_done++;
 }
 
-static bool page_is_zero(const unsigned char *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	size_t i;
-
-	for (i = 0; i < PAGE / 8; i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 void pgc_lazy_serve_opts_init(struct pgc_lazy_serve_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->fault_chunk = (uint64_t)opt_default(OPT_LAZY_FAULT_CHUNK);
-	o->push_chunk = (uint64_t)opt_default(OPT_LAZY_PUSH_CHUNK);
+	o->fault_bytes = (uint64_t)opt_default(OPT_LAZY_FAULT_BYTES);
+	o->push_bytes = (uint64_t)opt_default(OPT_LAZY_PUSH_BYTES);
 	o->accept_timeout_ms = (int)opt_default(OPT_LAZY_ACCEPT_TIMEOUT_MS);
 	o->handshake_timeout_ms = (int)opt_default(OPT_LAZY_HANDSHAKE_TIMEOUT_MS);
 	o->cancel_fd = -1;
@@ -135,7 +133,7 @@ static int remaining_ms(uint64_t deadline)
 
 	if (!deadline)
 		return -1;
-	t = now_ns();
+	t = util_now_ns();
 	if (t >= deadline)
 		return 0;
 	return (int)((deadline - t) / 1000000) + 1;
@@ -242,12 +240,14 @@ static int place_run(struct session *s, struct region *rg, uint64_t p, uint64_t 
 		int r, err = 0;
 
 		if (action == ACT_COPY) {
-			struct uffdio_copy c = { .dst = addr, .src = (uintptr_t)src, .len = len };
+			struct uffdio_copy c = { .dst = addr, .src = (uintptr_t)src, .len = len,
+						 .mode = UFFDIO_COPY_MODE_DONTWAKE };
 
 			r = ioctl(s->uffd, UFFDIO_COPY, &c);
 			got = c.copy;
 		} else {
-			struct uffdio_zeropage z = { .range = { .start = addr, .len = len } };
+			struct uffdio_zeropage z = { .range = { .start = addr, .len = len },
+						     .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE };
 
 			r = ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
 			got = z.zeropage;
@@ -301,7 +301,7 @@ static int place_run(struct session *s, struct region *rg, uint64_t p, uint64_t 
 	return 0;
 }
 
-/* Mark pages [@p, @p1) of a mapped chunk (file offset @off) as copy or zero. */
+/* Mark pages [@p, @p1) of a mapped span (file offset @off) as copy or zero. */
 static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		     uint64_t p0, uint64_t p1, unsigned char *act)
 {
@@ -328,7 +328,7 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		for (q = ds; q < de; q += PAGE) {
 			uint64_t i = (q - off) / PAGE;
 
-			if (act[i] == ACT_COPY && page_is_zero(map + (q - off)))
+			if (act[i] == ACT_COPY && util_page_is_zero(map + (q - off)))
 				act[i] = ACT_ZERO;
 		}
 		pos = de;
@@ -337,14 +337,17 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 
 /*
  * Place the pages [@p0, @p1) of @rg that are not placed yet, and page
- * @force (or UINT64_MAX) even if it is marked placed.
+ * @force (or UINT64_MAX) even if it is marked placed. A fault (!@push)
+ * waits for pages still loading; the push never does. Returns 0,
+ * PUSH_NOT_LOADED (push: some of them are still loading, nothing placed),
+ * or as place_run.
  */
-static int place_chunk(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
+static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
 		       uint64_t force, bool push)
 {
 	unsigned char *act = s->act;
 	const unsigned char *map = NULL;
-	bool need_map = false;
+	bool need_map = false, placed = false;
 	uint64_t p, off = rg->offset + p0 * PAGE;
 	int ret = 0;
 
@@ -365,12 +368,18 @@ static int place_chunk(struct session *s, struct region *rg, uint64_t p0, uint64
 		struct iovec iov[2];
 		int n;
 
-		/* Waits for exactly these pages if they are still loading. */
-		n = pgc_map_internal(s->mf, r, PGC_ACCESS_READ, iov, 2);
+		/*
+		 * A fault waits for exactly these pages if they are still
+		 * loading; the push takes them only once they are loaded.
+		 */
+		n = pgc_map_internal(s->mf, r, PGC_ACCESS_READ | (push ? PGC_ACCESS_NOWAIT : 0),
+				     iov, 2);
+		if (n == -EAGAIN && push)
+			return PUSH_NOT_LOADED;
 		if (n < 0)
 			return n;
 		if (n != 1 || iov[0].iov_len != r.end - r.start)
-			return -EIO;   /* chunks are aligned: never split across mappings */
+			return -EIO;   /* spans are aligned, at most 4 MiB: never split across mappings */
 		map = iov[0].iov_base;
 		classify(s, off, map, p0, p1, act);
 	}
@@ -381,19 +390,27 @@ static int place_chunk(struct session *s, struct region *rg, uint64_t p0, uint64
 
 		while (q < p1 && act[q - p0] == a)
 			q++;
-		if (a != ACT_SKIP)
+		if (a != ACT_SKIP) {
 			ret = place_run(s, rg, p, q - p, a, map ? map + (p - p0) * PAGE : NULL, push);
+			placed = true;
+		}
 		p = q;
+	}
+	/* The runs went in without waking anyone (DONTWAKE): one wake for the span. */
+	if (placed) {
+		struct uffdio_range w = { .start = rg->base + p0 * PAGE, .len = (p1 - p0) * PAGE };
+
+		(void)ioctl(s->uffd, UFFDIO_WAKE, &w);
 	}
 	return ret;
 }
 
-/* The @chunk-aligned (in memory-file offsets) pages around page @p of @rg. */
-static void chunk_around(const struct region *rg, uint64_t p, uint64_t chunk,
+/* The @span-aligned (in memory-file offsets) pages around page @p of @rg. */
+static void span_around(const struct region *rg, uint64_t p, uint64_t span,
 			 uint64_t *p0, uint64_t *p1)
 {
 	uint64_t off = rg->offset + p * PAGE;
-	uint64_t cs = off & ~(chunk - 1), ce = cs + chunk;
+	uint64_t cs = off & ~(span - 1), ce = cs + span;
 
 	if (cs < rg->offset)
 		cs = rg->offset;
@@ -403,17 +420,35 @@ static void chunk_around(const struct region *rg, uint64_t p, uint64_t chunk,
 	*p1 = (ce - rg->offset) / PAGE;
 }
 
+/*
+ * After a fault at page @p of @rg, the push goes on from the span that
+ * holds it (its block is loaded now) for PUSH_NEAR spans: access is local.
+ */
+static void push_near(struct session *s, struct region *rg, uint64_t p)
+{
+	uint64_t p0, p1;
+
+	span_around(rg, p, s->o.push_bytes, &p0, &p1);
+	s->near = rg;
+	s->near_page = p0;
+	s->near_left = PUSH_NEAR;
+}
+
 /* Serve a fault at @addr. Returns 0, -EAGAIN (retry later) or an error. */
 static int serve_fault(struct session *s, uint64_t addr)
 {
 	struct region *rg = find_region(s, addr);
 	uint64_t p, p0, p1;
+	int ret;
 
 	if (!rg)
 		return 0;   /* not one of the handed-off regions: not ours to serve */
 	p = (addr - rg->base) / PAGE;
-	chunk_around(rg, p, s->o.fault_chunk, &p0, &p1);
-	return place_chunk(s, rg, p0, p1, p, false);
+	span_around(rg, p, s->o.fault_bytes, &p0, &p1);
+	ret = place_span(s, rg, p0, p1, p, false);
+	if (!ret)
+		push_near(s, rg, p);
+	return ret;
 }
 
 static void on_remove(struct session *s, uint64_t start, uint64_t end)
@@ -476,7 +511,7 @@ static int stall(struct session *s, uint64_t addr)
 static int handle_msgs(struct session *s)
 {
 	struct uffd_msg msgs[UFFD_BATCH];
-	uint64_t t = now_ns();
+	uint64_t t = util_now_ns();
 	ssize_t n;
 	size_t i, cnt;
 	int ret = 0;
@@ -508,7 +543,7 @@ static int handle_msgs(struct session *s)
 			ret = stall(s, addr);
 			continue;
 		}
-		dt = now_ns() - t;
+		dt = util_now_ns() - t;
 		s->st->fault_ns_total += dt;
 		if (dt > s->st->fault_ns_max)
 			s->st->fault_ns_max = dt;
@@ -516,26 +551,118 @@ static int handle_msgs(struct session *s)
 	return ret;
 }
 
-/* One push step. Returns 1 when nothing is left to push, else as place_chunk. */
-static int push_step(struct session *s)
+/*
+ * Push the next span of @rg from page *@page on, if the loader has it
+ * already: the push never waits for the loader, so a fault never waits
+ * behind it. Returns 0 (a span placed, *@page past it), PUSH_END (nothing
+ * left in @rg from *@page), PUSH_NOT_LOADED, or as place_span.
+ */
+static int push_span(struct session *s, struct region *rg, uint64_t *page)
 {
-	while (s->push_i < s->nr) {
-		struct region *rg = &s->r[s->order[s->push_i]];
-		uint64_t p = next_clear(rg->done, s->push_page, rg->pages), p0, p1;
+	uint64_t p = next_clear(rg->done, *page, rg->pages), p0, p1;
+	int ret;
+
+	if (p >= rg->pages)
+		return PUSH_END;
+	span_around(rg, p, s->o.push_bytes, &p0, &p1);
+	ret = place_span(s, rg, p, p1, UINT64_MAX, true);
+	if (!ret)
+		*page = p1;
+	return ret;
+}
+
+/*
+ * One span of the load's working set (pgc_load_working_set), in its
+ * order, into every region that maps it. Returns 0 (placed one span),
+ * PUSH_END (all placed), PUSH_NOT_LOADED, or as place_span.
+ */
+static int push_ws(struct session *s)
+{
+	while (s->ws_i < s->nws) {
+		pgc_range w = s->ws[s->ws_i];
+		struct region *rg;
+		uint64_t lo, hi, p, p1, q0, q1, before;
 		int ret;
 
-		if (p >= rg->pages) {
+		if (s->ws_j >= s->nr) {
+			s->ws_i++;
+			s->ws_j = 0;
+			s->ws_page = 0;
+			continue;
+		}
+		rg = &s->r[s->ws_j];
+		lo = w.start > rg->offset ? w.start : rg->offset;
+		hi = w.end < rg->offset + rg->size ? w.end : rg->offset + rg->size;
+		p1 = hi > lo ? (hi - rg->offset) / PAGE : 0;
+		p = hi > lo ? (lo - rg->offset) / PAGE : 0;
+		p = next_clear(rg->done, p > s->ws_page ? p : s->ws_page, p1);
+		if (p >= p1) {
+			s->ws_j++;
+			s->ws_page = 0;
+			continue;
+		}
+		span_around(rg, p, s->o.push_bytes, &q0, &q1);
+		before = s->st->bytes_copied + s->st->bytes_zeroed;
+		ret = place_span(s, rg, p, q1 < p1 ? q1 : p1, UINT64_MAX, true);
+		s->st->bytes_prefetched += s->st->bytes_copied + s->st->bytes_zeroed - before;
+		if (!ret)
+			s->ws_page = q1 < p1 ? q1 : p1;
+		return ret;
+	}
+	return PUSH_END;
+}
+
+/*
+ * One push step: the working set first, then the spans near the last
+ * fault, then memory-file offset order; the first of them that is loaded.
+ * Returns 0 (placed one span, or all are still loading: s->push_waiting),
+ * 1 when nothing is left to push, else as place_span.
+ */
+static int push_step(struct session *s)
+{
+	int ret;
+
+	s->push_waiting = false;
+	ret = push_ws(s);
+	if (ret != PUSH_END && ret != PUSH_NOT_LOADED)
+		return ret;
+	while (s->near_left) {
+		ret = push_span(s, s->near, &s->near_page);
+		if (ret == PUSH_END || ret == PUSH_NOT_LOADED) {
+			/* A neighbour still loading is dropped: the offset order takes it. */
+			s->near_left = 0;
+			break;
+		}
+		if (!ret)
+			s->near_left--;
+		return ret;
+	}
+	while (s->push_i < s->nr) {
+		ret = push_span(s, &s->r[s->order[s->push_i]], &s->push_page);
+		if (ret == PUSH_END) {
 			s->push_i++;
 			s->push_page = 0;
 			continue;
 		}
-		chunk_around(rg, p, s->o.push_chunk, &p0, &p1);
-		ret = place_chunk(s, rg, p, p1, UINT64_MAX, true);
-		if (!ret)
-			s->push_page = p1;
+		if (ret == PUSH_NOT_LOADED) {
+			s->push_waiting = true;
+			return 0;
+		}
 		return ret;
 	}
 	return 1;
+}
+
+/* The load's working set, to place first; none if it has none (or no memory). */
+static void load_ws(struct session *s)
+{
+	int n = pgc_load_working_set(s->mf, NULL, 0);
+
+	if (n <= 0)
+		return;
+	s->ws = malloc((size_t)n * sizeof(*s->ws));
+	if (s->ws && pgc_load_working_set(s->mf, s->ws, (size_t)n) == n)
+		s->nws = (size_t)n;
 }
 
 static void unregister_all(struct session *s)
@@ -553,6 +680,7 @@ static int serve_loop(struct session *s)
 {
 	for (;;) {
 		struct pollfd pfd[3];
+		struct timespec wait = { 0, 0 }, *tmo = NULL;
 		int np = 0, icancel = 0, ipid = 0, timeout, ret;
 		bool push_left = !s->o.no_push && s->push_i < s->nr;
 
@@ -563,12 +691,20 @@ static int serve_loop(struct session *s)
 		}
 		if (s->pages_done >= s->pages_total && !s->nstalled) {
 			if (!s->st->ns_all_placed)
-				s->st->ns_all_placed = now_ns() - s->t0;
+				s->st->ns_all_placed = util_now_ns() - s->t0;
 			/* Later misses (after removals) are ordinary zero faults. */
 			unregister_all(s);
 			return 0;
 		}
+		/* A push waiting for the loader looks again soon; faults wake us at once. */
 		timeout = s->nstalled ? 1 : push_left ? 0 : -1;
+		if (push_left && s->push_waiting && !s->nstalled) {
+			wait.tv_nsec = PUSH_WAIT_NS;
+			tmo = &wait;
+		} else if (timeout >= 0) {
+			wait.tv_nsec = (long)timeout * 1000000;
+			tmo = &wait;
+		}
 		pfd[np++] = (struct pollfd){ .fd = s->uffd, .events = POLLIN };
 		if (s->o.cancel_fd >= 0) {
 			icancel = np;
@@ -578,7 +714,7 @@ static int serve_loop(struct session *s)
 			ipid = np;
 			pfd[np++] = (struct pollfd){ .fd = s->pidfd, .events = POLLIN };
 		}
-		ret = poll(pfd, (nfds_t)np, timeout);
+		ret = ppoll(pfd, (nfds_t)np, tmo, NULL);
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
@@ -631,7 +767,7 @@ static int open_datafd(pgc_memfile *mf, bool *own)
 }
 
 /* Whether @c is a power of two within the bounds of tunable @id. */
-static bool chunk_ok(uint64_t c, enum opt_id id)
+static bool span_ok(uint64_t c, enum opt_id id)
 {
 	return c >= (uint64_t)opt_min(id) && c <= (uint64_t)opt_max(id) && !(c & (c - 1));
 }
@@ -639,8 +775,8 @@ static bool chunk_ok(uint64_t c, enum opt_id id)
 /* Whether the options a session is served with are all valid. */
 static bool serve_opts_ok(const struct pgc_lazy_serve_opts *o)
 {
-	return chunk_ok(o->fault_chunk, OPT_LAZY_FAULT_CHUNK) &&
-	       chunk_ok(o->push_chunk, OPT_LAZY_PUSH_CHUNK) && opts_reserved_zero(o);
+	return span_ok(o->fault_bytes, OPT_LAZY_FAULT_BYTES) &&
+	       span_ok(o->push_bytes, OPT_LAZY_PUSH_BYTES) && opts_reserved_zero(o);
 }
 
 int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
@@ -672,7 +808,7 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 		ret = -EINVAL;
 		goto exit;
 	}
-	s->act = malloc((s->o.fault_chunk > s->o.push_chunk ? s->o.fault_chunk : s->o.push_chunk) /
+	s->act = malloc((s->o.fault_bytes > s->o.push_bytes ? s->o.fault_bytes : s->o.push_bytes) /
 			PAGE);
 	if (!s->act) {
 		ret = -ENOMEM;
@@ -681,7 +817,7 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 	s->uffd = c->uffd;
 	c->uffd = -1;
 	s->pidfd = open_peer(c->pid);
-	s->t0 = now_ns();
+	s->t0 = util_now_ns();
 	ret = setup_regions(s, c->maps, c->nmaps);
 	/* Like Firecracker's, the socket is done with once the handoff is in. */
 	pgc_lazy_conn_free(c);
@@ -689,12 +825,14 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 	if (ret)
 		goto exit;
 	s->datafd = open_datafd(mf, &s->own_datafd);
+	if (!s->o.no_push)
+		load_ws(s);
 	ret = serve_loop(s);
 	if (ret == -ESRCH) {
 		stats->consumer_gone = true;
 		ret = 0;
 	}
-	stats->ns_session = now_ns() - s->t0;
+	stats->ns_session = util_now_ns() - s->t0;
 exit:
 	pgc_lazy_conn_free(c);
 	if (s) {
@@ -712,6 +850,7 @@ exit:
 		free(s->order);
 		free(s->act);
 		free(s->stalled);
+		free(s->ws);
 	}
 	free(s);
 	return ret;
@@ -721,7 +860,7 @@ exit:
 static int await_handoff(pgc_lazy_conn *c, const struct pgc_lazy_serve_opts *o)
 {
 	uint64_t deadline = o->handshake_timeout_ms < 0 ? 0 :
-			    now_ns() + (uint64_t)o->handshake_timeout_ms * 1000000;
+			    util_now_ns() + (uint64_t)o->handshake_timeout_ms * 1000000;
 	int ret;
 
 	for (;;) {

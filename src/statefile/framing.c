@@ -8,8 +8,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sf_internal.h"
@@ -181,4 +183,43 @@ exit:
 	if (close(fd) != 0 && !ret)
 		ret = errno == EINTR ? 0 : -errno;
 	return ret;
+}
+
+/*
+ * Create a new file for @name in @dirfd under a temporary name (written
+ * to @tmp), mode 0600: O_EXCL and O_NOFOLLOW, so nothing that exists is
+ * ever opened. Returns the fd or -errno.
+ */
+int sf_create_tmp(int dirfd, const char *name, char *tmp, size_t len)
+{
+	struct timespec ts;
+	int i, fd;
+
+	for (i = 0; i < 100; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		snprintf(tmp, len, ".%s.tmp-%d-%lx", name, (int)getpid(),
+			 (unsigned long)ts.tv_nsec ^ ((unsigned long)i << 20));
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd >= 0 ? fd : -errno;
+	}
+	return -EEXIST;
+}
+
+/* Move @tmp to @name in @dirfd: a new name only, unless @force. */
+int sf_install(int dirfd, const char *tmp, const char *name, bool force)
+{
+	/* rename() replaces the entry itself: a symlink there is never followed. */
+	if (force)
+		return renameat(dirfd, tmp, dirfd, name) ? -errno : 0;
+	if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* No RENAME_NOREPLACE here: link() never replaces either. */
+	if (linkat(dirfd, tmp, dirfd, name, 0) != 0)
+		return -errno;
+	unlinkat(dirfd, tmp, 0);
+	return 0;
 }

@@ -355,7 +355,6 @@ int sf_index_encode(const struct sf_tables *t, struct sf_buf *out)
 {
 	Pgckpt__PgcImgHead head = PGCKPT__PGC_IMG_HEAD__INIT;
 	Pgckpt__PgcImgMeta meta = PGCKPT__PGC_IMG_META__INIT;
-	Pgckpt__PgcImgTrailer trailer = PGCKPT__PGC_IMG_TRAILER__INIT;
 	size_t meta_at;
 	uint64_t size;
 	int ret;
@@ -408,8 +407,7 @@ int sf_index_encode(const struct sf_tables *t, struct sf_buf *out)
 	size = out->len + SF_TRAILER_BYTES;
 	meta.memfile_bytes = size;
 	protobuf_c_message_pack(&meta.base, out->p + meta_at + 4);
-	trailer.checksum = sf_checksum(out->p, out->len);
-	sf_buf_put_record(out, &trailer.base);
+	sf_trailer_put(out);
 	if (out->err)
 		return out->err;
 	return out->len == size ? 0 : -EOVERFLOW;
@@ -667,24 +665,24 @@ static int decode_blocks(struct sf_cursor *c, struct sf_block *blocks, size_t nb
 	return decode_table(c, &pgckpt__pgc_img_blocks__descriptor, nblocks, fill_blocks, blocks);
 }
 
-/* The checksum a valid memfile.img of @len bytes records in its trailer. */
-static uint64_t sf_trailer_checksum(const uint8_t *p, size_t len)
+int sf_trailer_put(struct sf_buf *b)
 {
-	uint64_t v = 0;
-	int i;
+	Pgckpt__PgcImgTrailer trailer = PGCKPT__PGC_IMG_TRAILER__INIT;
 
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | p[len - 8 + (size_t)i];
-	return v;
+	if (b->err)
+		return b->err;
+	trailer.checksum = sf_checksum(b->p, b->len);
+	return sf_buf_put_record(b, &trailer.base);
 }
 
-/* The trailer: 13 bytes at the very end, xxh64 of everything before it. */
-static int check_trailer(const uint8_t *p, size_t len)
+int sf_trailer_check(const uint8_t *p, size_t len, uint64_t *sum)
 {
 	const uint8_t *t = p + len - SF_TRAILER_BYTES;
 	Pgckpt__PgcImgTrailer *m;
 	int ret = 0;
 
+	if (len < SF_TRAILER_BYTES)
+		return -PGC_ETRUNCATED;
 	if (sf_get_u32(t) != SF_TRAILER_BYTES - 4)
 		return -PGC_ECORRUPT;
 	m = pgckpt__pgc_img_trailer__unpack(NULL, SF_TRAILER_BYTES - 4, t + 4);
@@ -692,6 +690,7 @@ static int check_trailer(const uint8_t *p, size_t len)
 		return -PGC_ECORRUPT;
 	if (m->checksum != sf_checksum(p, len - SF_TRAILER_BYTES))
 		ret = -PGC_ECHECKSUM;
+	*sum = m->checksum;
 	pgckpt__pgc_img_trailer__free_unpacked(m, NULL);
 	return ret;
 }
@@ -730,7 +729,7 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 	ret = -PGC_ECORRUPT;
 	if (m->memfile_bytes < len || len - c.pos < SF_TRAILER_BYTES)
 		goto exit;
-	ret = check_trailer(p, len);
+	ret = sf_trailer_check(p, len, &img->identity);
 	if (!ret)
 		ret = check_meta(m, len, version);
 	if (ret)
@@ -809,7 +808,6 @@ int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img)
 	img->hashes = hashes;
 	img->nhashes = t.nhashes;
 	img->depth = t.depth;
-	img->identity = sf_trailer_checksum(p, len);
 	segs = NULL;
 	runs = NULL;
 	blocks = NULL;

@@ -102,45 +102,6 @@ static int export_pages(const struct sf_image *img, int fd)
 
 #define EXPORT_PAGES_NAME "pages-1.img"
 
-/*
- * Create a new file for @name in @dirfd under a temporary name (written
- * to @tmp), mode 0600: O_EXCL and O_NOFOLLOW, so nothing that exists is
- * ever opened. Returns the fd or -errno.
- */
-static int create_tmp(int dirfd, const char *name, char *tmp, size_t len)
-{
-	struct timespec ts;
-	int i, fd;
-
-	for (i = 0; i < 100; i++) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		snprintf(tmp, len, ".%s.tmp-%d-%lx", name, (int)getpid(),
-			 (unsigned long)ts.tv_nsec ^ ((unsigned long)i << 20));
-		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			    0600);
-		if (fd >= 0 || errno != EEXIST)
-			return fd >= 0 ? fd : -errno;
-	}
-	return -EEXIST;
-}
-
-/* Move @tmp to @name in @dirfd: a new name only, unless @force. */
-static int install(int dirfd, const char *tmp, const char *name, bool force)
-{
-	/* rename() replaces the entry itself: a symlink there is never followed. */
-	if (force)
-		return renameat(dirfd, tmp, dirfd, name) ? -errno : 0;
-	if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -errno;
-	/* No RENAME_NOREPLACE here: link() never replaces either. */
-	if (linkat(dirfd, tmp, dirfd, name, 0) != 0)
-		return -errno;
-	unlinkat(dirfd, tmp, 0);
-	return 0;
-}
-
 /* -EEXIST if @name exists in @dirfd (as anything, a dangling symlink too). */
 static int check_absent(int dirfd, const char *name)
 {
@@ -161,7 +122,7 @@ static int export_tmp(const struct sf_image *img, int dirfd, char *tmp_map, char
 	ret = sf_pagemap_encode(img->runs, img->nruns, &buf);
 	if (ret)
 		goto exit;
-	fd = create_tmp(dirfd, SF_PAGEMAP_NAME, tmp_map, len);
+	fd = sf_create_tmp(dirfd, SF_PAGEMAP_NAME, tmp_map, len);
 	if (fd < 0) {
 		ret = fd;
 		goto exit;
@@ -173,7 +134,7 @@ static int export_tmp(const struct sf_image *img, int dirfd, char *tmp_map, char
 		ret = -errno;
 	if (ret)
 		goto exit;
-	fd = create_tmp(dirfd, EXPORT_PAGES_NAME, tmp_pages, len);
+	fd = sf_create_tmp(dirfd, EXPORT_PAGES_NAME, tmp_pages, len);
 	if (fd < 0) {
 		ret = fd;
 		goto exit;
@@ -222,10 +183,10 @@ int pgc_image_export_criu(const char *path, const char *dir, unsigned flags)
 	ret = export_tmp(img, dirfd, tmp_map, tmp_pages, sizeof(tmp_map));
 	/* The pages first: a pagemap never describes pages that are not there. */
 	if (!ret)
-		ret = install(dirfd, tmp_pages, EXPORT_PAGES_NAME, force);
+		ret = sf_install(dirfd, tmp_pages, EXPORT_PAGES_NAME, force);
 	if (!ret) {
 		tmp_pages[0] = '\0';
-		ret = install(dirfd, tmp_map, SF_PAGEMAP_NAME, force);
+		ret = sf_install(dirfd, tmp_map, SF_PAGEMAP_NAME, force);
 		if (ret)
 			unlinkat(dirfd, EXPORT_PAGES_NAME, 0);
 	}

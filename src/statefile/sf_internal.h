@@ -23,6 +23,8 @@
 #define SF_CRIU_PAGEMAP_MAGIC 0x56084025u
 /* Ours, second u32 of memfile.img: the bytes "PGCK" on disk. */
 #define SF_MEMFILE_MAGIC 0x4b434750u
+/* Second u32 of a working-set file: the bytes "PGWS" on disk. */
+#define SF_WS_MAGIC 0x53574750u
 
 /* CRIU pagemap entry flag: the pages are in the pages file. */
 #define SF_PE_PRESENT (1u << 2)
@@ -92,6 +94,20 @@ uint32_t sf_get_u32(const uint8_t *p);
  */
 int sf_cursor_record(struct sf_cursor *c, size_t max, const uint8_t **rec, size_t *rlen);
 
+/*
+ * sf_create_tmp - create a new file for @name in @dirfd under a temporary
+ * name (written to @tmp, @len bytes), mode 0600, O_EXCL | O_NOFOLLOW: nothing
+ * that exists is ever opened. Returns the fd or -errno.
+ */
+int sf_create_tmp(int dirfd, const char *name, char *tmp, size_t len);
+
+/*
+ * sf_install - move @tmp to @name in @dirfd: a new name only (-EEXIST),
+ * unless @force, which replaces the entry (a symlink is never followed).
+ * Returns 0 or -errno.
+ */
+int sf_install(int dirfd, const char *tmp, const char *name, bool force);
+
 /* sf_pwrite_all and sf_pread_all are declared in statefile.h (the loader uses them). */
 /* sf_write_file_at - create @name in @dirfd (O_EXCL unless @trunc), write @buf, fsync, close. 0 or -errno. */
 int sf_write_file_at(int dirfd, const char *name, const void *buf, size_t len, bool trunc);
@@ -151,6 +167,19 @@ int sf_index_peek(const uint8_t *p, size_t len, uint64_t size, uint32_t *version
  * tables, allocated here). Returns 0, -PGC_E*, or -ENOMEM.
  */
 int sf_index_decode(const uint8_t *p, size_t len, struct sf_image *img);
+
+/*
+ * sf_trailer_put - append the trailer record (SF_TRAILER_BYTES): the xxh64
+ * of every byte of @b so far. Returns 0 or @b's error.
+ */
+int sf_trailer_put(struct sf_buf *b);
+
+/*
+ * sf_trailer_check - check the trailer at the end of the @len bytes at @p
+ * and store its checksum in *@sum. Returns 0, -PGC_ETRUNCATED (too short
+ * for one), -PGC_ECORRUPT or -PGC_ECHECKSUM.
+ */
+int sf_trailer_check(const uint8_t *p, size_t len, uint64_t *sum);
 
 /* ---- reader.c ----------------------------------------------------------- */
 

@@ -122,7 +122,7 @@ struct sf_image {
 	int pages_fd;            /* pages.img, O_RDONLY (| O_DIRECT if asked) */
 	bool direct;             /* pages_fd was opened with O_DIRECT */
 	/* Version 2. */
-	uint64_t identity;       /* the xxh64 of memfile.img's trailer */
+	uint64_t identity;       /* the checksum memfile.img's trailer records: names this image */
 	uint32_t depth;          /* ancestors (0: standalone) */
 	char *parent_path;       /* depth > 0: as recorded, relative to the image's directory */
 	uint64_t parent_id;      /* depth > 0: the parent's identity */
@@ -304,5 +304,37 @@ int sf_writer_commit(struct sf_writer *w, const struct sf_meta *meta);
 
 /* sf_writer_abort - remove the temporary directory and free @w (may be NULL). */
 void sf_writer_abort(struct sf_writer *w);
+
+/* ---- working sets (ws.c) ---------------------------------------------- */
+
+/*
+ * sf_ws_write - write the working-set file @path: @n distinct block
+ * numbers (each < @nblocks) of the image whose id is @image_id, in order.
+ * Atomic: a new file in @path's directory, fsynced, renamed over @path
+ * (a symlink there is replaced, never followed), and the directory fsynced.
+ * Returns 0, -EINVAL (@n is 0, a block out of range or repeated), or
+ * -errno (-ENOSPC, -EIO, ...).
+ */
+int sf_ws_write(const char *path, uint64_t image_id, uint64_t nblocks,
+		const uint32_t *blocks, size_t n);
+
+/*
+ * sf_ws_decode - parse the working-set file in the @len bytes at @p for
+ * the image @image_id of @nblocks blocks; *@blocks (malloc'd) and *@n get
+ * its blocks in order. Never reads outside @p.
+ * Returns 0; -PGC_EFOREIGN (not a working-set file), -ESTALE (one of
+ * another image), -ENODATA (no block, or an empty file), -PGC_ECORRUPT, -PGC_ECHECKSUM,
+ * -PGC_ETRUNCATED, or -ENOMEM.
+ */
+int sf_ws_decode(const uint8_t *p, size_t len, uint64_t image_id, uint64_t nblocks,
+		 uint32_t **blocks, size_t *n);
+
+/*
+ * sf_ws_read - read and sf_ws_decode the regular file @path (never
+ * blocking on a FIFO or device). Returns as sf_ws_decode, or -errno
+ * (-ENOENT, -EACCES, -EISDIR; -EINVAL for a file that is not regular).
+ */
+int sf_ws_read(const char *path, uint64_t image_id, uint64_t nblocks,
+	       uint32_t **blocks, size_t *n);
 
 #endif /* PGC_STATEFILE_H */

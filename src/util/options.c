@@ -60,14 +60,14 @@ static const struct opt_desc opts[OPT_COUNT] = {
 		.def = 128, .min = 1, .max = 4096,
 		.doc = "reads in flight; 0: the default",
 	},
-	[OPT_LAZY_FAULT_CHUNK] = {
-		.name = "lazy.fault_chunk", .field = "pgc_lazy_serve_opts.fault_chunk",
-		.flag = "--fault-chunk",
+	[OPT_LAZY_FAULT_BYTES] = {
+		.name = "lazy.fault_bytes", .field = "pgc_lazy_serve_opts.fault_bytes",
+		.flag = "--fault-bytes",
 		.def = 64 * KiB, .min = 4 * KiB, .max = 4 * MiB, .bytes = true,
 		.doc = "bytes served around a fault, a power of two",
 	},
-	[OPT_LAZY_PUSH_CHUNK] = {
-		.name = "lazy.push_chunk", .field = "pgc_lazy_serve_opts.push_chunk",
+	[OPT_LAZY_PUSH_BYTES] = {
+		.name = "lazy.push_bytes", .field = "pgc_lazy_serve_opts.push_bytes",
 		.def = 1 * MiB, .min = 4 * KiB, .max = 4 * MiB, .bytes = true,
 		.doc = "bytes per background push step, a power of two",
 	},
@@ -95,6 +95,11 @@ static const struct hook_desc hooks[HOOK_COUNT] = {
 		.env = "PGCKPT_LOADER_NO_PWRITE",
 		.doc = "set (any value): the loader decodes into the mapping, as for hugetlbfs, "
 		       "instead of pwrite",
+	},
+	[HOOK_LOADER_SLOW_BLOCK0_MS] = {
+		.env = "PGCKPT_LOADER_SLOW_BLOCK0_MS",
+		.doc = "N (1..60000): a decode worker sleeps N ms before decoding a read "
+		       "that starts at block 0 (tests of the fault path)",
 	},
 };
 

@@ -25,8 +25,8 @@ enum opt_id {
 	OPT_LOAD_MAX_READ,
 	OPT_LOAD_MAX_IOVECS,
 	OPT_LOAD_MAX_INFLIGHT,
-	OPT_LAZY_FAULT_CHUNK,
-	OPT_LAZY_PUSH_CHUNK,
+	OPT_LAZY_FAULT_BYTES,
+	OPT_LAZY_PUSH_BYTES,
 	OPT_LAZY_ACCEPT_TIMEOUT_MS,
 	OPT_LAZY_HANDSHAKE_TIMEOUT_MS,
 	OPT_COUNT
@@ -68,6 +68,7 @@ int64_t opt_env_int(enum opt_id id);
 enum hook_id {
 	HOOK_FAULT_AIO,         /* $PGCKPT_FAULT_AIO: fail the Nth aio completion */
 	HOOK_LOADER_NO_PWRITE,  /* $PGCKPT_LOADER_NO_PWRITE: loader decodes into the mapping */
+	HOOK_LOADER_SLOW_BLOCK0_MS, /* $PGCKPT_LOADER_SLOW_BLOCK0_MS: block 0 decodes late */
 	HOOK_COUNT
 };
 

@@ -8,7 +8,9 @@
 # uffd, regions outside the image and a silent peer, then still serves a
 # good consumer; several consumers at once; --once, --timeout, SIGTERM (the
 # socket file is removed; a consumer being served finishes first, unless a
-# second signal comes) and usage errors. Every wait is bounded.
+# second signal comes) and usage errors; a working set recorded by one
+# server is placed first by the next, and one of another image, truncated,
+# damaged or empty is ignored with one warning. Every wait is bounded.
 
 load helpers
 
@@ -312,13 +314,53 @@ EOF
 @test "lazy: naive one-page-per-fault mode serves byte-exact" {
 	mkmem mem 8M --seed 5
 	pgckpt save mem img
-	start_server img --once --timeout 10 --no-push --fault-chunk 4K
+	start_server img --once --timeout 10 --no-push --fault-bytes 4K
 	run consumer -n 100 -v mem
 	assert_success
 	assert_output --partial 'verified=yes'
 	wait_server
 	[ "$SRV_STATUS" = 0 ]
 	grep -q 'consumer 1: done: 8.0 MiB in 1 region(s), .* 0 B pushed' server.log
+}
+
+@test "lazy: a working set recorded by one server is placed first by the next; bad ones are ignored" {
+	mkmem mem 16M --seed 21
+	pgckpt save mem img
+	mkmem other 16M --seed 22
+	pgckpt save other img2
+	# No push: every page the consumer reads is demanded, so recorded.
+	start_server img --once --timeout 10 --no-push --record-working-set ws
+	run consumer -n 50 -v mem
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	[ -s ws ]
+	! grep -q 'working set' server.log
+	start_server img --once --timeout 10 --working-set ws
+	run consumer -n 50 -v mem
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	! grep -q 'ignored' server.log
+	grep -qE 'pushed \([1-9][0-9.]* [KM]iB from the working set\)' server.log ||
+		{ cat server.log; fail "nothing placed from the working set"; }
+	# Another image's, a truncated, a damaged and an empty one: one warning, then served.
+	head -c 20 ws >ws.short
+	cp ws ws.bad && printf '\xff' | dd of=ws.bad bs=1 seek=$(($(stat -c %s ws) - 14)) conv=notrunc 2>/dev/null
+	: >ws.empty
+	for w in ws:img2:another ws.short:img:truncated ws.bad:img:damaged ws.empty:img:empty; do
+		IFS=: read -r f im why <<<"$w"
+		start_server "$im" --once --timeout 10 --working-set "$f" --fault-chunk 64K
+		run consumer -n 20 -v "$([ "$im" = img ] && echo mem || echo other)"
+		assert_success
+		assert_output --partial 'verified=yes'
+		wait_server
+		[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS ($f)"; }
+		[ "$(grep -c "working set ignored" server.log)" = 1 ] || { cat server.log; fail "$f"; }
+		grep -qi "$f: working set ignored: .*$why" server.log || { cat server.log; fail "$f: $why"; }
+	done
 }
 
 @test "lazy: --timeout with no consumer exits 2 and removes the socket" {
@@ -343,7 +385,7 @@ EOF
 	assert_failure 1
 	run pgckpt restore --background --listen s.sock --timeout -1 img
 	assert_failure 1
-	run pgckpt restore --background --listen s.sock --fault-chunk 3K img
+	run pgckpt restore --background --listen s.sock --fault-bytes 3K img
 	assert_failure 1
 	run pgckpt restore --background --listen s.sock nosuch
 	assert_failure 2

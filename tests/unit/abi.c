@@ -58,12 +58,12 @@ static void test_sizes_pinned(void)
 	PIN(pgc_memfile_opts, 96, 32, 64);
 	PIN(pgc_alloc_opts, 96, 32, 64);
 	PIN(pgc_save_opts, 120, 64, 56);       /* parent took 1 word */
-	PIN(pgc_load_opts, 128, 64, 64);
+	PIN(pgc_load_opts, 128, 80, 48);       /* working_set, record_working_set took 2 words */
 	PIN(pgc_lazy_serve_opts, 96, 48, 48);  /* allow_uids, nallow_uids took 2 words */
 	PIN(pgc_accounting, 120, 56, 64);
-	PIN(pgc_load_stats, 128, 64, 64);
+	PIN(pgc_load_stats, 128, 88, 40);      /* working_set_blocks, _error, demand_decodes took 3 words */
 	PIN(pgc_image_info, 128, 72, 56);      /* depth took 1 word */
-	PIN(pgc_lazy_stats, 168, 112, 56);     /* forks took 1 word */
+	PIN(pgc_lazy_stats, 168, 120, 48);     /* forks, bytes_prefetched took 1 word each */
 #undef PIN
 	CHECK_EQ(sizeof(pgc_range), 16);
 	CHECK_EQ(sizeof(struct pgc_lazy_region), 24);

@@ -74,7 +74,6 @@ struct waiter {
 	int bad;          /* wrong bytes returned */
 	int errors;       /* waits that failed */
 	int last_err;
-	int final_err;    /* the error of the final wait on everything */
 };
 
 static atomic_int done_calls;
@@ -100,8 +99,16 @@ static void *waiter_main(void *arg)
 	struct iovec iov[4];
 	int i, k, n;
 
+	/*
+	 * Waiters decode unstarted blocks themselves (demand decodes), which
+	 * never go through the aio queue. They stay in the second half of the
+	 * file, so that the fill's first reads, one of which fails, are
+	 * always made: four fast waiters could otherwise take every block
+	 * before the loader thread issues a read at all.
+	 */
 	for (i = 0; i < 100; i++) {
-		uint64_t a = rng_next(&w->rng) % pages, len = 1 + rng_next(&w->rng) % 32;
+		uint64_t a = pages / 2 + rng_next(&w->rng) % (pages / 2);
+		uint64_t len = 1 + rng_next(&w->rng) % 32;
 		pgc_range r = { whole.start + a * PAGE, whole.start + (a + len) * PAGE };
 		uint64_t off = r.start;
 
@@ -119,9 +126,6 @@ static void *waiter_main(void *arg)
 			off += iov[k].iov_len;
 		}
 	}
-	/* Every byte: the failed read's bytes never arrive, so this must fail. */
-	n = pgc_map_internal(w->mf, whole, PGC_ACCESS_READ, iov, 4);
-	w->final_err = n < 0 ? n : 0;
 	return NULL;
 }
 
@@ -160,10 +164,14 @@ static void bg_read_error_case(enum pgc_compress c, unsigned nth)
 	for (i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
 		CHECK_EQ(w[i].bad, 0);
-		CHECK_EQ(w[i].final_err, -EIO);
 		if (w[i].errors)
 			CHECK_EQ(w[i].last_err, -EIO);
 	}
+	/*
+	 * The fill reaches the failing read in the first half (no waiter
+	 * takes a block there), so the load fails; the failed read's bytes
+	 * never arrive, so a wait for every byte fails too (below).
+	 */
 	CHECK_EQ(pgc_load_await(mf), -EIO);
 	CHECK_EQ(pgc_load_await(mf), -EIO);
 	CHECK_EQ(pgc_load_stats(mf, &st), 0);

@@ -4,6 +4,10 @@
  * parser (good, bad, truncated and mutated input); a consumer that
  * attaches to a server restoring in the background reads a far page
  * before the load is done, random pages, then everything, byte-exact;
+ * a fault is served at once while the push (or another session sharing
+ * the MemoryFile) waits for a block that decodes slowly; a recorded
+ * working set is placed before it is asked for, and a consumer touching
+ * pages inside and outside it reads every byte right;
  * MADV_DONTNEED'd pages come back as zeros; bad handoffs are refused; a
  * consumer that dies mid-way ends the session cleanly; the most regions a
  * handoff may carry fit its size limit; a consumer that forks with
@@ -34,14 +38,6 @@
 
 static uint64_t seed;
 static pgc_range whole;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static void make_image(const char *path, uint64_t len)
 {
@@ -338,10 +334,10 @@ static void test_lazy_restore(void)
 		goto unmap;
 	}
 	/* A page near the end, long before the loader would get there. */
-	t = now_ns();
+	t = test_now_ns();
 	CHECK_EQ(memgen_check(seed, whole.start + SIZE - 3 * PAGE, mem + SIZE - 3 * PAGE, PAGE),
 		 UINT64_MAX);
-	first = now_ns() - t;
+	first = test_now_ns() - t;
 	CHECK_EQ(pgc_load_stats(mf, &ls), 0);
 	printf("  first access %.3f ms, with %llu of %llu bytes loaded\n", first / 1e6,
 	       (unsigned long long)ls.bytes_loaded, (unsigned long long)ls.bytes_total);
@@ -349,10 +345,10 @@ static void test_lazy_restore(void)
 	for (i = 0; i < 256; i++) {
 		uint64_t p = test_rand_below(pages);
 
-		t = now_ns();
+		t = test_now_ns();
 		if (memgen_check(seed, whole.start + p * PAGE, mem + p * PAGE, PAGE) != UINT64_MAX)
 			bad++;
-		lat[i] = now_ns() - t;
+		lat[i] = test_now_ns() - t;
 	}
 	qsort(lat, 256, sizeof(lat[0]), cmp_u64);
 	printf("  random access p50 %.1f us, p99 %.1f us\n", lat[128] / 1e3, lat[253] / 1e3);
@@ -378,6 +374,153 @@ unmap:
 	pgc_memfile_destroy(mf);
 }
 
+#define SLOW_MS 1500   /* $PGCKPT_LOADER_SLOW_BLOCK0_MS: block 0 decodes this late */
+
+/* A background load whose block 0 takes SLOW_MS to decode. */
+static pgc_memfile *load_slow_block0(void)
+{
+	pgc_memfile *mf;
+
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	mf = load_bg("img", 4);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	return mf;
+}
+
+/* Touch one page at @off of @mem (offset @base in the file); returns the ns it took. */
+static uint64_t touch_ns(unsigned char *mem, uint64_t off, uint64_t base)
+{
+	uint64_t t = test_now_ns();
+
+	CHECK_EQ(memgen_check(seed, base + off, mem + off, PAGE), UINT64_MAX);
+	return test_now_ns() - t;
+}
+
+/*
+ * The push starts at block 0, which takes SLOW_MS to decode: a fault far
+ * from it is served at once, not behind the push.
+ */
+static void test_fault_during_push(void)
+{
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg;
+	unsigned char *mem;
+	uint64_t dt;
+	pgc_memfile *mf;
+	int uffd;
+
+	mf = load_slow_block0();
+	pgc_lazy_serve_opts_init(&sv.o);
+	server_start(&sv, mf);
+	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	if (uffd >= 0) {
+		usleep(100 * 1000);   /* the push is at block 0 by now */
+		dt = touch_ns(mem, SIZE - 5 * PAGE, whole.start);
+		printf("  fault during a push stuck on a slow block: %.1f ms\n", dt / 1e6);
+		CHECK(dt < (uint64_t)SLOW_MS * 1000000 / 3);
+		CHECK_EQ(memgen_check(seed, whole.start, mem, SIZE), UINT64_MAX);
+		close(uffd);
+	}
+	server_join(&sv);
+	CHECK_EQ(sv.ret, 0);
+	munmap(mem, SIZE);
+	pgc_memfile_destroy(mf);
+}
+
+/*
+ * One lazy session of a load of "img" (recording or replaying @ws): the
+ * consumer touches the @n @pages (offsets), then every page, every byte
+ * checked. A recording session does not push: every page read is demanded.
+ */
+static void ws_session(const char *ws, bool record, const uint64_t *pages, size_t n,
+		       struct pgc_lazy_stats *st)
+{
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg;
+	struct pgc_load_opts lo;
+	unsigned char *mem;
+	pgc_memfile *mf = memgen_memfile();
+	int uffd;
+	size_t i;
+
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.working_set = record ? NULL : ws;
+	lo.record_working_set = record;
+	CHECK_EQ(pgc_load(mf, "img", &lo), 0);
+	pgc_lazy_serve_opts_init(&sv.o);
+	sv.o.no_push = record;   /* recording: every page read is a fault, so a demand */
+	server_start(&sv, mf);
+	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	for (i = 0; uffd >= 0 && i < n; i++)
+		CHECK_EQ(memgen_check(seed, whole.start + pages[i], mem + pages[i], PAGE),
+			 UINT64_MAX);
+	if (uffd >= 0)
+		CHECK_EQ(memgen_check(seed, whole.start, mem, SIZE), UINT64_MAX);
+	server_join(&sv);   /* every page is placed now */
+	CHECK_EQ(sv.ret, 0);
+	if (uffd >= 0)
+		close(uffd);
+	*st = sv.st;
+	if (record)
+		CHECK_EQ(pgc_load_ws_write(mf, ws), 0);
+	munmap(mem, SIZE);
+	pgc_memfile_destroy(mf);
+}
+
+/* The working set "ws" of "img" begins with the blocks of @pages, in order. */
+static void ws_check_order(const uint64_t *pages, size_t n)
+{
+	pgc_memfile *mf = memgen_memfile();
+	struct pgc_load_opts lo;
+	pgc_range r[8];
+	size_t i;
+
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.working_set = "ws";
+	CHECK_EQ(pgc_load(mf, "img", &lo), 0);
+	CHECK(pgc_load_working_set(mf, r, 8) >= (int)n);
+	for (i = 0; i < n && i < 8; i++)
+		CHECK(r[i].start <= whole.start + pages[i] && whole.start + pages[i] < r[i].end);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+}
+
+/*
+ * Record a working set of far-apart pages through a lazy session, then
+ * replay it: its pages are placed before they are asked for, and a
+ * consumer touching pages inside and outside it reads every byte right.
+ */
+static void test_working_set(void)
+{
+	uint64_t in[6], mixed[12];
+	struct pgc_lazy_stats st;
+	size_t i;
+
+	for (i = 0; i < 6; i++)
+		in[i] = (SIZE / 6) * i + test_rand_below(SIZE / 6 / PAGE) * PAGE;
+	ws_session("ws", true, in, 6, &st);
+	CHECK_EQ(st.bytes_prefetched, 0);
+	ws_check_order(in, 6);
+	for (i = 0; i < 12; i++)
+		mixed[i] = i % 2 ? in[i / 2] : test_rand_below(SIZE / PAGE) * PAGE;
+	ws_session("ws", false, mixed, 12, &st);
+	printf("  working set: %.1f MiB placed before any fault asked\n",
+	       st.bytes_prefetched / (double)MIB);
+	CHECK(st.bytes_prefetched > 0);
+	CHECK_EQ(st.bytes_copied + st.bytes_zeroed, SIZE);
+	unlink("ws");
+}
+
 /* Faults only, one page at a time; removed pages come back as zeros. */
 static void test_naive_and_remove(void)
 {
@@ -392,7 +535,7 @@ static void test_naive_and_remove(void)
 	mf = load_bg("img", 8);
 	pgc_lazy_serve_opts_init(&sv.o);
 	sv.o.no_push = true;
-	sv.o.fault_chunk = PAGE;
+	sv.o.fault_bytes = PAGE;
 	server_start(&sv, mf);
 	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(mem != MAP_FAILED);
@@ -500,6 +643,72 @@ static void test_two_consumers(void)
 	for (i = 0; i < 2; i++) {
 		CHECK_EQ(sv[i].ret, 0);
 		CHECK_EQ(sv[i].st.bytes_copied + sv[i].st.bytes_zeroed, SIZE);
+		if (uffd[i] >= 0)
+			close(uffd[i]);
+		munmap(mem[i], SIZE);
+	}
+	pgc_memfile_destroy(mf);
+}
+
+struct toucher {
+	unsigned char *mem;
+	uint64_t off, ns;
+};
+
+static void *toucher_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	t->ns = touch_ns(t->mem, t->off, whole.start);
+	return NULL;
+}
+
+/*
+ * Fairness between two sessions of one MemoryFile: while one consumer's
+ * fault waits for the slow block 0, the other's far fault is served at once.
+ */
+static void test_sessions_fair(void)
+{
+	struct server sv[2] = { { 0 }, { 0 } };
+	struct pgc_lazy_region reg;
+	struct toucher slow;
+	unsigned char *mem[2];
+	pthread_t t;
+	uint64_t dt = 0;
+	pgc_memfile *mf;
+	int uffd[2], i;
+
+	mf = load_slow_block0();
+	pgc_lazy_serve_opts_init(&sv[0].o);
+	sv[0].o.no_push = true;   /* only the consumers' faults reach the loader */
+	server_start(&sv[0], mf);
+	sv[1].o = sv[0].o;
+	sv[1].mf = mf;
+	sv[1].lfd = sv[0].lfd;
+	CHECK_EQ(pthread_create(&sv[1].t, NULL, server_main, &sv[1]), 0);
+	for (i = 0; i < 2; i++) {
+		mem[i] = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mem[i] != MAP_FAILED);
+		reg = (struct pgc_lazy_region){ mem[i], SIZE, whole.start };
+		uffd[i] = pgc_lazy_attach(SOCK, &reg, 1);
+		CHECK(uffd[i] >= 0);
+	}
+	if (uffd[0] >= 0 && uffd[1] >= 0) {
+		slow = (struct toucher){ mem[0], 3 * PAGE, 0 };
+		CHECK_EQ(pthread_create(&t, NULL, toucher_main, &slow), 0);
+		usleep(100 * 1000);   /* consumer 0 waits for block 0 */
+		dt = touch_ns(mem[1], SIZE - 7 * PAGE, whole.start);
+		pthread_join(t, NULL);
+		printf("  far fault %.1f ms while the other session waits %.1f ms\n", dt / 1e6,
+		       slow.ns / 1e6);
+		CHECK(dt < (uint64_t)SLOW_MS * 1000000 / 3);
+		for (i = 0; i < 2; i++)
+			CHECK_EQ(memgen_check(seed, whole.start, mem[i], SIZE), UINT64_MAX);
+	}
+	pthread_join(sv[1].t, NULL);
+	server_join(&sv[0]);
+	for (i = 0; i < 2; i++) {
+		CHECK_EQ(sv[i].ret, 0);
 		if (uffd[i] >= 0)
 			close(uffd[i]);
 		munmap(mem[i], SIZE);
@@ -874,9 +1083,12 @@ int main(int argc, char **argv)
 	}
 	make_image("img", SIZE);
 	TEST_RUN(test_lazy_restore);
+	TEST_RUN(test_fault_during_push);
+	TEST_RUN(test_working_set);
 	TEST_RUN(test_naive_and_remove);
 	TEST_RUN(test_two_regions_early_close);
 	TEST_RUN(test_two_consumers);
+	TEST_RUN(test_sessions_fair);
 	TEST_RUN(test_bad_handoff);
 	TEST_RUN(test_consumer_dies);
 	TEST_RUN(test_peer_check);

@@ -5,7 +5,8 @@
  * see exactly the saved contents; waits are counted, jump the fill's
  * queue and take turns (a huge wait does not starve small ones); once
  * loaded, waiting takes no lock; pgc_load_wait serves users of the raw
- * fd; decref and decommit cancel unstarted loads (and decommit waits for
+ * fd; PGC_ACCESS_NOWAIT maps only what is loaded; a waiter decodes an
+ * unstarted block itself rather than queue behind the fill; decref and decommit cancel unstarted loads (and decommit waits for
  * started ones); cancelled pages of neighbouring blocks read raw into the
  * mapping keep apart; a damaged block fails every waiter and every later
  * wait with the error, and nothing hangs; save during a background load
@@ -402,6 +403,80 @@ static void test_load_wait(void)
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+/*
+ * PGC_ACCESS_NOWAIT maps only what is loaded: block 0 (decoded 500 ms
+ * late by the test hook) is -EAGAIN at once, queues nothing and counts
+ * no wait; once waited for, it maps.
+ */
+static void test_map_nowait(void)
+{
+	struct pgc_load_stats st;
+	pgc_range first = { whole.start, whole.start + PAGE };
+	struct iovec iov;
+	pgc_memfile *mf;
+	uint64_t t;
+	int ret;
+
+	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "500", 1);
+	mf = load_bg("img", 4, &ret);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(ret, 0);
+	/* The first stored page (holes and zero pages are never pending). */
+	t = test_now_ns();
+	while (first.end <= whole.start + 2 * MIB &&
+	       pgc_map_internal(mf, first, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1) == 1) {
+		first.start += PAGE;
+		first.end += PAGE;
+	}
+	CHECK_EQ(pgc_map_internal(mf, first, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1),
+		 -EAGAIN);
+	CHECK(test_now_ns() - t < 250000000ULL);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.waits, 0);
+	CHECK_EQ(pgc_load_wait(mf, first), 0);
+	CHECK_EQ(pgc_map_internal(mf, first, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, first.start, iov.iov_base, PAGE), UINT64_MAX);
+	CHECK_EQ(pgc_map_internal(mf, first, PGC_ACCESS_READ | 16, &iov, 1), -EINVAL);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+/*
+ * A demand for a block not loaded yet is decoded at once by the waiter
+ * itself: with one decode worker stuck 1.5 s on block 0 (test hook), a
+ * wait for the last MiB is not queued behind it.
+ */
+static void test_wait_decodes_itself(void)
+{
+	struct pgc_load_stats st;
+	pgc_range last;
+	pgc_memfile *mf;
+	uint64_t t;
+	int ret;
+
+	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
+	/* The last MiB: some of it is stored (a single page may be a hole). */
+	last = (pgc_range){ whole.end - MIB, whole.end };
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(ret, 0);
+	usleep(50 * 1000);   /* the fill's first read (block 0) holds the only worker */
+	t = test_now_ns();
+	CHECK_EQ(pgc_load_wait(mf, last), 0);
+	t = test_now_ns() - t;
+	printf("  wait for the last MiB behind a stuck worker: %.1f ms\n", t / 1e6);
+	CHECK(t < 500000000ULL);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK(st.demand_decodes >= 1);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
 static int segment_committed_fn(void *arg, const struct pgc_segment *seg)
 {
 	const pgc_range *r = arg;
@@ -624,6 +699,8 @@ int main(int argc, char **argv)
 	TEST_RUN(test_wait_round_robin);
 	TEST_RUN(test_fast_path_lock_free);
 	TEST_RUN(test_load_wait);
+	TEST_RUN(test_map_nowait);
+	TEST_RUN(test_wait_decodes_itself);
 	TEST_RUN(test_decref_cancels);
 	TEST_RUN(test_decommit_during_load);
 	TEST_RUN(test_cancel_neighbour_blocks);

@@ -87,7 +87,7 @@ static void test_table_sane(void)
 	/* Bounds that are the image format's own. */
 	CHECK_EQ(opt_max(OPT_SAVE_BLOCK_SIZE), SF_MAX_BLOCK);
 	CHECK_EQ(opt_min(OPT_SAVE_BLOCK_SIZE), PGC_PAGE_SIZE);
-	CHECK_EQ(opt_min(OPT_LAZY_FAULT_CHUNK), PGC_PAGE_SIZE);
+	CHECK_EQ(opt_min(OPT_LAZY_FAULT_BYTES), PGC_PAGE_SIZE);
 }
 
 static void test_inits_read_table(void)
@@ -106,8 +106,8 @@ static void test_inits_read_table(void)
 	CHECK_EQ(lo.max_inflight, opt_default(OPT_LOAD_MAX_INFLIGHT));
 	CHECK_EQ(lo.jobs, opt_default(OPT_JOBS));
 	pgc_lazy_serve_opts_init(&zo);
-	CHECK_EQ(zo.fault_chunk, opt_default(OPT_LAZY_FAULT_CHUNK));
-	CHECK_EQ(zo.push_chunk, opt_default(OPT_LAZY_PUSH_CHUNK));
+	CHECK_EQ(zo.fault_bytes, opt_default(OPT_LAZY_FAULT_BYTES));
+	CHECK_EQ(zo.push_bytes, opt_default(OPT_LAZY_PUSH_BYTES));
 	CHECK_EQ(zo.accept_timeout_ms, opt_default(OPT_LAZY_ACCEPT_TIMEOUT_MS));
 	CHECK_EQ(zo.handshake_timeout_ms, opt_default(OPT_LAZY_HANDSHAKE_TIMEOUT_MS));
 	CHECK_EQ(engine_jobs(1000), opt_max(OPT_JOBS));

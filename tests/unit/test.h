@@ -39,6 +39,15 @@ static inline uint64_t test_rand(void)
 /* Uniform in [0, n). */
 static inline uint64_t test_rand_below(uint64_t n) { return n ? test_rand() % n : 0; }
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t test_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 static inline void test_fill_random(void *buf, size_t len)
 {
 	unsigned char *p = buf;

@@ -70,7 +70,7 @@ static void test_thread_create(void)
 	pthread_sigmask(SIG_SETMASK, &now, NULL);
 }
 
-static void test_now_ns(void)
+static void test_util_now_ns(void)
 {
 	struct timespec ms2 = { 0, 2000000 };
 	uint64_t a, b;
@@ -130,7 +130,7 @@ int main(int argc, char **argv)
 	test_init(argc, argv);
 	TEST_RUN(test_page_is_zero);
 	TEST_RUN(test_thread_create);
-	TEST_RUN(test_now_ns);
+	TEST_RUN(test_util_now_ns);
 	TEST_RUN(test_populate_write);
 	return test_done();
 }

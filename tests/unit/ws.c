@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ws.c - unit tests of working sets: the file round-trips and is bound to
+ * its image; one of another image, damaged anywhere, truncated anywhere,
+ * empty, a FIFO or a directory is refused with its own error (and a load
+ * given one ignores it and says why); a recorded working set holds the
+ * blocks in the order they were first demanded (pushes with
+ * PGC_ACCESS_NOWAIT do not count) and a load replaying it reads them
+ * first and hands them to a lazy server as ranges.
+ */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "memgen.h"
+#include "pgckpt.h"
+#include "statefile/statefile.h"
+#include "test.h"
+
+#define PAGE PGC_PAGE_SIZE
+#define MIB (1ULL << 20)
+
+static uint64_t seed;
+static pgc_range whole;
+
+/* Save @len bytes of generated contents (1 MiB blocks) as @path. */
+static void make_image(const char *path, uint64_t len, uint64_t s)
+{
+	pgc_memfile *mf = memgen_memfile();
+	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
+
+	CHECK_EQ(pgc_allocate(mf, len, &o, &whole), 0);
+	CHECK_EQ(memgen_fill(mf, s, whole), 0);
+	CHECK_EQ(pgc_save(mf, path, NULL), 0);
+	pgc_memfile_destroy(mf);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *p;
+	int fd = open(path, O_RDONLY);
+
+	CHECK(fd >= 0);
+	CHECK_EQ(fstat(fd, &st), 0);
+	p = malloc((size_t)st.st_size + 1);
+	CHECK(p != NULL);
+	CHECK_EQ(read(fd, p, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+static void spit(const char *path, const uint8_t *p, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	CHECK(fd >= 0);
+	CHECK_EQ(write(fd, p, len), (ssize_t)len);
+	close(fd);
+}
+
+/* Round trip; another image's id, damage and truncation anywhere, emptiness. */
+static void test_file(void)
+{
+	uint32_t blocks[] = { 7, 0, 3, 99, 12 }, *got;
+	size_t n, len, i;
+	uint8_t *p;
+
+	CHECK_EQ(sf_ws_write("ws", 42, 100, blocks, 5), 0);
+	CHECK_EQ(sf_ws_read("ws", 42, 100, &got, &n), 0);
+	CHECK_EQ(n, 5);
+	for (i = 0; got && i < 5; i++)
+		CHECK_EQ(got[i], blocks[i]);
+	free(got);
+	CHECK_EQ(sf_ws_read("ws", 43, 100, &got, &n), -ESTALE);
+	CHECK_EQ(sf_ws_read("ws", 42, 101, &got, &n), -ESTALE);
+	CHECK(got == NULL && n == 0);
+	/* Replaced atomically: a second write wins whole. */
+	CHECK_EQ(sf_ws_write("ws", 42, 100, blocks + 1, 2), 0);
+	CHECK_EQ(sf_ws_read("ws", 42, 100, &got, &n), 0);
+	CHECK_EQ(n, 2);
+	free(got);
+	CHECK_EQ(sf_ws_write("ws", 42, 100, blocks, 0), -EINVAL);
+	blocks[1] = 7;   /* repeated */
+	CHECK_EQ(sf_ws_write("ws2", 42, 100, blocks, 5), -EINVAL);
+	blocks[1] = 100; /* out of range */
+	CHECK_EQ(sf_ws_write("ws2", 42, 100, blocks, 5), -EINVAL);
+	CHECK_EQ(access("ws2", F_OK), -1);
+
+	p = slurp("ws", &len);
+	for (i = 0; i < len; i++) {
+		int ret;
+
+		p[i] ^= 0x20;
+		ret = sf_ws_decode(p, len, 42, 100, &got, &n);
+		CHECK(ret != 0);
+		CHECK(got == NULL);
+		p[i] ^= 0x20;
+		ret = sf_ws_decode(p, i, 42, 100, &got, &n);
+		CHECK(ret == -PGC_ETRUNCATED || ret == -PGC_ECORRUPT || ret == -PGC_ECHECKSUM ||
+		      ret == -ENODATA);
+	}
+	CHECK_EQ(sf_ws_decode(p, len, 42, 100, &got, &n), 0);
+	free(got);
+	p[5] ^= 1;
+	CHECK_EQ(sf_ws_decode(p, len, 42, 100, &got, &n), -PGC_EFOREIGN);
+	free(p);
+	spit("empty", (const uint8_t *)"", 0);
+	CHECK_EQ(sf_ws_read("empty", 42, 100, &got, &n), -ENODATA);
+	CHECK_EQ(mkfifo("fifo", 0600), 0);
+	CHECK_EQ(sf_ws_read("fifo", 42, 100, &got, &n), -EINVAL);   /* and does not block */
+	CHECK_EQ(sf_ws_read(".", 42, 100, &got, &n), -EISDIR);
+	CHECK_EQ(sf_ws_read("missing", 42, 100, &got, &n), -ENOENT);
+	CHECK_EQ(system("rm -f ws empty fifo"), 0);
+}
+
+static pgc_memfile *load(const char *img, const char *ws, bool record)
+{
+	pgc_memfile *mf = memgen_memfile();
+	struct pgc_load_opts lo;
+
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.working_set = ws;
+	lo.record_working_set = record;
+	CHECK_EQ(pgc_load(mf, img, &lo), 0);
+	return mf;
+}
+
+static pgc_range mib(uint64_t i)
+{
+	return (pgc_range){ whole.start + i * MIB, whole.start + (i + 1) * MIB };
+}
+
+/* Record waits in order (NOWAIT maps do not count), then replay them. */
+static void test_record_replay(void)
+{
+	static const uint64_t order[] = { 20, 3, 17, 9 };
+	pgc_range r[8];
+	struct pgc_load_stats st;
+	struct iovec iov;
+	pgc_memfile *mf;
+	size_t i;
+
+	make_image("img", 24 * MIB, seed);
+	make_image("other", 24 * MIB, seed + 1);
+	mf = load("img", NULL, true);
+	CHECK_EQ(pgc_load_ws_write(mf, "ws"), -ENODATA);
+	for (i = 0; i < 4; i++) {
+		CHECK_EQ(pgc_load_wait(mf, (pgc_range){ mib(order[i]).start + PAGE,
+							mib(order[i]).start + 2 * PAGE }), 0);
+		if (i == 1) {
+			/* Again: not recorded twice. */
+			CHECK_EQ(pgc_load_wait(mf, (pgc_range){ mib(20).start + PAGE,
+								mib(20).start + 2 * PAGE }), 0);
+			(void)pgc_map_internal(mf, mib(5), PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1);
+		}
+	}
+	CHECK_EQ(pgc_load_ws_write(mf, "ws"), 0);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+
+	/* Not recording: nothing to write. */
+	mf = load("img", NULL, false);
+	CHECK_EQ(pgc_load_ws_write(mf, "ws2"), -EINVAL);
+	CHECK_EQ(pgc_load_working_set(mf, r, 8), 0);
+	pgc_memfile_destroy(mf);
+
+	mf = load("img", "ws", false);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.working_set_error, 0);
+	CHECK_EQ(st.working_set_blocks, 4);
+	CHECK_EQ(pgc_load_working_set(mf, r, 8), 4);
+	/* Each range is the block that held the page demanded, in order. */
+	for (i = 0; i < 4; i++) {
+		CHECK(r[i].start <= mib(order[i]).start + PAGE);
+		CHECK(r[i].end >= mib(order[i]).start + 2 * PAGE);
+	}
+	CHECK_EQ(pgc_load_working_set(mf, r, 1), 4);   /* the count, whatever @max */
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, iov.iov_len), UINT64_MAX);
+	pgc_memfile_destroy(mf);
+
+	/* Another image's working set is ignored; the load goes on. */
+	mf = load("other", "ws", false);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.working_set_error, -ESTALE);
+	CHECK_EQ(st.working_set_blocks, 0);
+	CHECK_EQ(pgc_load_working_set(mf, r, 8), 0);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed + 1, whole.start, iov.iov_base, iov.iov_len), UINT64_MAX);
+	pgc_memfile_destroy(mf);
+	/* So is a missing one. */
+	mf = load("img", "missing", false);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.working_set_error, -ENOENT);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img other ws"), 0);
+}
+
+int main(int argc, char **argv)
+{
+	test_init(argc, argv);
+	seed = test_rand();
+	TEST_RUN(test_file);
+	TEST_RUN(test_record_replay);
+	return test_done();
+}
