@@ -202,7 +202,17 @@ struct pgc_memfile_opts {
 	bool disk_backed;
 	/* If non-zero, allocations fail with -ENOMEM past this many bytes in use. */
 	uint64_t max_allocatable;
-	uint64_t reserved[8];      /* must be zero; "Structs that grow" (top) */
+	/*
+	 * With @adopt: pgc_save reads the file through its mapping, as it
+	 * does its own memfds, instead of copying it in with pread(2) (one
+	 * copy less; about a third off a raw save). Reading a mapping past
+	 * the end of a file raises SIGBUS, so set it only if the file cannot
+	 * shrink during a save or the process handles SIGBUS (pgckpt does:
+	 * it exits 2). Unset, a file that shrinks fails the save with
+	 * -ENODATA.
+	 */
+	bool adopt_mapped;
+	uint64_t reserved[7];      /* must be zero; "Structs that grow" (top) */
 };
 
 /* Fill @opts with defaults (memfd, delayed eviction enabled, no limits). */

@@ -83,9 +83,9 @@ bool memfile_readonly(const struct pgc_memfile *mf)
 	return mf->readonly;
 }
 
-bool memfile_adopted(const struct pgc_memfile *mf)
+bool memfile_may_shrink(const struct pgc_memfile *mf)
 {
-	return mf->opts.adopt;
+	return mf->opts.adopt && !mf->opts.adopt_mapped;
 }
 
 bool memfile_pristine(struct pgc_memfile *mf)

@@ -106,11 +106,12 @@ void *memfile_hooks_ctx(struct pgc_memfile *mf, const struct memfile_hooks *hook
 bool memfile_readonly(const struct pgc_memfile *mf);
 
 /*
- * memfile_adopted - whether the backing file is someone else's (the adopt
- * option): its owner may shrink it at any time, so it is read with
+ * memfile_may_shrink - whether the backing file is someone else's (the
+ * adopt option), whose owner may shrink it at any time, and the caller
+ * did not take SIGBUS on itself (adopt_mapped): such a file is read with
  * pread, never through a mapping that would raise SIGBUS past its end.
  */
-bool memfile_adopted(const struct pgc_memfile *mf);
+bool memfile_may_shrink(const struct pgc_memfile *mf);
 
 /*
  * memfile_pristine - whether @mf holds no allocation, no file size and no

@@ -169,4 +169,12 @@ void cli_cleanup_lock(void);
 void cli_cleanup_unlock(void);
 void cli_signal_drain(int fd);
 
+/*
+ * cli_catch_shrink - for save reading @src (open as @fd, @size bytes at the
+ * start) through its mapping: a SIGBUS from reading past a new, smaller
+ * end makes the signal thread undo what is registered above, say that the
+ * file shrank and exit 2. Returns 0 or -errno (sigaction).
+ */
+int cli_catch_shrink(const char *cmd, const char *src, int fd, uint64_t size);
+
 #endif /* PGCKPT_CLI_H */

@@ -646,6 +646,50 @@ void cli_signal_drain(int fd)
 	pthread_mutex_unlock(&cleanup_mu);
 }
 
+/*
+ * A source that shrinks under save's mapping raises SIGBUS on the thread
+ * that reads past its new end. That thread cannot go on: it marks the
+ * fault, hands it to the signal thread as SIGUSR1 and waits there for the
+ * exit (kill is async-signal-safe; returning would fault again).
+ */
+static volatile sig_atomic_t bus_seen;
+static const char *shrink_cmd, *shrink_src;
+static int shrink_fd = -1;
+static uint64_t shrink_size;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	bus_seen = 1;
+	kill(getpid(), SIGUSR1);
+	for (;;)
+		pause();
+}
+
+int cli_catch_shrink(const char *cmd, const char *src, int fd, uint64_t size)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus };
+
+	pthread_mutex_lock(&cleanup_mu);
+	shrink_cmd = cmd;
+	shrink_src = src;
+	shrink_fd = fd;
+	shrink_size = size;
+	pthread_mutex_unlock(&cleanup_mu);
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGBUS, &sa, NULL) ? -errno : 0;
+}
+
+/* Say that the source shrank (from the signal thread, cleanup_mu held). */
+static void report_shrink(void)
+{
+	struct stat st;
+	uint64_t now = fstat(shrink_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+
+	cli_error(shrink_cmd, shrink_src, "the file shrank during the save (from %" PRIu64
+		  " to %" PRIu64 " bytes); no image written", shrink_size, now);
+}
+
 static void *signal_main(void *arg)
 {
 	sigset_t *set = arg;
@@ -654,9 +698,12 @@ static void *signal_main(void *arg)
 	for (;;) {
 		while (sigwait(set, &sig) != 0)
 			;
+		/* SIGUSR1 means something only as the SIGBUS hand-off above. */
+		if (sig == SIGUSR1 && !bus_seen)
+			continue;
 		/* Held until _exit: the main thread cannot start a rename meanwhile. */
 		pthread_mutex_lock(&cleanup_mu);
-		if (drain_fd < 0 || drained)
+		if (drain_fd < 0 || drained || bus_seen)
 			break;
 		/* The first signal asks the command to finish; a second one stops it. */
 		drained = true;
@@ -672,6 +719,11 @@ static void *signal_main(void *arg)
 		remove_new_tmp_dirs();
 	if (cleanup_stage)
 		cli_remove_tree(cleanup_stage);
+	if (bus_seen) {
+		report_shrink();
+		fflush(stderr);
+		_exit(EXIT_IO);
+	}
 	fprintf(stderr, "pgckpt: interrupted by %s\n", strsignal(sig));
 	fflush(stderr);
 	_exit(128 + sig);
@@ -688,6 +740,7 @@ int cli_signals_start(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);       /* cli_catch_shrink's hand-off */
 	ret = pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (ret)
 		return -ret;

@@ -180,9 +180,16 @@ int cmd_save(int argc, char **argv)
 	if (ret)
 		goto exit;
 
+	/* Read through the mapping; a source that shrinks meanwhile: SIGBUS, exit 2. */
+	ret = cli_catch_shrink(CMD, src, fd, (uint64_t)st.st_size);
+	if (ret) {
+		ret = cli_fail(CMD, src, ret);
+		goto exit;
+	}
 	pgc_memfile_opts_init(&mo);
 	mo.fd = fd;
 	mo.adopt = true;
+	mo.adopt_mapped = true;
 	ret = pgc_memfile_new(&mo, &mf);
 	if (ret) {
 		ret = cli_fail(CMD, src, ret);

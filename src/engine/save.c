@@ -813,7 +813,7 @@ static int save_run(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue *q)
 	c->out_cap = (WINDOW / c->o.block_size + 1) * sf_encode_bound(c->o.compress, c->o.block_size);
 	c->out_pool = calloc(c->ahead, sizeof(*c->out_pool));
 	c->src_pool = calloc(c->ahead, sizeof(*c->src_pool));
-	c->copy = memfile_adopted(c->mf);
+	c->copy = memfile_may_shrink(c->mf);
 	thr = calloc((size_t)jobs, sizeof(*thr));
 	if (!thr || !c->out_pool || !c->src_pool) {
 		free(thr);

@@ -19,7 +19,9 @@
 
 /*
  * util_thread_create - start a library thread with every signal blocked
- * (signals belong to the application's threads). The caller's signal
+ * (signals belong to the application's threads) but those a fault raises
+ * (SIGBUS, SIGSEGV, SIGFPE, SIGILL: blocked, they would kill the process
+ * instead of reaching the application's handler). The caller's signal
  * mask is unchanged on return.
  * Returns 0 or -errno from pthread_create.
  */

@@ -55,7 +55,7 @@ static void test_sizes_pinned(void)
 		CHECK_EQ(offsetof(struct s, reserved), res);                 \
 		CHECK_EQ(sizeof(((struct s *)0)->reserved), nres);           \
 	} while (0)
-	PIN(pgc_memfile_opts, 96, 32, 64);
+	PIN(pgc_memfile_opts, 96, 40, 56);     /* adopt_mapped took 1 word */
 	PIN(pgc_alloc_opts, 96, 32, 64);
 	PIN(pgc_save_opts, 120, 64, 56);       /* parent took 1 word */
 	PIN(pgc_load_opts, 128, 80, 48);       /* working_set, record_working_set took 2 words */

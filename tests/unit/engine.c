@@ -7,6 +7,7 @@
  * replacement of an existing image, and bad arguments.
  */
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "memgen.h"
@@ -375,6 +376,72 @@ static void test_savable(void)
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+/* Progress callback of test_adopted_shrinks: cut the file at the first call. */
+static void shrink_on_progress(void *arg, uint64_t done, uint64_t total)
+{
+	int *fd = arg;
+
+	(void)done;
+	(void)total;
+	if (*fd >= 0) {
+		CHECK_EQ(ftruncate(*fd, PAGE), 0);
+		*fd = -1;
+	}
+}
+
+/*
+ * An adopted file (not adopt_mapped) is read with pread: one that its
+ * owner shrinks during the save fails it with -ENODATA, never SIGBUS,
+ * and no image appears. With adopt_mapped, the same file saves through
+ * its mapping and restores byte for byte.
+ */
+static void test_adopted_shrinks(void)
+{
+	const uint64_t size = 128ull << 20;   /* far more windows than run ahead */
+	struct pgc_memfile_opts mo;
+	struct pgc_save_opts so;
+	pgc_memfile *mf;
+	uint8_t *buf = malloc(1 << 20);
+	int fd = memfd_create("src", MFD_CLOEXEC), cut;
+	uint64_t off;
+
+	CHECK(fd >= 0 && buf);
+	for (off = 0; off < size; off += 1 << 20) {
+		uint64_t p;
+
+		for (p = 0; p < 1 << 20; p += PAGE)
+			memgen_page(test_seed, off + p, buf + p);
+		CHECK_EQ(pwrite(fd, buf, 1 << 20, (off_t)off), 1 << 20);
+	}
+	free(buf);
+
+	pgc_memfile_opts_init(&mo);
+	mo.fd = dup(fd);
+	mo.adopt = true;
+	mo.adopt_mapped = true;
+	CHECK_EQ(pgc_memfile_new(&mo, &mf), 0);
+	pgc_mark_savable(mf);
+	CHECK_EQ(pgc_save(mf, "whole", NULL), 0);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf whole"), 0);
+
+	mo.fd = dup(fd);
+	mo.adopt_mapped = false;
+	CHECK_EQ(pgc_memfile_new(&mo, &mf), 0);
+	pgc_mark_savable(mf);
+	pgc_save_opts_init(&so);
+	so.jobs = 1;
+	cut = fd;
+	so.progress = shrink_on_progress;
+	so.progress_arg = &cut;
+	CHECK_EQ(pgc_save(mf, "cut", &so), -ENODATA);
+	CHECK_EQ(cut, -1);
+	CHECK(access("cut", F_OK) != 0);
+	CHECK_EQ(system("ls | grep -c tmp- >/dev/null"), 256);
+	pgc_memfile_destroy(mf);
+	close(fd);
+}
+
 /* Whether @mf is as new: no segments, size 0, nothing to map. */
 static void check_empty(pgc_memfile *mf)
 {
@@ -475,6 +542,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_bad_args);
 	TEST_RUN(test_save_records_stored);
 	TEST_RUN(test_savable);
+	TEST_RUN(test_adopted_shrinks);
 	TEST_RUN(test_failed_load_leaves_empty);
 	return test_done();
 }

@@ -61,6 +61,9 @@ static void test_thread_create(void)
 	CHECK(sigismember(&thread_mask, SIGTERM) == 1);
 	CHECK(sigismember(&thread_mask, SIGUSR1) == 1);
 	CHECK(sigismember(&thread_mask, SIGCHLD) == 1);
+	/* A fault's signal reaches the application's handler. */
+	CHECK(sigismember(&thread_mask, SIGBUS) == 0);
+	CHECK(sigismember(&thread_mask, SIGSEGV) == 0);
 	/* ...and the caller's mask is the one it had. */
 	pthread_sigmask(SIG_SETMASK, NULL, &now);
 	CHECK(sigismember(&now, SIGUSR2) == 1);
