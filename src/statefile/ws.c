@@ -207,7 +207,7 @@ int sf_ws_decode(const uint8_t *p, size_t len, uint64_t image_id, uint64_t nbloc
 	struct sf_cursor c = { p, len, 8 };
 	uint32_t *out = NULL;
 	uint8_t *seen = NULL;
-	uint64_t count, sum;
+	uint64_t count = 0, sum;
 	int ret;
 
 	*blocks = NULL;
