@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -652,7 +653,7 @@ void cli_signal_drain(int fd)
  * fault, hands it to the signal thread as SIGUSR1 and waits there for the
  * exit (kill is async-signal-safe; returning would fault again).
  */
-static volatile sig_atomic_t bus_seen;
+static atomic_bool bus_seen;         /* lock-free: safe in a signal handler */
 static const char *shrink_cmd, *shrink_src;
 static int shrink_fd = -1;
 static uint64_t shrink_size;
@@ -660,7 +661,7 @@ static uint64_t shrink_size;
 static void on_sigbus(int sig)
 {
 	(void)sig;
-	bus_seen = 1;
+	atomic_store(&bus_seen, true);
 	kill(getpid(), SIGUSR1);
 	for (;;)
 		pause();
@@ -699,11 +700,11 @@ static void *signal_main(void *arg)
 		while (sigwait(set, &sig) != 0)
 			;
 		/* SIGUSR1 means something only as the SIGBUS hand-off above. */
-		if (sig == SIGUSR1 && !bus_seen)
+		if (sig == SIGUSR1 && !atomic_load(&bus_seen))
 			continue;
 		/* Held until _exit: the main thread cannot start a rename meanwhile. */
 		pthread_mutex_lock(&cleanup_mu);
-		if (drain_fd < 0 || drained || bus_seen)
+		if (drain_fd < 0 || drained || atomic_load(&bus_seen))
 			break;
 		/* The first signal asks the command to finish; a second one stops it. */
 		drained = true;
@@ -719,7 +720,7 @@ static void *signal_main(void *arg)
 		remove_new_tmp_dirs();
 	if (cleanup_stage)
 		cli_remove_tree(cleanup_stage);
-	if (bus_seen) {
+	if (atomic_load(&bus_seen)) {
 		report_shrink();
 		fflush(stderr);
 		_exit(EXIT_IO);
