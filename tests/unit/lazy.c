@@ -633,19 +633,18 @@ static void test_two_regions_early_close(void)
 	pgc_memfile_destroy(mf);
 }
 
-/* Two consumers of one MemoryFile, served by two sessions at once. */
-static void test_two_consumers(void)
+/*
+ * Two sessions serving @mf with sv[0].o, the second accepting on the
+ * first's socket, and two consumers attached to them: each maps SIZE
+ * bytes at mem[i] and gets uffd[i] (< 0 if attaching failed).
+ */
+static void two_sessions_start(pgc_memfile *mf, struct server sv[2], unsigned char *mem[2],
+			       int uffd[2])
 {
-	struct server sv[2] = { { 0 }, { 0 } };
 	struct pgc_lazy_region reg;
-	unsigned char *mem[2];
-	pgc_memfile *mf;
-	int uffd[2], i;
+	int i;
 
-	mf = load_bg("img", 4);
-	pgc_lazy_serve_opts_init(&sv[0].o);
 	server_start(&sv[0], mf);
-	/* The second session accepts on the same socket. */
 	sv[1].o = sv[0].o;
 	sv[1].mf = mf;
 	sv[1].lfd = sv[0].lfd;
@@ -657,6 +656,19 @@ static void test_two_consumers(void)
 		uffd[i] = pgc_lazy_attach(SOCK, &reg, 1);
 		CHECK(uffd[i] >= 0);
 	}
+}
+
+/* Two consumers of one MemoryFile, served by two sessions at once. */
+static void test_two_consumers(void)
+{
+	struct server sv[2] = { { 0 }, { 0 } };
+	unsigned char *mem[2];
+	pgc_memfile *mf;
+	int uffd[2], i;
+
+	mf = load_bg("img", 4);
+	pgc_lazy_serve_opts_init(&sv[0].o);
+	two_sessions_start(mf, sv, mem, uffd);
 	for (i = 0; i < 2; i++)
 		if (uffd[i] >= 0)
 			CHECK_EQ(memgen_check(seed, whole.start + SIZE / 2, mem[i] + SIZE / 2, SIZE / 2),
@@ -696,7 +708,6 @@ static void *toucher_main(void *arg)
 static void test_sessions_fair(void)
 {
 	struct server sv[2] = { { 0 }, { 0 } };
-	struct pgc_lazy_region reg;
 	struct toucher slow;
 	unsigned char *mem[2];
 	pthread_t t;
@@ -707,18 +718,7 @@ static void test_sessions_fair(void)
 	mf = load_slow_block0();
 	pgc_lazy_serve_opts_init(&sv[0].o);
 	sv[0].o.no_push = true;   /* only the consumers' faults reach the loader */
-	server_start(&sv[0], mf);
-	sv[1].o = sv[0].o;
-	sv[1].mf = mf;
-	sv[1].lfd = sv[0].lfd;
-	CHECK_EQ(pthread_create(&sv[1].t, NULL, server_main, &sv[1]), 0);
-	for (i = 0; i < 2; i++) {
-		mem[i] = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		CHECK(mem[i] != MAP_FAILED);
-		reg = (struct pgc_lazy_region){ mem[i], SIZE, whole.start };
-		uffd[i] = pgc_lazy_attach(SOCK, &reg, 1);
-		CHECK(uffd[i] >= 0);
-	}
+	two_sessions_start(mf, sv, mem, uffd);
 	if (uffd[0] >= 0 && uffd[1] >= 0) {
 		slow = (struct toucher){ mem[0], 3 * PAGE, 0 };
 		CHECK_EQ(pthread_create(&t, NULL, toucher_main, &slow), 0);
