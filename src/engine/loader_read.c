@@ -313,7 +313,13 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		}
 		return sf_block_decode(codec, sb, src, iov, n);
 	}
-	serial = pw && l->opts.background;
+	/*
+	 * Background loads write one block at a time (see write_mu); so do
+	 * eager loads of a chain, whose blocks go in as pieces around the
+	 * newer images' pages: two workers pwriting small pieces at once
+	 * spin on the inode lock (measured: -7% CPU for a chain of three).
+	 */
+	serial = pw && (l->opts.background || l->img->nanc);
 	if (serial)
 		pthread_mutex_lock(&l->write_mu);
 	for (i = 0, ret = 0; i < n; pos += iov[i].iov_len, i++) {
