@@ -21,6 +21,7 @@
 # unless PERF_MD=- (print only).
 #
 # env: B (build dir), RUNS (3), SIZES ("256M 1G"), QUICK=1 (one 64M file),
+# INC_RUNS (11: alternated runs, median, of the incremental rows),
 # LAZY=0 (skip bench/lazy.sh), DISK_DIR (lazy.sh's disk runs)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +31,7 @@ probe="$top/$B/bench/memprobe"
 mkmem="$top/$B/bench/mkmem"
 dir=${BENCH_DIR:-/dev/shm/pgckpt-bench}
 runs=${RUNS:-3}
+inc_runs=${INC_RUNS:-11}
 out=${PERF_MD:-$top/docs/perf.md}
 
 [ -x "$bin" ] || { echo "bench: $bin missing: run make" >&2; exit 2; }
@@ -49,6 +51,23 @@ best() {
 		b=$(awk -v a="$b" -v t="$t" 'BEGIN{print (t<a)?t:a}')
 	done
 	echo "$b"
+}
+# pair PRE_A CMD_A... -- PRE_B CMD_B...: run A and B alternately $inc_runs
+# times (each after its untimed PRE, a function name) and print "medA medB":
+# both see the same machine, and the median ignores a stray slow run.
+pair() {
+	local pa=$1 pb i t0 t1 a=() b=() ta=() tb=()
+	shift
+	while [ "$1" != -- ]; do a+=("$1"); shift; done
+	shift; pb=$1; shift; b=("$@")
+	for i in $(seq "$inc_runs"); do
+		$pa; sync; t0=$(now); "${a[@]}" >/dev/null; t1=$(now)
+		ta+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", b-a}')")
+		$pb; sync; t0=$(now); "${b[@]}" >/dev/null; t1=$(now)
+		tb+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", b-a}')")
+	done
+	echo "$(printf '%s\n' "${ta[@]}" | sort -n | sed -n "$(( (inc_runs + 1) / 2 ))p")" \
+		"$(printf '%s\n' "${tb[@]}" | sort -n | sed -n "$(( (inc_runs + 1) / 2 ))p")"
 }
 div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
 dsize() { du -sb --apparent-size "$1" | cut -f1; }
@@ -170,15 +189,16 @@ mutate5 "$dir/h1" "$dir/h2" 2
 "$bin" save --parent "$dir/c0" "$dir/h1" "$dir/c1"
 rm_full() { rm -rf "$dir/full"; }
 rm_c2() { rm -rf "$dir/c2"; }
-PRE=rm_full t_full=$(best "$bin" save "$dir/h2" "$dir/full")
-PRE=rm_c2 t_child=$(best "$bin" save --parent "$dir/c1" "$dir/h2" "$dir/c2")
+read -r t_full t_child < <(pair rm_full "$bin" save "$dir/h2" "$dir/full" -- \
+	rm_c2 "$bin" save --parent "$dir/c1" "$dir/h2" "$dir/c2")
 s_full=$(dsize "$dir/full/pages.img"); s_child=$(dsize "$dir/c2/pages.img")
 rm_tgt() { rm -f "$dir/target"; }
-PRE=rm_tgt t_flat=$(best "$bin" restore "$dir/full" "$dir/target")
+read -r t_flat t_chain < <(pair rm_tgt "$bin" restore "$dir/full" "$dir/target" -- \
+	rm_tgt "$bin" restore "$dir/c2" "$dir/target")
+rm_tgt; "$bin" restore "$dir/full" "$dir/target"
 cmp "$dir/h2" "$dir/target" || { echo "bench: flat restore differs" >&2; fail=1; }
-PRE=rm_tgt t_chain=$(best "$bin" restore "$dir/c2" "$dir/target")
+rm_tgt; "$bin" restore "$dir/c2" "$dir/target"
 cmp "$dir/h2" "$dir/target" || { echo "bench: chain restore differs" >&2; fail=1; }
-PRE=
 inc_table=$(printf '%s\n' \
 	"| dense heap | full save s | save --parent s | **time ratio** (target <= 0.4) | full pages.img KiB | child pages.img KiB | **size ratio** (target <= 0.12) | flat restore s | chain-of-3 restore s | **restore ratio** (target <= 1.2) |" \
 	"|---|---|---|---|---|---|---|---|---|---|" \
@@ -327,8 +347,10 @@ pages changed (a few words each) in runs of 1..16 pages, twice:
 \`c0\` full, \`c1\` against \`c0\`, \`c2\` against \`c1\`. Compared:
 \`save --parent c1\` against a full save of the same file, their
 pages.img, and a restore of the chain of three (\`c2\`) against a
-restore of the full image. On a machine shared with other work these
-figures are noisy: read them for direction.
+restore of the full image. Each pair runs alternately $inc_runs times
+(so both meet the same machine) and each time is the median, not the
+best: a chain's ratio taken from two best-of-3 figures swung between
+1.1 and 1.4 on a shared machine.
 
 $inc_table
 
