@@ -611,13 +611,15 @@ int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg);
 
 /*
  * pgc_image_export_criu - write a CRIU pagemap.img and raw pages-1.img of
- * the image at @path into directory @dir (created mode 0700 if missing).
+ * the image at @path into directory @dir (created mode 0700 if missing);
+ * for a child, of every page its chain holds (as for its flattened image).
  * Both are new files, mode 0600, written under temporary names and renamed
  * into place; an existing file, symlink or anything else at either name is
  * never opened or written. Without PGC_EXPORT_FORCE an existing name is
  * refused with -EEXIST before anything is written; with it, the entry is
  * replaced by the rename.
- * Returns 0, -PGC_E*, -EINVAL (unknown @flags), or -errno.
+ * Returns 0, -PGC_E* (-PGC_EPARENT: an ancestor missing, damaged or not
+ * the one recorded), -EINVAL (unknown @flags), or -errno.
  */
 int pgc_image_export_criu(const char *path, const char *dir, unsigned flags);
 

@@ -2,7 +2,8 @@
 /*
  * pagemap.c - CRIU compatibility: the pagemap.img every image carries, and
  * pgc_image_export_criu(), which writes that pagemap and a raw
- * pages-1.img (the stored pages decoded, in order) into a directory, the
+ * pages-1.img (the stored pages decoded, in order; for a child, every
+ * page of its chain, as a restore writes them) into a directory, the
  * pair CRIU's tools (`crit decode -i pagemap.img`) understand. Both are
  * written as new files (O_EXCL | O_NOFOLLOW, mode 0600) under temporary
  * names and renamed into place: an existing file or symlink at either
@@ -73,30 +74,122 @@ int sf_pagemap_encode(const struct sf_run *runs, size_t nruns, struct sf_buf *ou
 	return ret ? ret : out->err;
 }
 
+/*
+ * What an export writes is the image's pieces (for a standalone image,
+ * its runs; for a child, its chain resolved: every page from the image
+ * that holds it), in offset order, back to back in pages-1.img. Each
+ * block is read and decoded once, and its pieces are written at their
+ * places in the file: a parent's block may hold pieces on both sides of
+ * a child's.
+ */
 struct export_ctx {
 	const struct sf_image *img;
-	int fd;
-	uint64_t off;           /* pages-1.img holds the blocks back to back */
+	uint64_t *at;           /* each piece's offset in pages-1.img */
+	uint32_t *order;        /* piece indices by block, then offset */
 };
 
-static int export_fn(void *arg, size_t i, const uint8_t *mem)
+static int by_block(const void *a, const void *b, void *arg)
 {
-	struct export_ctx *e = arg;
-	uint32_t len = e->img->blocks[i].mem_len;
-	int ret = sf_pwrite_all(e->fd, mem, len, e->off);
+	const struct sf_piece *p = arg;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
-	e->off += len;
+	if (p[x].block != p[y].block)
+		return p[x].block < p[y].block ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+static int export_plan(const struct sf_image *img, struct export_ctx *e)
+{
+	uint64_t pos = 0;
+	size_t k;
+
+	e->img = img;
+	e->at = malloc((img->npieces ? img->npieces : 1) * sizeof(*e->at));
+	e->order = malloc((img->npieces ? img->npieces : 1) * sizeof(*e->order));
+	if (!e->at || !e->order)
+		return -ENOMEM;
+	for (k = 0; k < img->npieces; k++) {
+		e->at[k] = pos;
+		pos += img->pieces[k].len;
+		e->order[k] = (uint32_t)k;
+	}
+	qsort_r(e->order, img->npieces, sizeof(*e->order), by_block, img->pieces);
+	return 0;
+}
+
+/* Write the pieces order[*@k ..] of block @b (decoded at @mem) into @fd. */
+static int export_block(const struct export_ctx *e, size_t *k, uint32_t b, const uint8_t *mem,
+			int fd)
+{
+	const struct sf_image *img = e->img;
+	const struct sf_block *sb = &img->blocks[b];
+	uint32_t r = sb->first_run;
+	uint64_t in = 0;           /* offset in the block of runs[r] */
+	int ret = 0;
+
+	for (; *k < img->npieces && img->pieces[e->order[*k]].block == b && !ret; (*k)++) {
+		const struct sf_piece *p = &img->pieces[e->order[*k]];
+
+		/* Pieces lie inside one of the block's runs, in offset order. */
+		while (img->runs[r].off + img->runs[r].len <= p->off)
+			in += img->runs[r++].len;
+		ret = sf_pwrite_all(fd, mem + in + (p->off - img->runs[r].off), p->len,
+				    e->at[e->order[*k]]);
+	}
 	return ret;
 }
 
-/* Decode every block of @img in order into @fd. */
+/* Decode every block @img's pieces use, once, writing the pieces into @fd. */
 static int export_pages(const struct sf_image *img, int fd)
 {
-	struct export_ctx e = { img, fd, 0 };
-	int ret = sf_image_each_block(img, export_fn, &e);
+	struct export_ctx e = { 0 };
+	struct sf_codec *c = NULL;
+	uint8_t *scratch = NULL, *mem = NULL;
+	size_t k = 0;
+	int ret;
 
+	ret = export_plan(img, &e);
+	if (!ret)
+		ret = sf_codec_new(img->compress, img->level, &c);
+	if (ret)
+		goto exit;
+	ret = -ENOMEM;
+	scratch = malloc(sf_encode_bound(img->compress, img->load_block));
+	mem = malloc(img->load_block);
+	if (!scratch || !mem)
+		goto exit;
+	ret = 0;
+	while (k < img->npieces && !ret) {
+		uint32_t b = img->pieces[e.order[k]].block;
+
+		ret = sf_image_read_block(img, c, b, scratch, mem);
+		if (!ret)
+			ret = export_block(&e, &k, b, mem, fd);
+	}
 	if (!ret && fsync(fd) != 0)
 		ret = -errno;
+exit:
+	free(scratch);
+	free(mem);
+	sf_codec_free(c);
+	free(e.at);
+	free(e.order);
+	return ret;
+}
+
+/* The pagemap of what an export writes: @img's pieces as runs. */
+static int export_pagemap(const struct sf_image *img, struct sf_buf *buf)
+{
+	struct sf_run *runs = malloc((img->npieces ? img->npieces : 1) * sizeof(*runs));
+	size_t k;
+	int ret;
+
+	if (!runs)
+		return -ENOMEM;
+	for (k = 0; k < img->npieces; k++)
+		runs[k] = (struct sf_run){ img->pieces[k].off, img->pieces[k].len };
+	ret = sf_pagemap_encode(runs, img->npieces, buf);
+	free(runs);
 	return ret;
 }
 
@@ -119,7 +212,7 @@ static int export_tmp(const struct sf_image *img, int dirfd, char *tmp_map, char
 	struct sf_buf buf = { 0 };
 	int fd, ret;
 
-	ret = sf_pagemap_encode(img->runs, img->nruns, &buf);
+	ret = export_pagemap(img, &buf);
 	if (ret)
 		goto exit;
 	fd = sf_create_tmp(dirfd, SF_PAGEMAP_NAME, tmp_map, len);
@@ -159,11 +252,6 @@ int pgc_image_export_criu(const char *path, const char *dir, unsigned flags)
 	ret = sf_image_open(path, false, &img);
 	if (ret)
 		return ret;
-	/* A child's pages.img holds only what changed: flatten it first. */
-	if (img->depth) {
-		ret = -EOPNOTSUPP;
-		goto exit;
-	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		ret = -errno;
 		goto exit;

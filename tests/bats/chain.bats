@@ -4,7 +4,8 @@
 # chain.bats - incremental images: `pgckpt save --parent`, restores and
 # lazy serving of chains of depth 1..5, the refusals (a replaced,
 # truncated or missing parent; a child replacing its parent), verify and
-# inspect of a chain, flatten, and a save killed while it runs.
+# inspect of a chain, flatten, export --criu of a child, and a save killed
+# while it runs.
 
 load helpers
 
@@ -155,6 +156,41 @@ chain() {
 	cmp r mem3
 	run pgckpt restore c3 r3
 	assert_failure 3
+}
+
+@test "chain: export --criu of a child writes every page of its chain, as for its flat image" {
+	chain 3
+	run pgckpt export --criu c3 dump
+	assert_success
+	pgckpt flatten c3 flat
+	pgckpt export --criu flat dumpflat
+	cmp dump/pagemap.img dumpflat/pagemap.img
+	cmp dump/pages-1.img dumpflat/pages-1.img
+	# A missing parent: exit 3, nothing written.
+	mv c1 c1.away
+	run pgckpt export --criu c3 dump2
+	assert_failure 3
+	[ ! -e dump2/pages-1.img ]
+	mv c1.away c1
+	# The pages are mem3's non-zero pages, in pagemap order (crit reads it).
+	command -v crit >/dev/null || skip "crit not installed"
+	crit decode -i dump/pagemap.img -o pagemap.json
+	python3 - <<'PY'
+import json
+d = json.load(open("pagemap.json"))
+mem = open("mem3", "rb").read()
+mem += bytes(-len(mem) % 4096)
+pages = open("dump/pages-1.img", "rb").read()
+pos = 0
+want = [q for q in range(len(mem) // 4096) if any(mem[q * 4096:(q + 1) * 4096])]
+got = []
+for e in d["entries"][1:]:
+    n = e["nr_pages"] * 4096
+    assert pages[pos:pos + n] == mem[e["vaddr"]:e["vaddr"] + n], e
+    got += range(e["vaddr"] // 4096, e["vaddr"] // 4096 + e["nr_pages"])
+    pos += n
+assert pos == len(pages) and got == want, (pos, len(pages), len(got), len(want))
+PY
 }
 
 @test "chain: SIGKILL during a child save leaves the parent intact" {
