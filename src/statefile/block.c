@@ -83,6 +83,10 @@ uint64_t sf_checksum(const void *buf, size_t len)
 
 uint64_t sf_page_hash(const void *page)
 {
+#ifdef SF_HAVE_PAGE_HASH_AVX2
+	if (__builtin_cpu_supports("avx2"))
+		return sf_page_hash_avx2(page);
+#endif
 	return XXH3_64bits(page, SF_PAGE_SIZE);
 }
 

@@ -209,4 +209,15 @@ int sf_image_each_block(const struct sf_image *img,
  */
 int sf_pagemap_encode(const struct sf_run *runs, size_t nruns, struct sf_buf *out);
 
+/* ---- pagehash.c --------------------------------------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SF_HAVE_PAGE_HASH_AVX2 1
+/*
+ * sf_page_hash_avx2 - sf_page_hash's XXH3-64 of one page, compiled for
+ * AVX2: call it only where __builtin_cpu_supports("avx2"). Cannot fail.
+ */
+uint64_t sf_page_hash_avx2(const void *page);
+#endif
+
 #endif /* PGC_SF_INTERNAL_H */
