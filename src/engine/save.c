@@ -839,11 +839,9 @@ static int save_run(struct sv_ctx *c, struct sf_writer *wr, struct aio_queue *q)
 	int jobs = engine_jobs(c->o.jobs), started = 0, i, ret = 0;
 
 	/* Windows encoded ahead of the writes: bounds memory (larger windows, fewer). */
-	c->ahead = (size_t)jobs * 2 + 4;
-	if (c->window > WINDOW && c->ahead * WINDOW / c->window < (size_t)jobs + 1)
+	c->ahead = ((size_t)jobs * 2 + 4) * WINDOW / c->window;
+	if (c->ahead < (size_t)jobs + 1)
 		c->ahead = (size_t)jobs + 1;
-	else if (c->window > WINDOW)
-		c->ahead = c->ahead * WINDOW / c->window;
 	c->out_cap = (c->window / c->o.block_size + 1) * sf_encode_bound(c->o.compress, c->o.block_size);
 	c->out_pool = calloc(c->ahead, sizeof(*c->out_pool));
 	c->src_pool = calloc(c->ahead, sizeof(*c->src_pool));
