@@ -572,7 +572,7 @@ struct pgc_image_info {
 	uint64_t mem_bytes;       /* bytes of non-zero pages stored */
 	uint64_t pages_bytes;     /* size of pages.img */
 	uint64_t segments;
-	uint64_t blocks;
+	uint64_t blocks;          /* blocks in pages.img (a child's own) */
 	uint32_t block_size;
 	enum pgc_compress compress;
 	int level;

@@ -271,7 +271,7 @@ int pgc_image_info(const char *path, struct pgc_image_info *out)
 	out->mem_bytes = img->mem_bytes;
 	out->pages_bytes = img->pages_bytes;
 	out->segments = img->nsegs;
-	out->blocks = img->nblocks;
+	out->blocks = img->nblocks_own;   /* its pages.img's, as mem_bytes and pages_bytes */
 	out->block_size = img->block_size;
 	out->compress = img->compress;
 	out->level = img->level;

@@ -310,6 +310,7 @@ static void test_child_blocks_packed(void)
 	pgc_memfile *mf = memgen_memfile(), *dst = memgen_memfile();
 	struct pgc_save_opts so;
 	struct pgc_load_opts lo;
+	struct pgc_image_info in;
 	struct sf_image *img;
 	struct iovec v, w;
 	uint64_t mib;
@@ -328,6 +329,10 @@ static void test_child_blocks_packed(void)
 	CHECK_EQ(sf_image_open_one("p1", false, &img), 0);
 	CHECK_EQ(img->mem_bytes, 4ULL << 20);
 	CHECK(img->nblocks_own <= 8);
+	/* What inspect shows: the blocks of the child's own pages.img. */
+	CHECK_EQ(pgc_image_info("p1", &in), 0);
+	CHECK_EQ(in.blocks, img->nblocks_own);
+	CHECK_EQ(in.mem_bytes, img->mem_bytes);
 	sf_image_close(img);
 	pgc_load_opts_init(&lo);
 	CHECK_EQ(pgc_load(dst, "p1", &lo), 0);
