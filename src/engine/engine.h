@@ -43,4 +43,18 @@ struct sf_image;
 int save_parent_open(const char *parent, const char *path, enum pgc_compress compress,
 		     struct sf_image **img, char **rel);
 
+/* The sample save_parent_changed reads. */
+#define SAVE_PARENT_SAMPLES 256
+
+/*
+ * save_parent_changed - estimate the share of the pages of @segs (those
+ * with refs; @nsegs of them) in the file @fd that a save against the
+ * chain @parent will store: SAVE_PARENT_SAMPLES pages spread evenly
+ * over them, read with pread (a hole stays a hole), each counted when
+ * it is non-zero and not what the chain holds at its offset.
+ * Returns the share in 1/1024ths (0..1024), or -errno (a failed read).
+ */
+int save_parent_changed(const struct sf_image *parent, int fd, const struct pgc_segment *segs,
+			size_t nsegs);
+
 #endif /* PGC_ENGINE_H */

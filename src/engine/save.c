@@ -780,27 +780,36 @@ static int save_options(const struct pgc_save_opts *opts, struct pgc_save_opts *
 }
 
 /*
- * The window size: 4 MiB, but a child read through the mapping takes
- * larger ones. A child stores a few percent of each window, and its
- * blocks are cut per window: at 5%, 4 MiB of file make a 200 KiB block,
- * and zstd packs such small blocks half as well and decodes them at half
- * the speed of 1 MiB ones (measured on bench/mkmem heaps). So windows
- * grow, up to 32 MiB, while each worker still gets four or more. An
+ * The window size: 4 MiB, but a child read through the mapping may take
+ * larger ones. A child stores what changed, and its blocks are cut per
+ * window: at 5% changed, 4 MiB of file make a 200 KiB block, and zstd
+ * packs such small blocks half as well and decodes them at half the
+ * speed of 1 MiB ones (measured on bench/mkmem heaps). So windows grow,
+ * up to 32 MiB, until one is expected to store a block (the share that
+ * changed is sampled first: save_parent_changed), while each worker
+ * still gets four or more; a child that changed much keeps small
+ * windows, which share the work between the workers more evenly. An
  * adopted file is copied into window buffers: those stay 4 MiB.
+ * Returns the size, or -errno.
  */
-static uint64_t window_size(const struct sv_ctx *c, const struct seg_snap *snap)
+static int64_t window_size(const struct sv_ctx *c, const struct seg_snap *snap)
 {
 	uint64_t data = 0, w = WINDOW;
 	size_t k;
+	int share;
 
 	if (!c->parent || c->copy)
 		return WINDOW;
+	share = save_parent_changed(c->parent, pgc_memfile_fd(c->mf), snap->segs, snap->n);
+	if (share < 0)
+		return share;
 	for (k = 0; k < snap->n; k++)
 		if (snap->segs[k].refs)
 			data += snap->segs[k].range.end - snap->segs[k].range.start;
-	while (w < CHILD_WINDOW_MAX && data / (w * 2) >= 4 * (uint64_t)engine_jobs(c->o.jobs))
+	while (w < CHILD_WINDOW_MAX && w * (uint64_t)share < (uint64_t)c->o.block_size * 1024 &&
+	       data / (w * 2) >= 4 * (uint64_t)engine_jobs(c->o.jobs))
 		w *= 2;
-	return w;
+	return (int64_t)w;
 }
 
 /*
@@ -809,6 +818,7 @@ static uint64_t window_size(const struct sv_ctx *c, const struct seg_snap *snap)
  */
 static int save_scan(struct sv_ctx *c, struct seg_snap *snap)
 {
+	int64_t window;
 	size_t k;
 	int ret;
 
@@ -821,7 +831,10 @@ static int save_scan(struct sv_ctx *c, struct seg_snap *snap)
 	if (snap->n > PGC_MAX_SEGMENTS)
 		return -E2BIG;   /* no reader would accept the image */
 	c->copy = memfile_may_shrink(c->mf);
-	c->window = window_size(c, snap);
+	window = window_size(c, snap);
+	if (window < 0)
+		return (int)window;
+	c->window = (uint64_t)window;
 	for (k = 0; k < snap->n; k++) {
 		if (!snap->segs[k].refs)
 			continue;

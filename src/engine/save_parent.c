@@ -6,16 +6,19 @@
  * replaced chain), the depth limit, the rule that a child never replaces
  * its parent or an ancestor (which would also make a cycle), and the
  * parent's path relative to the directory the child is written into, so
- * that a chain can be moved as a whole.
+ * that a chain can be moved as a whole; and, from a small sample, how
+ * much of the file has changed (the save sizes its windows by it).
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "statefile/statefile.h"
+#include "util/util.h"
 
 /* The directory holding @path, resolved (realpath). NULL with errno set. */
 static char *dir_of(const char *path)
@@ -127,4 +130,59 @@ exit:
 	free(preal);
 	sf_image_close(p);
 	return ret;
+}
+
+/* Whether a save against @parent stores the page at @off of @fd (into @page). -errno on error. */
+static int sample_stored(const struct sf_image *parent, int fd, uint64_t off, uint8_t *page,
+			 size_t *cursor)
+{
+	ssize_t got = sf_pread_all(fd, page, PGC_PAGE_SIZE, off);
+	uint64_t ph;
+	uint32_t depth;
+
+	if (got < 0)
+		return (int)got;
+	memset(page + got, 0, PGC_PAGE_SIZE - (size_t)got);
+	if (util_page_is_zero(page))
+		return 0;
+	return !sf_image_page(parent, off, cursor, &ph, &depth) || ph != sf_page_hash(page);
+}
+
+int save_parent_changed(const struct sf_image *parent, int fd, const struct pgc_segment *segs,
+			size_t nsegs)
+{
+	uint64_t pages = 0, step, at, base = 0;
+	size_t k, cursor = 0, n = 0, stored = 0;
+	uint8_t *page;
+	int ret = 0;
+
+	for (k = 0; k < nsegs; k++)
+		if (segs[k].refs)
+			pages += (segs[k].range.end - segs[k].range.start) / PGC_PAGE_SIZE;
+	if (!pages)
+		return 0;
+	page = aligned_alloc(PGC_PAGE_SIZE, PGC_PAGE_SIZE);
+	if (!page)
+		return -ENOMEM;
+	step = pages > SAVE_PARENT_SAMPLES ? pages / SAVE_PARENT_SAMPLES : 1;
+	/*
+	 * One sample in each stretch of @step of the segments' pages, in
+	 * order, at a pseudo-random place in it: a change with a period
+	 * (every MiB's first pages) is not hit always or never.
+	 */
+	for (k = 0, at = 0; k < nsegs && ret >= 0; k++) {
+		uint64_t len = (segs[k].range.end - segs[k].range.start) / PGC_PAGE_SIZE;
+
+		if (!segs[k].refs)
+			continue;
+		for (; at < base + len && ret >= 0; n++) {
+			ret = sample_stored(parent, fd, segs[k].range.start +
+					    (at - base) * PGC_PAGE_SIZE, page, &cursor);
+			stored += ret > 0;
+			at = (at / step + 1) * step + ((n + 1) * 0x9e3779b97f4a7c15ULL >> 40) % step;
+		}
+		base += len;
+	}
+	free(page);
+	return ret < 0 ? ret : (int)(stored * 1024 / n);
 }

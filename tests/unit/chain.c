@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/engine.h"
 #include "imgedit.h"
 #include "memgen.h"
 #include "pgckpt.h"
@@ -342,6 +343,42 @@ static void test_child_blocks_packed(void)
 	pgc_memfile_destroy(mf);
 }
 
+/*
+ * save_parent_changed's sample: nothing changed is 0, every page
+ * rewritten is 1024 (all of it), every page zeroed is 0 (holes are not
+ * stored), and the first 16 pages of every MiB rewritten (1/16, a
+ * period the sample must not alias with) about 64.
+ */
+static void test_changed_share(void)
+{
+	struct pgc_alloc_opts ao = { .kind = PGC_KIND_ANONYMOUS };
+	pgc_memfile *mf = memgen_memfile();
+	struct sf_image *p = NULL;
+	struct pgc_segment seg;
+	struct iovec v;
+	uint64_t mib;
+	pgc_range r;
+	int fd = pgc_memfile_fd(mf), share;
+
+	CHECK_EQ(pgc_allocate(mf, 16 << 20, &ao, &r), 0);
+	CHECK_EQ(memgen_fill(mf, 9, r), 0);
+	CHECK_EQ(save(mf, "s0", NULL), 0);
+	CHECK_EQ(sf_image_open("s0", false, &p), 0);
+	seg = (struct pgc_segment){ .range = r, .kind = PGC_KIND_ANONYMOUS, .refs = 1 };
+	CHECK_EQ(save_parent_changed(p, fd, &seg, 1), 0);
+	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_WRITE, &v, 1), 1);
+	for (mib = 0; mib < 16; mib++)
+		test_fill_random((uint8_t *)v.iov_base + (mib << 20), 16 * PAGE);
+	share = save_parent_changed(p, fd, &seg, 1);
+	CHECK(share >= 16 && share <= 160);
+	test_fill_random(v.iov_base, r.end - r.start);
+	CHECK_EQ(save_parent_changed(p, fd, &seg, 1), 1024);
+	memset(v.iov_base, 0, r.end - r.start);
+	CHECK_EQ(save_parent_changed(p, fd, &seg, 1), 0);
+	sf_image_close(p);
+	pgc_memfile_destroy(mf);
+}
+
 /* An image that is its own parent (a cycle) is refused. */
 static void test_cycle(void)
 {
@@ -396,6 +433,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_refusals);
 	TEST_RUN(test_cycle);
 	TEST_RUN(test_child_blocks_packed);
+	TEST_RUN(test_changed_share);
 	TEST_RUN(test_depth_limit);
 	return test_done();
 }
