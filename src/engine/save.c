@@ -789,10 +789,10 @@ static int save_options(const struct pgc_save_opts *opts, struct pgc_save_opts *
  * changed is sampled first: save_parent_changed), while each worker
  * still gets four or more; a child that changed much keeps small
  * windows, which share the work between the workers more evenly. An
- * adopted file is copied into window buffers: those stay 4 MiB.
- * Returns the size, or -errno.
+ * adopted file is copied into window buffers: those stay 4 MiB, as do
+ * windows where the sample cannot be read (the save finds out why).
  */
-static int64_t window_size(const struct sv_ctx *c, const struct seg_snap *snap)
+static uint64_t window_size(const struct sv_ctx *c, const struct seg_snap *snap)
 {
 	uint64_t data = 0, w = WINDOW;
 	size_t k;
@@ -802,14 +802,14 @@ static int64_t window_size(const struct sv_ctx *c, const struct seg_snap *snap)
 		return WINDOW;
 	share = save_parent_changed(c->parent, pgc_memfile_fd(c->mf), snap->segs, snap->n);
 	if (share < 0)
-		return share;
+		return WINDOW;
 	for (k = 0; k < snap->n; k++)
 		if (snap->segs[k].refs)
 			data += snap->segs[k].range.end - snap->segs[k].range.start;
 	while (w < CHILD_WINDOW_MAX && w * (uint64_t)share < (uint64_t)c->o.block_size * 1024 &&
 	       data / (w * 2) >= 4 * (uint64_t)engine_jobs(c->o.jobs))
 		w *= 2;
-	return (int64_t)w;
+	return w;
 }
 
 /*
@@ -818,7 +818,6 @@ static int64_t window_size(const struct sv_ctx *c, const struct seg_snap *snap)
  */
 static int save_scan(struct sv_ctx *c, struct seg_snap *snap)
 {
-	int64_t window;
 	size_t k;
 	int ret;
 
@@ -831,10 +830,7 @@ static int save_scan(struct sv_ctx *c, struct seg_snap *snap)
 	if (snap->n > PGC_MAX_SEGMENTS)
 		return -E2BIG;   /* no reader would accept the image */
 	c->copy = memfile_may_shrink(c->mf);
-	window = window_size(c, snap);
-	if (window < 0)
-		return (int)window;
-	c->window = (uint64_t)window;
+	c->window = window_size(c, snap);
 	for (k = 0; k < snap->n; k++) {
 		if (!snap->segs[k].refs)
 			continue;
