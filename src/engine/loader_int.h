@@ -147,6 +147,22 @@ static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t
 	return &l->img->blocks[b];
 }
 
+/*
+ * Whether the decode workers pick and read for themselves (eager loads,
+ * and any load from a pages source, whose reads block in the source)
+ * rather than through the loader thread's aio queue.
+ */
+static inline bool ld_self_read(const struct pgc_loader *l)
+{
+	return !l->opts.background || l->opts.pages_source;
+}
+
+/* Whether @rd reads the image's own pages.img through the pages source. */
+static inline bool ld_from_source(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	return l->opts.pages_source && rd->fd == l->img->pages_fd;
+}
+
 /* Whether unloaded-set node @n is block @b's to load. */
 static inline bool ld_node_is(rs_node *n, uint32_t b)
 {
@@ -179,7 +195,8 @@ void ld_buf_put_locked(struct pgc_loader *l, struct ld_read *rd);
 void ld_read_free(struct ld_read *rd);
 
 /*
- * ld_read_sync - read @rd synchronously (eager loads), without l->mu.
+ * ld_read_sync - read @rd synchronously (eager loads, demands, and every
+ * read from a pages source), without l->mu.
  * Returns 0, -PGC_ETRUNCATED at a premature end of file, or -errno.
  */
 int ld_read_sync(struct pgc_loader *l, struct ld_read *rd);
