@@ -43,6 +43,13 @@ int cmd_bench(int argc, char **argv);
 int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv);
 
 /*
+ * cli_s3_load_opts - for the local copy @img of an s3:// image being
+ * restored: read its pages.img by range from S3 (lo->pages_source), with
+ * the S3 defaults for jobs (GETs in flight) and max_read. Else nothing.
+ */
+void cli_s3_load_opts(const char *img, struct pgc_load_opts *lo);
+
+/*
  * cli_image_name - how to name @path to the user: the s3:// URL for
  * cli_s3_run's local copy (and URL/NAME for a file in it), else @path.
  */

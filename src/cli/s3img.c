@@ -6,10 +6,13 @@
  * that copy. save writes the image locally, then uploads pages.img by
  * multipart upload, pagemap.img, and memfile.img last, as the commit point
  * (the old memfile.img is deleted first, so a reader never pairs it with
- * the new pages.img; a failed upload aborts and leaves no image). restore,
- * inspect, verify and export first fetch memfile.img and pagemap.img
- * whole and pages.img by ranged GETs, then check that pages.img did not
- * change meanwhile; the image's own checksums check every byte.
+ * the new pages.img; a failed upload aborts and leaves no image). Readers
+ * fetch memfile.img and pagemap.img whole. restore (eager or lazy) reads
+ * pages.img by range as the loader needs it (s3src.c), through a sparse
+ * placeholder of its size in the local copy; inspect needs only the
+ * placeholder; verify and export, which read every byte anyway, fetch it
+ * whole by ranged GETs and check that it did not change meanwhile. The
+ * image's own checksums check every byte.
  * S3 failures exit 2 with the request that failed; a bad image exits 3.
  */
 #include <errno.h>
@@ -21,10 +24,17 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "s3/s3.h"
+#include "s3src.h"
 
 #define PART_SIZE (16u << 20)         /* multipart part and ranged GET size */
 #define SMALL_MAX (64u << 20)         /* memfile.img, pagemap.img */
+/*
+ * Restores from S3: GETs in flight (the loader's workers), and the most
+ * bytes of neighbouring blocks the fill asks for in one GET. docs/s3.md
+ * has the measurements.
+ */
+#define S3_JOBS 8
+#define S3_FILL_READ (8u << 20)
 
 struct s3img {
 	const char *cmd, *url;
@@ -33,11 +43,25 @@ struct s3img {
 	char stage[4096];                 /* the private temporary directory */
 	char local[4200];                 /* stage/img: the local image */
 	unsigned char *buf;               /* PART_SIZE */
+	struct s3_config cfg;             /* for the pages source's clients */
+	struct cli_s3src *src;            /* restore: pages.img by range */
 };
 
 /* The local copy being used and the URL it stands for (cli_image_name). */
 static const char *shown_local, *shown_url;
 static char shown_buf[4400];
+/* The pages source of shown_local's pages.img (restore), or NULL. */
+static struct cli_s3src *shown_src;
+
+void cli_s3_load_opts(const char *img, struct pgc_load_opts *lo)
+{
+	if (!shown_src || !img || !shown_local || strcmp(img, shown_local) != 0)
+		return;
+	lo->pages_source = cli_s3src_ops(shown_src);
+	if (!lo->jobs)
+		lo->jobs = S3_JOBS;
+	lo->max_read = S3_FILL_READ;
+}
 
 const char *cli_image_name(const char *path)
 {
@@ -152,6 +176,36 @@ static int fetch(struct s3img *m, const char *name, bool small, char etag[S3_ETA
 	return EXIT_OK;
 }
 
+/*
+ * pages.img stays remote: a sparse placeholder of its size in the local
+ * copy (the image's size checks run on it; nothing reads its bytes) and,
+ * for @with_source, the source the loader reads it from.
+ */
+static int stay_remote(struct s3img *m, bool with_source)
+{
+	char key[1100], path[4300], etag[S3_ETAG_MAX];
+	uint64_t size;
+	int fd, ret;
+
+	object_key(m, "pages.img", key, sizeof(key));
+	ret = s3_head(m->s, m->bucket, key, &size, etag);
+	if (ret)
+		return s3_fail(m, ret);
+	snprintf(path, sizeof(path), "%s/pages.img", m->local);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return cli_fail(m->cmd, path, -errno);
+	ret = size > INT64_MAX || ftruncate(fd, (off_t)size) ? -EFBIG : 0;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (ret)
+		return cli_fail(m->cmd, path, ret);
+	if (!with_source)
+		return EXIT_OK;
+	ret = cli_s3src_new(&m->cfg, m->bucket, key, etag, size, &m->src);
+	return ret ? cli_fail(m->cmd, NULL, ret) : EXIT_OK;
+}
+
 static int download(struct s3img *m)
 {
 	char etag[S3_ETAG_MAX];
@@ -164,9 +218,11 @@ static int download(struct s3img *m)
 	ret = fetch(m, "memfile.img", true, NULL);
 	if (!ret)
 		ret = fetch(m, "pagemap.img", true, NULL);
-	if (!ret)
-		ret = fetch(m, "pages.img", false, etag);
-	return ret;
+	if (ret)
+		return ret;
+	if (strcmp(m->cmd, "restore") == 0 || strcmp(m->cmd, "inspect") == 0)
+		return stay_remote(m, strcmp(m->cmd, "restore") == 0);
+	return fetch(m, "pages.img", false, etag);
 }
 
 /* Upload stage/img/NAME: multipart for pages.img, one PUT for the others. */
@@ -282,7 +338,6 @@ static bool wants_parent(int argc, char **argv)
 
 static int setup(struct s3img *m)
 {
-	struct s3_config cfg;
 	char err[256];
 	const char *tmp = getenv("TMPDIR");
 	int ret = s3_parse_url(m->url, m->bucket, sizeof(m->bucket), m->prefix, sizeof(m->prefix));
@@ -290,13 +345,12 @@ static int setup(struct s3img *m)
 	if (ret != 1)
 		return cli_usage(m->cmd, "'%s' is not s3://BUCKET/PREFIX (a bucket name is 3 to "
 				 "63 of a-z 0-9 . -)", m->url);
-	ret = s3_config_load(&cfg, env_lookup, err, sizeof(err));
+	ret = s3_config_load(&m->cfg, env_lookup, err, sizeof(err));
 	if (ret) {
 		cli_error(m->cmd, m->url, "%s", err);
 		return EXIT_IO;
 	}
-	ret = s3_client_new(&cfg, &m->s);
-	memset(&cfg, 0, sizeof(cfg));
+	ret = s3_client_new(&m->cfg, &m->s);
 	m->buf = malloc(PART_SIZE);
 	if (ret || !m->buf)
 		return cli_fail(m->cmd, NULL, -ENOMEM);
@@ -342,9 +396,14 @@ int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv)
 	argv[at] = m.local;
 	shown_local = m.local;
 	shown_url = m.url;
+	shown_src = m.src;
 	ret = fn(argc, argv);
 	shown_local = shown_url = NULL;
+	shown_src = NULL;
 	argv[at] = (char *)m.url;
+	/* What a failed range GET said, beside the load's error. */
+	if (ret && m.src && cli_s3src_error(m.src)[0])
+		cli_error(cmd, m.url, "%s", cli_s3src_error(m.src));
 	if (save && ret == EXIT_OK)
 		ret = upload(&m);
 out:
@@ -352,7 +411,9 @@ out:
 		cli_remove_tree(m.stage);
 		cli_cleanup_stage(NULL);
 	}
+	cli_s3src_free(m.src);
 	s3_client_free(m.s);
+	memset(&m.cfg, 0, sizeof(m.cfg));   /* the secrets */
 	free(m.buf);
 	return ret;
 }
