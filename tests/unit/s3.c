@@ -311,10 +311,14 @@ static int proxy_start(double delay, long rate, pid_t *pid, int *out_fd)
 	return atoi(buf);
 }
 
-/* Stop the proxy; the number of connections it accepted. */
-static int proxy_stop(pid_t pid, int fd)
+/*
+ * Stop the proxy; the number of connections it accepted. @down (may be
+ * NULL) gets the bytes it carried from the server on connections closed
+ * by then.
+ */
+static int proxy_stop_down(pid_t pid, int fd, uint64_t *down)
 {
-	char buf[4096];
+	char buf[8192];
 	ssize_t n, total = 0;
 	int conns = 0;
 
@@ -325,8 +329,17 @@ static int proxy_stop(pid_t pid, int fd)
 	buf[total] = '\0';
 	for (char *p = buf; (p = strstr(p, "conn ")); p++)
 		conns++;
+	if (down)
+		*down = 0;
+	for (char *p = buf; down && (p = strstr(p, "down ")); p++)
+		*down += strtoull(p + 5, NULL, 10);
 	close(fd);
 	return conns;
+}
+
+static int proxy_stop(pid_t pid, int fd)
+{
+	return proxy_stop_down(pid, fd, NULL);
 }
 
 /* A proxy delaying each connection by @delay s, and @c's endpoint pointed
@@ -607,6 +620,187 @@ static void t_cli_lazy(void)
 		     "wait $srv", pgckpt, consumer, 24 * MiB), 0);
 }
 
+/* The sizes of the three objects of the image at @prefix; their sum. */
+static uint64_t image_bytes(struct s3_client *s, const char *prefix, uint64_t *pages)
+{
+	static const char *const name[] = { "memfile.img", "pagemap.img", "pages.img" };
+	uint64_t sum = 0, size = 0;
+	char key[256];
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "%s/%s", prefix, name[i]);
+		CHECK_EQ(s3_head(s, BUCKET, key, &size, NULL), 0);
+		sum += size;
+	}
+	*pages = size;
+	return sum;
+}
+
+/* Start `pgckpt restore --background --listen s.sock --once URL` (stderr
+ * to srv.log) with @env; its pid, once the socket is there, or -1. */
+static pid_t lazy_server(const char *env, const char *url, uint64_t *listen_ns)
+{
+	char cmd[4096];
+	uint64_t t0 = util_now_ns();
+	pid_t pid;
+	int i;
+
+	unlink("s.sock");
+	snprintf(cmd, sizeof(cmd), "%s exec %s restore --background --listen s.sock --once %s "
+		 "2>srv.log", env, pgckpt, url);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; pid > 0 && i < 600 && access("s.sock", F_OK) != 0; i++)
+		usleep(20 * 1000);
+	*listen_ns = util_now_ns() - t0;
+	CHECK(pid > 0 && access("s.sock", F_OK) == 0);
+	return pid > 0 && access("s.sock", F_OK) == 0 ? pid : -1;
+}
+
+/* The lazy consumer on s.sock, reading and checking src.mem's pages. */
+static pid_t lazy_consumer(void)
+{
+	char consumer[1200], size[32];
+	pid_t pid;
+
+	snprintf(consumer, sizeof(consumer), "%.*s/examples/lazy_consumer",
+		 (int)(strrchr(pgckpt, '/') - pgckpt), pgckpt);
+	snprintf(size, sizeof(size), "%u", 24 * MiB);
+	pid = fork();
+	if (pid == 0) {
+		int nul = open("/dev/null", O_WRONLY);
+
+		dup2(nul, 1);
+		execl(consumer, consumer, "-s", size, "-n", "50", "-v", "src.mem", "s.sock",
+		      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* The exit status of @pid within @secs seconds (-1: it did not exit; then killed). */
+static int wait_exit(pid_t pid, int secs)
+{
+	int st, i;
+
+	for (i = 0; i < secs * 20; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		usleep(50 * 1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+/*
+ * Restores read pages.img by range, each byte once: eager through a
+ * proxy that counts what the server sends, and lazy through one that
+ * forwards 2 MiB/s, where the server listens long before all of
+ * pages.img could have arrived (whole, it would take 6 s).
+ */
+static void t_cli_range_reads(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t total, pages, down, listen_ns;
+	char env[256];
+	pid_t ppid, srv, con;
+	int fd, port;
+
+	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rr", pgckpt), 0);
+	total = image_bytes(s, "cli/rr", &pages);
+	CHECK(pages > 12 * MiB);
+	port = proxy_start(0, 0, &ppid, &fd);
+	CHECK_EQ(run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s restore s3://" BUCKET "/cli/rr "
+		     "rr.mem && cmp -s src.mem rr.mem", port, pgckpt), 0);
+	usleep(300 * 1000);
+	CHECK(proxy_stop_down(ppid, fd, &down) >= 2);   /* several GETs in flight */
+	CHECK(down >= total && down < total + 256 * 1024);
+
+	port = proxy_start(0, 2 * MiB, &ppid, &fd);
+	snprintf(env, sizeof(env), "AWS_ENDPOINT_URL=http://127.0.0.1:%d", port);
+	srv = lazy_server(env, "s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv > 0) {
+		CHECK(listen_ns < 3000000000ull);
+		con = lazy_consumer();
+		CHECK_EQ(wait_exit(con, 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	usleep(300 * 1000);
+	proxy_stop_down(ppid, fd, &down);
+	CHECK(down >= total && down < total + 256 * 1024);
+	s3_client_free(s);
+}
+
+/* The server gone in the middle of a lazy restore: exit 2, saying which GET, no hang. */
+static void t_cli_lazy_server_gone(void)
+{
+	uint64_t listen_ns, t0;
+	char env[256];
+	pid_t ppid, srv, con;
+	int fd, port = proxy_start(0, 1 * MiB, &ppid, &fd);
+
+	snprintf(env, sizeof(env), "PGCKPT_S3_RETRIES=1 PGCKPT_S3_TIMEOUT_MS=1000 "
+		 "AWS_ENDPOINT_URL=http://127.0.0.1:%d", port);
+	srv = lazy_server(env, "s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv < 0) {
+		proxy_stop(ppid, fd);
+		return;
+	}
+	con = lazy_consumer();
+	usleep(1000 * 1000);
+	proxy_stop(ppid, fd);
+	t0 = util_now_ns();
+	CHECK_EQ(wait_exit(srv, 30), 2);
+	CHECK(util_now_ns() - t0 < 15000000000ull);
+	CHECK_EQ(run("grep -q 'GET s3://" BUCKET "/cli/rr/pages.img' srv.log"), 0);
+	/* Its faults stay blocked, as documented (docs/lazy.md): stop it. */
+	kill(con, SIGKILL);
+	waitpid(con, NULL, 0);
+}
+
+/* pages.img replaced while a restore reads it: exit 2, no target, never a mix. */
+static void t_cli_replaced_while_read(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t pages, size;
+	unsigned char *p = NULL;
+	pid_t ppid, pid;
+	int fd, port;
+	char cmd[1024];
+
+	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rp", pgckpt), 0);
+	image_bytes(s, "cli/rp", &pages);
+	p = malloc(pages);
+	CHECK(p != NULL);
+	if (!p)
+		goto out;
+	CHECK_EQ(s3_get_range(s, BUCKET, "cli/rp/pages.img", 0, p, pages), 0);
+	p[pages - 1] ^= 1;        /* the same size, another object */
+	port = proxy_start(0, 2 * MiB, &ppid, &fd);
+	snprintf(cmd, sizeof(cmd), "AWS_ENDPOINT_URL=http://127.0.0.1:%d exec %s restore -j 1 "
+		 "s3://" BUCKET "/cli/rp rp.mem 2>rp.txt", port, pgckpt);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	usleep(1500 * 1000);
+	CHECK_EQ(s3_put(s, BUCKET, "cli/rp/pages.img", p, pages, NULL), 0);
+	CHECK_EQ(wait_exit(pid, 60), 2);
+	proxy_stop(ppid, fd);
+	CHECK_EQ(run("grep -q 'replaced while it was read' rp.txt"), 0);
+	CHECK(access("rp.mem", F_OK) != 0);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/rp/pages.img", &size, NULL), 0);
+out:
+	free(p);
+	s3_client_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	const char *src = getenv("PGCKPT_SRC");
@@ -662,6 +856,9 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_errors);
 		TEST_RUN(t_cli_server_gone);
 		TEST_RUN(t_cli_lazy);
+		TEST_RUN(t_cli_range_reads);
+		TEST_RUN(t_cli_lazy_server_gone);
+		TEST_RUN(t_cli_replaced_while_read);
 		TEST_RUN(t_cli_interrupted);
 	}
 	cluster_stop();
