@@ -61,6 +61,14 @@ const char *cli_image_name(const char *path);
  */
 void cli_cleanup_stage(const char *dir);
 
+/*
+ * cli_cleanup_call - a function (NULL: none) that a SIGINT or SIGTERM
+ * calls, from the signal thread, before the exit: s3img.c's abort of the
+ * multipart upload in progress. Register and unregister it between
+ * cli_cleanup_lock and unlock together with what it undoes.
+ */
+void cli_cleanup_call(void (*fn)(void *), void *arg);
+
 /* cli_remove_tree - remove @dir and everything under it (symlinks not followed). */
 void cli_remove_tree(const char *dir);
 

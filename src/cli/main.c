@@ -474,6 +474,8 @@ static char **cleanup_known;        /* temporary siblings that existed before */
 static size_t cleanup_nknown;
 static struct cli_progress *cleanup_bar;
 static char *cleanup_stage;         /* s3img.c's private directory */
+static void (*cleanup_fn)(void *);  /* cli_cleanup_call */
+static void *cleanup_arg;
 
 void cli_cleanup_lock(void)
 {
@@ -490,6 +492,14 @@ void cli_cleanup_file(const char *path)
 	pthread_mutex_lock(&cleanup_mu);
 	free(cleanup_path);
 	cleanup_path = path ? strdup(path) : NULL;
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
+void cli_cleanup_call(void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&cleanup_mu);
+	cleanup_fn = fn;
+	cleanup_arg = arg;
 	pthread_mutex_unlock(&cleanup_mu);
 }
 
@@ -720,6 +730,8 @@ static void *signal_main(void *arg)
 		remove_new_tmp_dirs();
 	if (cleanup_stage)
 		cli_remove_tree(cleanup_stage);
+	if (cleanup_fn)
+		cleanup_fn(cleanup_arg);
 	if (atomic_load(&bus_seen)) {
 		report_shrink();
 		fflush(stderr);

@@ -45,6 +45,7 @@ struct s3img {
 	unsigned char *buf;               /* PART_SIZE */
 	struct s3_config cfg;             /* for the pages source's clients */
 	struct cli_s3src *src;            /* restore: pages.img by range */
+	char up_key[1100], up_id[512];    /* save: the multipart upload in progress */
 };
 
 /* The local copy being used and the URL it stands for (cli_image_name). */
@@ -225,6 +226,62 @@ static int download(struct s3img *m)
 	return fetch(m, "pages.img", false, etag);
 }
 
+/*
+ * On SIGINT or SIGTERM during a multipart upload (from the signal thread,
+ * just before the exit): abort it from a client of its own, so that no
+ * parts stay behind. The main thread's request in flight dies with the
+ * process; a part arriving after the abort is refused.
+ */
+static void abort_on_signal(void *arg)
+{
+	struct s3img *m = arg;
+	struct s3_config c = m->cfg;
+	struct s3_client *s = NULL;
+	int ret;
+
+	c.retries = 1;
+	if (c.timeout_ms > 5000)
+		c.timeout_ms = 5000;
+	ret = s3_client_new(&c, &s);
+	if (!ret)
+		ret = s3_abort_upload(s, m->bucket, m->up_key, m->up_id);
+	if (ret)
+		cli_error(m->cmd, m->url, "could not abort the multipart upload of %s: %s "
+			  "(ListMultipartUploads shows it)", m->up_key,
+			  s && s3_last_error(s)[0] ? s3_last_error(s) : strerror(-ret));
+	s3_client_free(s);
+	memset(&c, 0, sizeof(c));
+}
+
+/* Start the multipart upload of @key, registered for abort_on_signal. */
+static int upload_begin(struct s3img *m, const char *key, struct s3_upload **u)
+{
+	int ret;
+
+	/* No signal between the upload's start and its registration. */
+	cli_cleanup_lock();
+	ret = s3_upload_begin(m->s, m->bucket, key, u);
+	if (!ret) {
+		snprintf(m->up_key, sizeof(m->up_key), "%s", key);
+		snprintf(m->up_id, sizeof(m->up_id), "%s", s3_upload_id(*u));
+		cli_cleanup_call(abort_on_signal, m);
+	}
+	cli_cleanup_unlock();
+	return ret;
+}
+
+/* End @u: complete it, or with @abort abort it; a signal no longer aborts it. */
+static int upload_end(struct s3_upload *u, bool abort)
+{
+	int ret;
+
+	cli_cleanup_lock();
+	ret = abort ? s3_upload_abort(u) : s3_upload_complete(u, NULL); /* aborts on failure */
+	cli_cleanup_call(NULL, NULL);
+	cli_cleanup_unlock();
+	return ret;
+}
+
 /* Upload stage/img/NAME: multipart for pages.img, one PUT for the others. */
 static int push(struct s3img *m, const char *name, bool multipart)
 {
@@ -257,7 +314,7 @@ static int push(struct s3img *m, const char *name, bool multipart)
 			ret = s3_fail(m, ret);
 		goto out;
 	}
-	ret = s3_upload_begin(m->s, m->bucket, key, &u);
+	ret = upload_begin(m, key, &u);
 	if (ret) {
 		ret = s3_fail(m, ret);
 		goto out;
@@ -269,19 +326,19 @@ static int push(struct s3img *m, const char *name, bool multipart)
 
 		ret = full_read(fd, m->buf, n, (off_t)off);
 		if (ret) {
-			s3_upload_abort(u);
+			upload_end(u, true);
 			ret = cli_fail(m->cmd, path, ret);
 			goto out;
 		}
 		ret = s3_upload_part(u, m->buf, n);
 		if (ret) {
 			ret = s3_fail(m, ret);
-			s3_upload_abort(u);
+			upload_end(u, true);
 			goto out;
 		}
 		off += n;
 	} while (off < (uint64_t)st.st_size);
-	ret = s3_upload_complete(u, NULL); /* aborts on failure */
+	ret = upload_end(u, false);
 	if (ret)
 		ret = s3_fail(m, ret);
 out:

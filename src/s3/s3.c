@@ -679,17 +679,52 @@ out:
 	return 0;
 }
 
-int s3_upload_abort(struct s3_upload *u)
+int s3_count_uploads(struct s3_client *s, const char *bucket, const char *prefix, int *count)
+{
+	char q[1200];
+	struct req r = { .method = "GET", .bucket = bucket, .query = q, .out_grow = true };
+	size_t pos = 7;
+	const char *p;
+	int ret;
+
+	memcpy(q, "prefix=", 8);
+	if (url_encode(q, sizeof(q) - 16, &pos, prefix, false))
+		return -EINVAL;
+	memcpy(q + pos, "&uploads=", 10);
+	ret = perform(s, &r);
+	*count = 0;
+	for (p = r.out ? (const char *)r.out : ""; !ret && (p = strstr(p, "<UploadId>")); p++)
+		(*count)++;
+	free(r.out);
+	return ret;
+}
+
+const char *s3_upload_id(const struct s3_upload *u)
+{
+	return u->id;
+}
+
+int s3_abort_upload(struct s3_client *s, const char *bucket, const char *key,
+		    const char *upload_id)
 {
 	char q[1600];
-	struct req r = { .method = "DELETE", .bucket = u->bucket, .key = u->key, .query = q };
+	struct req r = { .method = "DELETE", .bucket = bucket, .key = key, .query = q };
+	struct s3_upload u = { .s = s };
+	int ret;
+
+	snprintf(u.id, sizeof(u.id), "%s", upload_id);
+	ret = upload_query(&u, 0, q, sizeof(q));
+	return ret ? ret : perform(s, &r);
+}
+
+int s3_upload_abort(struct s3_upload *u)
+{
 	char keep[sizeof(u->s->err)];
-	int ret = upload_query(u, 0, q, sizeof(q));
+	int ret;
 
 	/* The error that led to the abort is the one worth keeping. */
 	memcpy(keep, u->s->err, sizeof(keep));
-	if (!ret)
-		ret = perform(u->s, &r);
+	ret = s3_abort_upload(u->s, u->bucket, u->key, u->id);
 	if (keep[0])
 		memcpy(u->s->err, keep, sizeof(keep));
 	upload_free(u);

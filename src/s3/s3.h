@@ -118,4 +118,21 @@ int s3_upload_complete(struct s3_upload *u, char etag[S3_ETAG_MAX]);
 /* s3_upload_abort - returns 0 or -errno of the abort request; @u is freed either way. */
 int s3_upload_abort(struct s3_upload *u);
 
+/*
+ * s3_count_uploads - the multipart uploads in progress on keys starting
+ * with @prefix (ListMultipartUploads; at most the first 1000 counted).
+ */
+int s3_count_uploads(struct s3_client *s, const char *bucket, const char *prefix, int *count);
+
+/* s3_upload_id - the UploadId of @u (valid until @u ends). */
+const char *s3_upload_id(const struct s3_upload *u);
+
+/*
+ * s3_abort_upload - abort the multipart upload @upload_id of @key from
+ * another client than the one uploading (a signal's cleanup): its parts
+ * are dropped, and parts still arriving are refused. Returns 0 or -errno.
+ */
+int s3_abort_upload(struct s3_client *s, const char *bucket, const char *key,
+		    const char *upload_id);
+
 #endif /* PGC_S3_H */
