@@ -29,12 +29,15 @@
 #define PART_SIZE (16u << 20)         /* multipart part and ranged GET size */
 #define SMALL_MAX (64u << 20)         /* memfile.img, pagemap.img */
 /*
- * Restores from S3: GETs in flight (the loader's workers), and the most
- * bytes of neighbouring blocks the fill asks for in one GET. docs/s3.md
- * has the measurements.
+ * Restores from S3: the fill's GETs in flight (the loader's workers) and
+ * the most bytes of neighbouring blocks it asks for in one GET. Eager
+ * restores want throughput; lazy ones a small window, since a demand GET
+ * queues at the server behind the fill's (docs/s3.md, "Reads").
  */
-#define S3_JOBS 8
+#define S3_JOBS 4
 #define S3_FILL_READ (8u << 20)
+#define S3_LAZY_JOBS 2
+#define S3_LAZY_FILL_READ (4u << 20)
 
 struct s3img {
 	const char *cmd, *url;
@@ -60,8 +63,8 @@ void cli_s3_load_opts(const char *img, struct pgc_load_opts *lo)
 		return;
 	lo->pages_source = cli_s3src_ops(shown_src);
 	if (!lo->jobs)
-		lo->jobs = S3_JOBS;
-	lo->max_read = S3_FILL_READ;
+		lo->jobs = lo->background ? S3_LAZY_JOBS : S3_JOBS;
+	lo->max_read = lo->background ? S3_LAZY_FILL_READ : S3_FILL_READ;
 }
 
 const char *cli_image_name(const char *path)
