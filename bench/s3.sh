@@ -9,7 +9,8 @@
 # (zstd:1, and -c none). Reported, best of $RUNS (eager) or median and
 # worst of $RUNS (lazy):
 #
-#   eager   `pgckpt restore s3://... T` vs `pgckpt restore DIR T` (target: <= 2x)
+#   eager   `pgckpt restore s3://... T` vs `pgckpt restore DIR T` (target: <= 2x),
+#           and vs the server's floor: one `curl` GET of pages.img to /dev/null
 #   lazy    `restore --background --listen` from s3:// with
 #           examples/lazy_consumer: first access (target <= 10 ms), random
 #           p50/p99, all pages placed (server log), all verified
@@ -70,7 +71,12 @@ for c in zstd none; do
 	t_local=$(best "$bin" restore "$dir/img-$c" "$dir/target")
 	t_s3=$(best "$bin" restore "s3://pgckpt-bench/img-$c" "$dir/target")
 	cmp -s "$dir/mem" "$dir/target" || { echo "s3.sh: restore from S3 differs" >&2; exit 2; }
+	t_get=$(best curl -sf --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+		--user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+		-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -o /dev/null \
+		"$AWS_ENDPOINT_URL/pgckpt-bench/img-$c/pages.img")
 	rows+=("| eager, -c $c | $t_local s | $t_s3 s | $(awk -v a="$t_s3" -v b="$t_local" \
+		'BEGIN{printf "%.2f", a/b}') | $t_get s | $(awk -v a="$t_s3" -v b="$t_get" \
 		'BEGIN{printf "%.2f", a/b}') |")
 done
 
@@ -111,8 +117,8 @@ def col(key, unit, scale=1):
     v = [float(r[key]) / scale for r in rs]
     return f"{statistics.median(v):.1f} {unit} ({max(v):.1f})"
 print(f"\n{size} default mix, radosgw on loopback; eager: best of {runs}, lazy: median (worst) of {runs}\n")
-print("| restore | local | s3:// | **s3 / local** |")
-print("|---|---|---|---|")
+print("| restore | local | s3:// | **s3 / local** | one GET of pages.img | s3 / GET |")
+print("|---|---|---|---|---|---|")
 print("\n".join(eager))
 print()
 print("| lazy from s3:// (zstd) | first access | random p50 | random p99 | all placed | all verified |")
