@@ -471,7 +471,14 @@ int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts
 struct pgc_pages_source {
 	ssize_t (*read)(void *arg, void *buf, size_t len, uint64_t off);
 	void *arg;
-	uint64_t reserved[6];      /* must be zero; "Structs that grow" (top) */
+	/*
+	 * Optional (NULL: none): called from a loader thread for each block
+	 * that read() returned and that passed its checksum, with its stored
+	 * bytes (@len at @off of pages.img), before the buffer is reused; a
+	 * cache keeps them. It cannot fail the load.
+	 */
+	void (*verified)(void *arg, const void *buf, size_t len, uint64_t off);
+	uint64_t reserved[5];      /* must be zero; "Structs that grow" (top) */
 };
 
 struct pgc_load_opts {

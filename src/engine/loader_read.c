@@ -368,6 +368,11 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
 				  rd->ioff + first, n, codec, scratch);
 		if (ret)
 			return ret;
+		/* Checked: the source may keep it. */
+		if (ld_from_source(l, rd) && l->opts.pages_source->verified)
+			l->opts.pages_source->verified(l->opts.pages_source->arg,
+						       rd->buf + (sb->file_off - rd->file_off),
+						       sb->stored_len, sb->file_off);
 	}
 	return 0;
 }

@@ -4,7 +4,8 @@
  * pages.img is read through callbacks (the command's s3:// images) loads
  * eagerly and in the background with the saved contents, reading each
  * byte of pages.img once, fill reads no larger than max_read, a waiter's
- * read one block; the file pages.img (here zeros) is never read; a
+ * read one block, each block handed to verified() once checked, with the
+ * bytes read; the file pages.img (here zeros) is never read; a
  * source's error becomes the load's error and a source's wrong bytes a
  * checksum error, with no hang and nothing placed; bad options are
  * refused.
@@ -39,7 +40,21 @@ struct mem_source {
 	int fail_err;
 	bool flip;              /* the failing read returns a flipped byte instead */
 	long delay_us;
+	uint64_t verified;      /* bytes verified() was given, each matching */
+	unsigned bad_verified;  /* verified() calls with bytes pages.img does not hold */
 };
+
+static void mem_verified(void *arg, const void *buf, size_t len, uint64_t off)
+{
+	struct mem_source *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	if (off > s->size || len > s->size - off || memcmp(buf, s->data + off, len))
+		s->bad_verified++;
+	else
+		s->verified += len;
+	pthread_mutex_unlock(&s->mu);
+}
 
 static ssize_t mem_read(void *arg, void *buf, size_t len, uint64_t off)
 {
@@ -141,7 +156,7 @@ static bool read_once(struct mem_source *s, uint64_t max)
 
 static pgc_memfile *load(struct mem_source *s, bool bg, int jobs, int *ret)
 {
-	struct pgc_pages_source src = { .read = mem_read, .arg = s };
+	struct pgc_pages_source src = { .read = mem_read, .arg = s, .verified = mem_verified };
 	pgc_memfile *mf = memgen_memfile();
 	struct pgc_load_opts lo;
 
@@ -179,6 +194,8 @@ static void eager(enum pgc_compress c)
 	check_contents(mf);
 	CHECK(read_once(&s, 4 * MIB));
 	CHECK(s.nreads > 1);
+	CHECK_EQ(s.verified, s.size);   /* every block, once */
+	CHECK_EQ(s.bad_verified, 0);
 	pgc_memfile_destroy(mf);
 	free_remote(&s);
 }
@@ -249,6 +266,7 @@ static void test_source_errors(void)
 		s.flip = true;
 		mf = load(&s, bg, 2, &ret);
 		CHECK_EQ(ret, -PGC_ECHECKSUM);
+		CHECK_EQ(s.bad_verified, 0);   /* the flipped block is never handed on */
 		pgc_memfile_destroy(mf);
 		free_remote(&s);
 	}
