@@ -49,6 +49,7 @@ struct s3img {
 	struct s3_config cfg;             /* for the pages source's clients */
 	struct cli_s3src *src;            /* restore: pages.img by range */
 	char up_key[1100], up_id[512];    /* save: the multipart upload in progress */
+	const char *cache_dir;            /* restore --cache-dir, or NULL */
 };
 
 /* The local copy being used and the URL it stands for (cli_image_name). */
@@ -180,6 +181,48 @@ static int fetch(struct s3img *m, const char *name, bool small, char etag[S3_ETA
 	return EXIT_OK;
 }
 
+/* FNV-1a 64 of @len bytes at @p, continuing from @h. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+
+	while (len--)
+		h = (h ^ *b++) * 0x100000001b3ull;
+	return h;
+}
+
+/*
+ * The cache's name for the image: a hash of pages.img's URL, ETag and
+ * size and of memfile.img's bytes (which name its pages.img: index,
+ * checksums, identity), so a replaced image never meets the old blocks.
+ */
+static int image_id(struct s3img *m, const char *key, const char *etag, uint64_t size,
+		    char *id, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	char path[4300];
+	unsigned char *buf;
+	ssize_t n;
+	int fd;
+
+	h = fnv1a(h, m->bucket, strlen(m->bucket) + 1);
+	h = fnv1a(h, key, strlen(key) + 1);
+	h = fnv1a(h, etag, strlen(etag) + 1);
+	h = fnv1a(h, &size, sizeof(size));
+	snprintf(path, sizeof(path), "%s/memfile.img", m->local);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	buf = m->buf;   /* PART_SIZE; memfile.img may be larger: hashed in pieces */
+	while ((n = read(fd, buf, PART_SIZE)) > 0)
+		h = fnv1a(h, buf, (size_t)n);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	snprintf(id, len, "%016" PRIx64, h);
+	return 0;
+}
+
 /*
  * pages.img stays remote: a sparse placeholder of its size in the local
  * copy (the image's size checks run on it; nothing reads its bytes) and,
@@ -207,7 +250,19 @@ static int stay_remote(struct s3img *m, bool with_source)
 	if (!with_source)
 		return EXIT_OK;
 	ret = cli_s3src_new(&m->cfg, m->bucket, key, etag, size, &m->src);
-	return ret ? cli_fail(m->cmd, NULL, ret) : EXIT_OK;
+	if (ret)
+		return cli_fail(m->cmd, NULL, ret);
+	if (!m->cache_dir)
+		return EXIT_OK;
+	ret = image_id(m, key, etag, size, path, sizeof(path));
+	if (!ret)
+		ret = cli_s3src_cache(m->src, m->cache_dir, path);
+	if (ret == -EPERM || ret == -ELOOP) {
+		cli_error(m->cmd, m->cache_dir, "refusing a cache directory (or file in it) "
+			  "that is a symlink, or not this user's alone (owner, mode 0700)");
+		return EXIT_IO;
+	}
+	return ret ? cli_fail(m->cmd, m->cache_dir, ret) : EXIT_OK;
 }
 
 static int download(struct s3img *m)
@@ -385,6 +440,28 @@ static int find_url(int argc, char **argv)
 	return at;
 }
 
+/*
+ * Take --cache-dir DIR (or --cache-dir=DIR) out of @argv (before any
+ * "--"), into *@dir. Returns the new argc, or -1 for one without DIR.
+ */
+static int take_cache_dir(int argc, char **argv, const char **dir)
+{
+	int i, n;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strncmp(argv[i], "--cache-dir", 11) != 0 || (argv[i][11] && argv[i][11] != '='))
+			continue;
+		n = argv[i][11] ? 1 : 2;
+		if (i + n > argc || (n == 1 && !argv[i][12]))
+			return -1;
+		*dir = n == 1 ? argv[i] + 12 : argv[i + 1];
+		memmove(argv + i, argv + i + n, (size_t)(argc - i - n + 1) * sizeof(*argv));
+		argc -= n;
+		i--;
+	}
+	return argc;
+}
+
 /* Whether @argv asks for an incremental save (--parent P or --parent=P). */
 static bool wants_parent(int argc, char **argv)
 {
@@ -431,9 +508,15 @@ static int setup(struct s3img *m)
 int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv)
 {
 	struct s3img m = { .cmd = cmd };
-	int at = find_url(argc, argv), ret;
 	bool save = strcmp(cmd, "save") == 0;
+	int at, ret;
 
+	argc = take_cache_dir(argc, argv, &m.cache_dir);
+	if (argc < 0)
+		return cli_usage(cmd, "option '--cache-dir' needs an argument");
+	at = find_url(argc, argv);
+	if (m.cache_dir && (at < 0 || strcmp(cmd, "restore") != 0))
+		return cli_usage(cmd, "--cache-dir applies to restores of s3:// images only");
 	if (at == -1)
 		return fn(argc, argv);
 	if (at == -2)

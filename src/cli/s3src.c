@@ -8,7 +8,9 @@
  * was opened, so bytes of a pages.img replaced meanwhile are refused by
  * the server (exit 2), never mixed in; the index's checksums check every
  * byte that arrives. The first failed request is kept, in words, for the
- * command's message. Retries and timeouts are src/s3's.
+ * command's message. Retries and timeouts are src/s3's. With a cache
+ * (s3cache.c), reads it holds whole are served from it, and blocks the
+ * loader has verified are kept in it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "s3cache.h"
 #include "s3src.h"
 
 struct cli_s3src {
@@ -30,6 +33,7 @@ struct cli_s3src {
 	size_t nclients;
 	char err[600];                   /* the first failed request, under mu */
 	_Atomic uint64_t bytes, requests;
+	struct cli_s3cache *cache;       /* or NULL */
 };
 
 /* This thread's client, made on its first read. NULL when out of memory. */
@@ -64,6 +68,20 @@ static void note_error(struct cli_s3src *src, const char *what)
 	pthread_mutex_unlock(&src->mu);
 }
 
+/* Whether the cache held [off, off + len): then it is in @buf. */
+static bool from_cache(struct cli_s3src *src, void *buf, size_t len, uint64_t off)
+{
+	return cli_s3cache_read(src->cache, buf, len, off) == (ssize_t)len;
+}
+
+static void s3src_verified(void *arg, const void *buf, size_t len, uint64_t off)
+{
+	struct cli_s3src *src = arg;
+
+	if (src->cache)
+		cli_s3cache_put(src->cache, buf, len, off);
+}
+
 static ssize_t s3src_read(void *arg, void *buf, size_t len, uint64_t off)
 {
 	struct cli_s3src *src = arg;
@@ -74,6 +92,8 @@ static ssize_t s3src_read(void *arg, void *buf, size_t len, uint64_t off)
 		return -ENOMEM;
 	if (off > src->size || len > src->size - off)
 		return -EIO;   /* the index and the object disagree: the loader says truncated */
+	if (src->cache && from_cache(src, buf, len, off))
+		return (ssize_t)len;
 	ret = s3_get_range_if(s, src->bucket, src->key, src->etag, off, buf, len);
 	atomic_fetch_add_explicit(&src->requests, 1, memory_order_relaxed);
 	if (ret == -ESTALE) {
@@ -106,6 +126,7 @@ int cli_s3src_new(const struct s3_config *cfg, const char *bucket, const char *k
 	snprintf(src->etag, sizeof(src->etag), "%s", etag);
 	src->size = size;
 	src->ops.read = s3src_read;
+	src->ops.verified = s3src_verified;
 	src->ops.arg = src;
 	*out = src;
 	return 0;
@@ -117,6 +138,7 @@ void cli_s3src_free(struct cli_s3src *src)
 
 	if (!src)
 		return;
+	cli_s3cache_close(src->cache);
 	for (i = 0; i < src->nclients; i++)
 		s3_client_free(src->clients[i]);
 	free(src->clients);
@@ -124,6 +146,11 @@ void cli_s3src_free(struct cli_s3src *src)
 	pthread_mutex_destroy(&src->mu);
 	memset(&src->cfg, 0, sizeof(src->cfg));   /* the secrets */
 	free(src);
+}
+
+int cli_s3src_cache(struct cli_s3src *src, const char *dir, const char *id)
+{
+	return cli_s3cache_open(dir, id, src->size, &src->cache);
 }
 
 const struct pgc_pages_source *cli_s3src_ops(const struct cli_s3src *src)

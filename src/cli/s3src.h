@@ -25,6 +25,13 @@ int cli_s3src_new(const struct s3_config *cfg, const char *bucket, const char *k
 /* cli_s3src_free - free @src and its clients (the load must have ended); NULL is fine. */
 void cli_s3src_free(struct cli_s3src *src);
 
+/*
+ * cli_s3src_cache - keep verified blocks in the cache directory @dir
+ * under the image name @id, and serve reads it holds (s3cache.h).
+ * Returns 0 or -errno as cli_s3cache_open.
+ */
+int cli_s3src_cache(struct cli_s3src *src, const char *dir, const char *id);
+
 /* cli_s3src_ops - the callbacks for pgc_load_opts.pages_source. */
 const struct pgc_pages_source *cli_s3src_ops(const struct cli_s3src *src);
 

@@ -815,6 +815,65 @@ out:
 	s3_client_free(s);
 }
 
+/* `restore --cache-dir c URL OUT` through a counting proxy: exit status, bytes from the server. */
+static int cached_restore(const char *url, const char *out, uint64_t *down)
+{
+	pid_t ppid;
+	int fd, port = proxy_start(0, 0, &ppid, &fd), st;
+
+	st = run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s restore --cache-dir c %s %s 2>c.txt",
+		 port, pgckpt, url, out);
+	usleep(300 * 1000);
+	proxy_stop_down(ppid, fd, down);
+	return st;
+}
+
+/*
+ * restore --cache-dir: the second restore reads no pages.img from the
+ * server; an image replaced at the prefix is not served the old blocks;
+ * a cache directory that is a symlink or open to others is refused; a
+ * lazy restore uses it too.
+ */
+static void t_cli_cache(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t total, pages, down, listen_ns;
+	pid_t srv;
+
+	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/cache", pgckpt), 0);
+	total = image_bytes(s, "cli/cache", &pages);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c1.mem", &down), 0);
+	CHECK(down >= total);
+	CHECK_EQ(run("cmp -s src.mem c1.mem && test \"$(stat -c %%a c)\" = 700"), 0);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c2.mem", &down), 0);
+	CHECK(down < total - pages + 64 * 1024);
+	CHECK_EQ(run("cmp -s src.mem c2.mem"), 0);
+	/* Another image at the prefix: read from the server, not the cache. */
+	CHECK_EQ(run("%s save -c none small.mem s3://" BUCKET "/cli/cache", pgckpt), 0);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c3.mem", &down), 0);
+	CHECK_EQ(run("cmp -s small.mem c3.mem"), 0);
+	/* Lazy, from the cache. */
+	srv = lazy_server("", "--cache-dir c s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv > 0) {
+		CHECK_EQ(wait_exit(lazy_consumer(), 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	srv = lazy_server("", "--cache-dir c s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv > 0) {
+		CHECK_EQ(wait_exit(lazy_consumer(), 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	/* Not this user's alone, or a symlink: refused, no target. */
+	CHECK_EQ(run("chmod 777 c"), 0);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c4.mem", &down), 2);
+	CHECK_EQ(run("grep -q 'refusing a cache directory' c.txt"), 0);
+	CHECK_EQ(run("chmod 700 c && ln -s c c-link && %s restore --cache-dir c-link s3://" BUCKET
+		     "/cli/cache c4.mem 2>/dev/null", pgckpt), 2);
+	CHECK(access("c4.mem", F_OK) != 0);
+	CHECK_EQ(run("%s restore --cache-dir c src.mem.img c4.mem 2>/dev/null", pgckpt), 1);
+	s3_client_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	const char *src = getenv("PGCKPT_SRC");
@@ -873,6 +932,7 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_range_reads);
 		TEST_RUN(t_cli_lazy_server_gone);
 		TEST_RUN(t_cli_replaced_while_read);
+		TEST_RUN(t_cli_cache);
 		TEST_RUN(t_cli_interrupted);
 	}
 	cluster_stop();
