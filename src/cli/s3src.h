@@ -14,20 +14,30 @@
 
 struct cli_s3src;
 
+/* The most images of a chain (PGC_MAX_DEPTH ancestors and the image). */
+#define CLI_S3SRC_LAYERS 17
+
 /*
- * cli_s3src_new - a source of the object @key of @bucket, @size bytes,
- * read only while its ETag is @etag ("" for any). @cfg (copied) makes
- * each thread's client. Returns 0 or -ENOMEM.
+ * cli_s3src_new - a source of pages.img objects of @bucket, with no
+ * layer yet. @cfg (copied) makes each thread's client. Returns 0 or
+ * -ENOMEM.
  */
-int cli_s3src_new(const struct s3_config *cfg, const char *bucket, const char *key,
-		  const char *etag, uint64_t size, struct cli_s3src **out);
+int cli_s3src_new(const struct s3_config *cfg, const char *bucket, struct cli_s3src **out);
+
+/*
+ * cli_s3src_add - the pages.img of the next image of the chain (the
+ * image first, then its parent, ...): object @key, @size bytes, read only
+ * while its ETag is @etag ("" for any). Returns 0 or -E2BIG.
+ */
+int cli_s3src_add(struct cli_s3src *src, const char *key, const char *etag, uint64_t size);
 
 /* cli_s3src_free - free @src and its clients (the load must have ended); NULL is fine. */
 void cli_s3src_free(struct cli_s3src *src);
 
 /*
- * cli_s3src_cache - keep verified blocks in the cache directory @dir
- * under the image name @id, and serve reads it holds (s3cache.h).
+ * cli_s3src_cache - keep verified blocks of the layer added last in the
+ * cache directory @dir under the image name @id, and serve reads it
+ * holds (s3cache.h).
  * Returns 0 or -errno as cli_s3cache_open.
  */
 int cli_s3src_cache(struct cli_s3src *src, const char *dir, const char *id);

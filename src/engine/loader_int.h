@@ -157,10 +157,28 @@ static inline bool ld_self_read(const struct pgc_loader *l)
 	return !l->opts.background || l->opts.pages_source;
 }
 
-/* Whether @rd reads the image's own pages.img through the pages source. */
+/*
+ * The depth in the chain of the image whose pages.img @rd reads (0: the
+ * image loaded), for a load from a pages source; -1 for a file read.
+ */
+static inline int ld_source_depth(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	size_t d;
+
+	if (!l->opts.pages_source)
+		return -1;
+	if (rd->fd == l->img->pages_fd)
+		return 0;
+	for (d = 0; d < l->img->nanc; d++)
+		if (rd->fd == l->img->anc[d]->pages_fd)
+			return (int)d + 1;
+	return -1;
+}
+
+/* Whether @rd reads through the pages source. */
 static inline bool ld_from_source(const struct pgc_loader *l, const struct ld_read *rd)
 {
-	return l->opts.pages_source && rd->fd == l->img->pages_fd;
+	return ld_source_depth(l, rd) >= 0;
 }
 
 /* Whether unloaded-set node @n is block @b's to load. */

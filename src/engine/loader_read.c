@@ -371,6 +371,7 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
 		/* Checked: the source may keep it. */
 		if (ld_from_source(l, rd) && l->opts.pages_source->verified)
 			l->opts.pages_source->verified(l->opts.pages_source->arg,
+						       (uint32_t)ld_source_depth(l, rd),
 						       rd->buf + (sb->file_off - rd->file_off),
 						       sb->stored_len, sb->file_off);
 	}
@@ -391,7 +392,8 @@ int ld_read_sync(struct pgc_loader *l, struct ld_read *rd)
 
 	if (rd->buf) {
 		if (ld_from_source(l, rd))
-			n = src->read(src->arg, rd->buf, rd->len, rd->file_off);
+			n = src->read(src->arg, (uint32_t)ld_source_depth(l, rd), rd->buf, rd->len,
+				      rd->file_off);
 		else
 			n = sf_pread_all(fd, rd->buf, rd->len, rd->file_off);
 		return n < 0 ? (int)n : (uint64_t)n < rd->len ? -PGC_ETRUNCATED : 0;

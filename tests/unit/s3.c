@@ -675,8 +675,8 @@ static pid_t lazy_server(const char *env, const char *url, uint64_t *listen_ns)
 	return pid > 0 && access("s.sock", F_OK) == 0 ? pid : -1;
 }
 
-/* The lazy consumer on s.sock, reading and checking src.mem's pages. */
-static pid_t lazy_consumer(void)
+/* The lazy consumer on s.sock, reading and checking the pages of @file (24 MiB). */
+static pid_t lazy_consumer_of(const char *file)
 {
 	char consumer[1200], size[32];
 	pid_t pid;
@@ -689,11 +689,15 @@ static pid_t lazy_consumer(void)
 		int nul = open("/dev/null", O_WRONLY);
 
 		dup2(nul, 1);
-		execl(consumer, consumer, "-s", size, "-n", "50", "-v", "src.mem", "s.sock",
-		      (char *)NULL);
+		execl(consumer, consumer, "-s", size, "-n", "50", "-v", file, "s.sock", (char *)NULL);
 		_exit(127);
 	}
 	return pid;
+}
+
+static pid_t lazy_consumer(void)
+{
+	return lazy_consumer_of("src.mem");
 }
 
 /* The exit status of @pid within @secs seconds (-1: it did not exit; then killed). */
@@ -874,6 +878,92 @@ static void t_cli_cache(void)
 	s3_client_free(s);
 }
 
+/* Upload the files of the local image @dir to @prefix as any S3 tool would. */
+static int put_image(struct s3_client *s, const char *dir, const char *prefix)
+{
+	static const char *const name[] = { "pages.img", "pagemap.img", "memfile.img" };
+	unsigned char *buf = malloc(32 * MiB);
+	char path[512], key[256];
+	int i, ret = buf ? 0 : -1;
+
+	for (i = 0; i < 3 && !ret; i++) {
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, name[i]);
+		snprintf(key, sizeof(key), "%s/%s", prefix, name[i]);
+		f = fopen(path, "r");
+		n = f ? fread(buf, 1, 32 * MiB, f) : 0;
+		if (f)
+			fclose(f);
+		ret = f ? s3_put(s, BUCKET, key, buf, n, NULL) : -1;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * Chains on S3: save --parent with both ends remote records the parent's
+ * prefix as a sibling; restore (eager and lazy), verify and inspect
+ * fetch the chain; flatten works either end remote, never onto its own
+ * chain; a parent that is local for a remote image (or the reverse, or
+ * in another bucket) is refused; a recorded parent leaving the bucket is
+ * a bad image; a parent gone is exit 2.
+ */
+static void t_cli_chain(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t base, child, listen_ns;
+	pid_t srv;
+
+	CHECK_EQ(run("cp src.mem ch.mem && head -c 3M /dev/urandom | dd of=ch.mem bs=1M seek=2 "
+		     "conv=notrunc status=none"), 0);
+	CHECK_EQ(run("%s save src.mem s3://" BUCKET "/chain/1 && %s save --parent s3://" BUCKET
+		     "/chain/1 ch.mem s3://" BUCKET "/chain/2", pgckpt, pgckpt), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "chain/1/pages.img", &base, NULL), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "chain/2/pages.img", &child, NULL), 0);
+	CHECK(child < base / 2);
+	CHECK_EQ(run("%s inspect s3://" BUCKET "/chain/2 | grep -q '^parent: *s3://" BUCKET
+		     "/chain/1$'", pgckpt), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/chain/2 ch1.mem && cmp -s ch.mem ch1.mem",
+		     pgckpt), 0);
+	CHECK_EQ(run("%s verify s3://" BUCKET "/chain/2 >/dev/null", pgckpt), 0);
+	srv = lazy_server("", "s3://" BUCKET "/chain/2", &listen_ns);
+	if (srv > 0) {
+		CHECK_EQ(wait_exit(lazy_consumer_of("ch.mem"), 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	/* flatten: remote to local, remote to remote, local to remote. */
+	CHECK_EQ(run("%s flatten s3://" BUCKET "/chain/2 flat.img && %s inspect flat.img | "
+		     "grep -q parent", pgckpt, pgckpt), 1);
+	CHECK_EQ(run("%s flatten s3://" BUCKET "/chain/2 s3://" BUCKET "/flat/a && %s restore "
+		     "s3://" BUCKET "/flat/a fa.mem && cmp -s ch.mem fa.mem", pgckpt, pgckpt), 0);
+	CHECK_EQ(run("%s flatten flat.img s3://" BUCKET "/flat/b && %s restore s3://" BUCKET
+		     "/flat/b fb.mem && cmp -s ch.mem fb.mem", pgckpt, pgckpt), 0);
+	CHECK_EQ(run("%s flatten s3://" BUCKET "/chain/2 s3://" BUCKET "/chain/1 2>/dev/null",
+		     pgckpt), 1);
+	/* Both ends remote, in one bucket, or both local. */
+	CHECK_EQ(run("%s save --parent flat.img ch.mem s3://" BUCKET "/chain/x 2>/dev/null",
+		     pgckpt), 1);
+	CHECK_EQ(run("%s save --parent=s3://" BUCKET "/chain/1 ch.mem x.img 2>/dev/null",
+		     pgckpt), 1);
+	CHECK_EQ(run("%s save --parent s3://pgckpt-other/chain/1 ch.mem s3://" BUCKET
+		     "/chain/x 2>/dev/null", pgckpt), 1);
+	CHECK_EQ(s3_head(s, BUCKET, "chain/x/memfile.img", &base, NULL), -ENOENT);
+	/* A chain uploaded by hand whose parent lies above the bucket's root. */
+	CHECK_EQ(run("mkdir -p up/d1/d2 && %s save src.mem up/p && %s save --parent up/p "
+		     "ch.mem up/d1/d2/c", pgckpt, pgckpt), 0);
+	CHECK_EQ(put_image(s, "up/d1/d2/c", "esc"), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/esc esc.mem 2>esc.txt", pgckpt), 3);
+	CHECK_EQ(run("grep -q 'outside the bucket' esc.txt"), 0);
+	CHECK(access("esc.mem", F_OK) != 0);
+	/* The parent gone. */
+	CHECK_EQ(s3_delete(s, BUCKET, "chain/1/memfile.img"), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/chain/2 gone2.mem 2>/dev/null", pgckpt), 2);
+	CHECK(access("gone2.mem", F_OK) != 0);
+	s3_client_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	const char *src = getenv("PGCKPT_SRC");
@@ -933,6 +1023,7 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_lazy_server_gone);
 		TEST_RUN(t_cli_replaced_while_read);
 		TEST_RUN(t_cli_cache);
+		TEST_RUN(t_cli_chain);
 		TEST_RUN(t_cli_interrupted);
 	}
 	cluster_stop();

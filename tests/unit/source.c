@@ -44,23 +44,25 @@ struct mem_source {
 	unsigned bad_verified;  /* verified() calls with bytes pages.img does not hold */
 };
 
-static void mem_verified(void *arg, const void *buf, size_t len, uint64_t off)
+static void mem_verified(void *arg, uint32_t depth, const void *buf, size_t len, uint64_t off)
 {
 	struct mem_source *s = arg;
 
 	pthread_mutex_lock(&s->mu);
-	if (off > s->size || len > s->size - off || memcmp(buf, s->data + off, len))
+	if (depth != 0 || off > s->size || len > s->size - off || memcmp(buf, s->data + off, len))
 		s->bad_verified++;
 	else
 		s->verified += len;
 	pthread_mutex_unlock(&s->mu);
 }
 
-static ssize_t mem_read(void *arg, void *buf, size_t len, uint64_t off)
+static ssize_t mem_read(void *arg, uint32_t depth, void *buf, size_t len, uint64_t off)
 {
 	struct mem_source *s = arg;
 	unsigned n;
 
+	if (depth != 0)
+		return -EINVAL;   /* a standalone image */
 	pthread_mutex_lock(&s->mu);
 	n = s->nreads;
 	if (n < MAX_READS) {
