@@ -7,8 +7,9 @@
  * read one block, each block handed to verified() once checked, with the
  * bytes read; the file pages.img (here zeros) is never read; a
  * source's error becomes the load's error and a source's wrong bytes a
- * checksum error, with no hang and nothing placed; bad options are
- * refused.
+ * checksum error, with no hang and nothing placed; a child image reads
+ * its parent's pages.img through the source too, at depth 1; bad options
+ * are refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -230,8 +231,11 @@ static void test_background_demand(void)
 	CHECK_EQ(pgc_map_internal(mf, last, PGC_ACCESS_READ, &iov, 1), 1);
 	CHECK_EQ(memgen_check(seed, last.start, iov.iov_base, 4096), UINT64_MAX);
 	pthread_mutex_lock(&s.mu);
-	/* The last 1 MiB block, by itself, among the first reads. */
-	for (i = 0; i < s.nreads && i < 6; i++)
+	/*
+	 * The last 1 MiB block, by itself: the fill reads 4 MiB pieces from
+	 * the start (64 MiB holds 16 of them), so only the demand reads it alone.
+	 */
+	for (i = 0; i < s.nreads; i++)
 		if (s.off[i] + s.len[i] == s.size && s.len[i] <= MIB)
 			seen = true;
 	pthread_mutex_unlock(&s.mu);
@@ -274,6 +278,71 @@ static void test_source_errors(void)
 	}
 }
 
+/* Move img/pages.img into @s (make_remote's second half) for the image at @dir. */
+static void take_pages(struct mem_source *s, const char *dir)
+{
+	char path[64];
+	struct stat st;
+	int fd;
+
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->mu, NULL);
+	s->fail_at = -1;
+	snprintf(path, sizeof(path), "%s/pages.img", dir);
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0 && fstat(fd, &st) == 0);
+	s->size = (uint64_t)st.st_size;
+	s->data = malloc(s->size ? s->size : 1);
+	CHECK_EQ(pread(fd, s->data, s->size, 0), (ssize_t)s->size);
+	CHECK_EQ(ftruncate(fd, 0), 0);
+	CHECK_EQ(ftruncate(fd, st.st_size), 0);
+	close(fd);
+}
+
+/* Two layers: depth 0 is the child's pages.img, depth 1 the parent's. */
+static ssize_t chain_read(void *arg, uint32_t depth, void *buf, size_t len, uint64_t off)
+{
+	struct mem_source *s = arg;
+
+	return depth < 2 ? mem_read(&s[depth], 0, buf, len, off) : -EINVAL;
+}
+
+static void test_chain_layers(void)
+{
+	struct mem_source s[2];
+	struct pgc_pages_source src = { .read = chain_read, .arg = s };
+	pgc_memfile *mf = memgen_memfile(), *out = memgen_memfile();
+	struct pgc_alloc_opts o = { .kind = PGC_KIND_ANONYMOUS };
+	struct pgc_save_opts so;
+	struct pgc_load_opts lo;
+	struct iovec iov, want;
+
+	CHECK_EQ(system("rm -rf img0 img"), 0);
+	CHECK_EQ(pgc_allocate(mf, 16 * MIB, &o, &whole), 0);
+	CHECK_EQ(memgen_fill(mf, seed, whole), 0);
+	CHECK_EQ(pgc_save(mf, "img0", NULL), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_WRITE, &want, 1), 1);
+	memset((uint8_t *)want.iov_base + 3 * MIB, 0x77, 2 * MIB);
+	pgc_save_opts_init(&so);
+	so.parent = "img0";
+	CHECK_EQ(pgc_save(mf, "img", &so), 0);
+	take_pages(&s[0], "img");
+	take_pages(&s[1], "img0");
+	pgc_load_opts_init(&lo);
+	lo.pages_source = &src;
+	lo.jobs = 2;
+	CHECK_EQ(pgc_load(out, "img", &lo), 0);
+	CHECK_EQ(pgc_map_internal(out, whole, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK(memcmp(iov.iov_base, want.iov_base, 16 * MIB) == 0);
+	CHECK(s[0].nreads > 0 && s[1].nreads > 0);
+	CHECK(s[0].size < s[1].size / 2);
+	pgc_memfile_destroy(mf);
+	pgc_memfile_destroy(out);
+	free(s[0].data);
+	free(s[1].data);
+	CHECK_EQ(system("rm -rf img0 img"), 0);
+}
+
 static void test_bad_options(void)
 {
 	struct pgc_pages_source src = { .read = mem_read };
@@ -306,6 +375,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_eager_raw);
 	TEST_RUN(test_background_demand);
 	TEST_RUN(test_source_errors);
+	TEST_RUN(test_chain_layers);
 	TEST_RUN(test_bad_options);
 	return test_done();
 }
