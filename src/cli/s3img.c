@@ -327,13 +327,11 @@ static int stage_save(struct run *m, int argc, char **argv, int at)
 	bool eq = false;
 	const char *par = parent_arg(argc, argv, &pat, &eq);
 
-	if (par && is_url(par)) {
+	/* check_args made sure: in the IMAGE's bucket. */
+	if (par) {
 		ret = where(m, par, NULL, NULL, NULL, &m->other);
 		if (ret)
 			return ret;
-		if (strcmp(m->other.bucket, m->img.bucket) != 0)
-			return cli_usage(m->x.cmd, "the parent must be in the IMAGE's bucket: a "
-					 "chain names its parent by a relative path");
 		ret = fetch_chain(m, &m->other, S3_PAGES_PLACEHOLDER);
 		if (ret)
 			return ret;
@@ -343,9 +341,6 @@ static int stage_save(struct run *m, int argc, char **argv, int at)
 		} else {
 			argv[pat] = m->other.dir;
 		}
-	} else if (par) {
-		return cli_usage(m->x.cmd, "a parent of an s3:// IMAGE must be s3:// too, in its "
-				 "bucket (a chain names its parent by a relative path)");
 	}
 	ret = make_parents(m->img.dir);
 	if (ret)
@@ -409,9 +404,11 @@ static int stage(struct run *m, int argc, char **argv, int at)
 /* Which s3:// arguments @cmd may have; IMAGE's index into *@at (-1: none). */
 static int check_args(const char *cmd, int argc, char **argv, int *at)
 {
+	char b1[64], b2[64], p1[1024], p2[1024];
 	bool save = strcmp(cmd, "save") == 0;
+	const char *par;
+	bool eq = false;
 	int pat = 0;
-	bool eq;
 
 	if (strcmp(cmd, "flatten") == 0 && argc == 3 && (is_url(argv[1]) || is_url(argv[2]))) {
 		*at = is_url(argv[1]) ? 1 : 2;
@@ -422,8 +419,17 @@ static int check_args(const char *cmd, int argc, char **argv, int *at)
 	*at = find_url(argc, argv, pat);
 	if (*at == -2)
 		return cli_usage(cmd, "only one s3:// argument, the IMAGE");
-	if (*at == -1 && pat && is_url(save ? argv[pat] + (eq ? 9 : 0) : ""))
+	par = pat ? argv[pat] + (eq ? 9 : 0) : "";
+	if (*at == -1 && is_url(par))
 		return cli_usage(cmd, "a parent on s3:// needs an s3:// IMAGE in its bucket");
+	/* The same bucket (a chain names its parent by a relative path). */
+	if (*at >= 0 && is_url(par) &&
+	    (s3_parse_url(par, b1, sizeof(b1), p1, sizeof(p1)) != 1 ||
+	     s3_parse_url(argv[*at], b2, sizeof(b2), p2, sizeof(p2)) != 1 || strcmp(b1, b2) != 0))
+		return cli_usage(cmd, "the parent must be an s3:// image in the IMAGE's bucket");
+	if (*at >= 0 && pat && !is_url(par))
+		return cli_usage(cmd, "a parent of an s3:// IMAGE must be s3:// too, in its "
+				 "bucket (a chain names its parent by a relative path)");
 	if (*at >= 0 && (strcmp(cmd, "bench") == 0 || (save && *at != argc - 1)))
 		return cli_usage(cmd, "only the IMAGE may be s3://BUCKET/PREFIX");
 	return EXIT_OK;
