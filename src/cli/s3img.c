@@ -188,6 +188,20 @@ static void normalize(const char *in, char *out, size_t len)
 	}
 }
 
+/* Whether the path @norm (normalized) is an image of the chain fetched so far. */
+static bool in_chain(const struct run *m, const char *norm, const char *tree)
+{
+	size_t n = strlen(tree);
+	int i;
+
+	if (strncmp(norm, tree, n) != 0 || norm[n] != '/')
+		return false;
+	for (i = 0; i < m->nchain; i++)
+		if (strcmp(norm + n + 1, m->chain[i]) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Fetch the image at @w and then its chain of parents, each at the
  * prefix its recorded path leads to in the tree, with pages.img as
@@ -217,10 +231,11 @@ static int fetch_chain(struct run *m, const struct s3where *w, enum s3_pages pag
 			return cli_fail_image(m->x.cmd, cur.dir, ret);
 		normalize(par, norm, sizeof(norm));
 		/* 0: staged already, so the chain loops; or it leaves the bucket. */
-		if (!ret || m->nchain == CHAIN_MAX || strncmp(norm, tree, n) != 0 || norm[n] != '/') {
+		if (!ret || in_chain(m, norm, tree) || m->nchain == CHAIN_MAX ||
+		    strncmp(norm, tree, n) != 0 || norm[n] != '/') {
 			cli_error(m->x.cmd, cur.url, "its parent (%s) is %s", cli_image_name(norm),
-				  !ret ? "in its own chain" : m->nchain == CHAIN_MAX ?
-				  "too far up the chain" : "outside the bucket");
+				  !ret || in_chain(m, norm, tree) ? "in its own chain" :
+				  m->nchain == CHAIN_MAX ? "too far up the chain" : "outside the bucket");
 			return EXIT_IMAGE;
 		}
 		ret = where(m, NULL, w->bucket, norm + n + 1, NULL, &cur);

@@ -907,8 +907,8 @@ static int put_image(struct s3_client *s, const char *dir, const char *prefix)
  * prefix as a sibling; restore (eager and lazy), verify and inspect
  * fetch the chain; flatten works either end remote, never onto its own
  * chain; a parent that is local for a remote image (or the reverse, or
- * in another bucket) is refused; a recorded parent leaving the bucket is
- * a bad image; a parent gone is exit 2.
+ * in another bucket) is refused; a recorded parent leaving the bucket, or
+ * naming the image itself, is a bad image; a parent gone is exit 2.
  */
 static void t_cli_chain(void)
 {
@@ -957,6 +957,11 @@ static void t_cli_chain(void)
 	CHECK_EQ(run("%s restore s3://" BUCKET "/esc esc.mem 2>esc.txt", pgckpt), 3);
 	CHECK_EQ(run("grep -q 'outside the bucket' esc.txt"), 0);
 	CHECK(access("esc.mem", F_OK) != 0);
+	/* One whose recorded parent is its own prefix. */
+	CHECK_EQ(run("%s save --parent up/p ch.mem up/c2", pgckpt), 0);
+	CHECK_EQ(put_image(s, "up/c2", "cyc/p"), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/cyc/p cyc.mem 2>cyc.txt", pgckpt), 3);
+	CHECK_EQ(run("grep -q 'in its own chain' cyc.txt"), 0);
 	/* The parent gone. */
 	CHECK_EQ(s3_delete(s, BUCKET, "chain/1/memfile.img"), 0);
 	CHECK_EQ(run("%s restore s3://" BUCKET "/chain/2 gone2.mem 2>/dev/null", pgckpt), 2);
