@@ -13,6 +13,8 @@
 #   image size            vs  zstd -1 output size
 #   lazy restore          first access, faults, all placed, working set
 #                         (bench/lazy.sh)
+#   restore from S3       vs  restore of the same image from a directory;
+#                         lazy from S3 (bench/s3.sh, when radosgw is installed)
 #
 # Ratios are pgckpt time / baseline time (< 1 means pgckpt is faster);
 # for the limit, restore throughput / limit throughput (> 0.8 is the aim).
@@ -22,7 +24,8 @@
 #
 # env: B (build dir), RUNS (3), SIZES ("256M 1G"), QUICK=1 (one 64M file),
 # INC_RUNS (11: alternated runs, median, of the incremental rows),
-# LAZY=0 (skip bench/lazy.sh), DISK_DIR (lazy.sh's disk runs)
+# LAZY=0 (skip bench/lazy.sh), DISK_DIR (lazy.sh's disk runs), S3=0 (skip
+# bench/s3.sh)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 B=${B:-build}
@@ -218,6 +221,24 @@ if [ "${LAZY:-1}" != 0 ]; then
 	echo "$lazy_table"
 fi
 
+# Restores from S3 (bench/s3.sh starts and stops its own Ceph): eager
+# against local, lazy first access and all placed.
+s3_table="(not run: S3=0)"
+if [ "${S3:-1}" != 0 ]; then
+	s3_size=256M
+	[ "${QUICK:-0}" != 1 ] || s3_size=64M
+	set +e
+	s3_out=$(B=$B RUNS=$runs SIZE=$s3_size BENCH_DIR="$dir/s3" "$top/bench/s3.sh")
+	s3_rc=$?
+	set -e
+	case $s3_rc in
+	0) s3_table=$(sed -n '/^| restore/,$p' <<<"$s3_out") ;;
+	77) s3_table="(not run: radosgw is not installed; ./deps.sh installs Ceph)" ;;
+	*) s3_table="(bench/s3.sh failed: exit $s3_rc)"; fail=1 ;;
+	esac
+	echo "$s3_table"
+fi
+
 header="| file | MiB | save s | zstd -1 s | **save ratio** | restore s | zstd -d s | **restore ratio** | save+restore none s | cp s | **none ratio** | restore none / cp | none floor s | floor / cp | limit s | **restore vs limit** | image KiB | zstd KiB | **size ratio** |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 table=$(printf '%s\n' "$header" "${rows[@]}")
@@ -388,6 +409,19 @@ seed), without (hot) and with
 DISK_DIR) read the image from disk after dropping the page cache.
 
 $lazy_table
+
+## Images on S3
+
+\`bench/s3.sh\` (docs/s3.md has the method): a single-node Ceph radosgw on
+loopback, started by the script (tests/s3/ceph.sh), sharing this machine's
+two cores with pgckpt. The same memory file (the default mix) is saved once
+to a directory and once to \`s3://pgckpt-bench/\`; "eager" is the best of
+$runs runs of \`pgckpt restore\` from each (target: s3 / local <= 2); the
+lazy row is a fresh \`pgckpt restore --background --listen s3://...\` per
+run with \`examples/lazy_consumer\` attached ($runs runs, median (worst);
+target: first access <= 10 ms).
+
+$s3_table
 EOF
 	} >"$out"
 	echo "bench: wrote $out" >&2

@@ -457,6 +457,31 @@ void pgc_save_opts_init(struct pgc_save_opts *opts);
  */
 int pgc_save(pgc_memfile *mf, const char *path, const struct pgc_save_opts *opts);
 
+/*
+ * A pages source: reads of an image's pages.img by byte range, for
+ * images kept elsewhere than in a file (the command's s3:// images).
+ * read() is called from several loader threads at once, each read
+ * blocking: @len bytes at @off of the pages.img of the image @depth
+ * links up its chain (0: the image loaded, 1: its parent, ...) into
+ * @buf. It returns @len, fewer only at the end of the data, or -errno
+ * (the load's error: no page is placed from a failed read). A background load's waiter asks for one block at
+ * a time; the fill asks for up to pgc_load_opts.max_read bytes of
+ * consecutive blocks, with at most jobs reads in flight. The source must
+ * stay valid until the load has ended (pgc_load_await).
+ */
+struct pgc_pages_source {
+	ssize_t (*read)(void *arg, uint32_t depth, void *buf, size_t len, uint64_t off);
+	void *arg;
+	/*
+	 * Optional (NULL: none): called from a loader thread for each block
+	 * that read() returned and that passed its checksum, with its stored
+	 * bytes (@len at @off of @depth's pages.img), before the buffer is
+	 * reused; a cache keeps them. It cannot fail the load.
+	 */
+	void (*verified)(void *arg, uint32_t depth, const void *buf, size_t len, uint64_t off);
+	uint64_t reserved[5];      /* must be zero; "Structs that grow" (top) */
+};
+
 struct pgc_load_opts {
 	int jobs;                /* decompression threads (default: online CPUs; at most 64 used) */
 	const char *aio;         /* as in pgc_save_opts; checked always, used by background loads only */
@@ -488,7 +513,15 @@ struct pgc_load_opts {
 	const char *working_set;
 	/* Record the blocks demanded, in order, for pgc_load_ws_write. */
 	bool record_working_set;
-	uint64_t reserved[6];      /* must be zero; "Structs that grow" (top) */
+	/*
+	 * Where the pages.img bytes of the image and of its ancestors come
+	 * from (NULL: the files). Each image directory of the chain still
+	 * holds a pages.img of the right size (it may be sparse: its bytes
+	 * are not read). Every block read is checked against the index's
+	 * checksum as usual.
+	 */
+	const struct pgc_pages_source *pages_source;
+	uint64_t reserved[5];      /* must be zero; "Structs that grow" (top) */
 };
 
 void pgc_load_opts_init(struct pgc_load_opts *opts);

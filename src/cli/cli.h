@@ -43,6 +43,13 @@ int cmd_bench(int argc, char **argv);
 int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv);
 
 /*
+ * cli_s3_load_opts - for the local copy @img of an s3:// image being
+ * restored: read its pages.img by range from S3 (lo->pages_source), with
+ * the S3 defaults for jobs (GETs in flight) and max_read. Else nothing.
+ */
+void cli_s3_load_opts(const char *img, struct pgc_load_opts *lo);
+
+/*
  * cli_image_name - how to name @path to the user: the s3:// URL for
  * cli_s3_run's local copy (and URL/NAME for a file in it), else @path.
  */
@@ -53,6 +60,14 @@ const char *cli_image_name(const char *path);
  * removes with all it holds: s3img.c's local copy.
  */
 void cli_cleanup_stage(const char *dir);
+
+/*
+ * cli_cleanup_call - a function (NULL: none) that a SIGINT or SIGTERM
+ * calls, from the signal thread, before the exit: s3img.c's abort of the
+ * multipart upload in progress. Register and unregister it between
+ * cli_cleanup_lock and unlock together with what it undoes.
+ */
+void cli_cleanup_call(void (*fn)(void *), void *arg);
 
 /* cli_remove_tree - remove @dir and everything under it (symlinks not followed). */
 void cli_remove_tree(const char *dir);

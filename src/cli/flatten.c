@@ -67,6 +67,7 @@ int cmd_flatten(int argc, char **argv)
 	if (ret)
 		return cli_fail(CMD, NULL, ret);
 	pgc_load_opts_init(&lo);
+	cli_s3_load_opts(img, &lo);
 	ret = pgc_load(mf, img, &lo);
 	if (ret) {
 		ret = cli_fail(CMD, img, ret);

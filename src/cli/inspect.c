@@ -70,7 +70,7 @@ static void print_json(const char *img, const struct pgc_image_info *in)
 
 		if (d)
 			fputs(", ", stdout);
-		cli_json_string(stdout, chain_path(img, d + 1, par, sizeof(par)));
+		cli_json_string(stdout, cli_image_name(chain_path(img, d + 1, par, sizeof(par))));
 	}
 	fputs("]}\n", stdout);
 }
@@ -108,7 +108,7 @@ static void print_table(const char *img, const struct pgc_image_info *in)
 		char par[PATH_MAX], label[32];
 
 		snprintf(label, sizeof(label), "%s", d == 1 ? "parent:" : "ancestor:");
-		printf("%-16s%s\n", label, chain_path(img, d, par, sizeof(par)));
+		printf("%-16s%s\n", label, cli_image_name(chain_path(img, d, par, sizeof(par))));
 	}
 }
 

@@ -559,6 +559,7 @@ static int start_load(struct lazy_cmd *c)
 	c->lo.done = load_done;
 	c->lo.done_arg = srv;
 	c->t0 = cli_now_ns();
+	cli_s3_load_opts(c->img, &c->lo);
 	/* Returns after the metadata: sessions need the memory file's size. */
 	ret = pgc_load(srv->mf, c->img, &c->lo);
 	if (ret) {
@@ -601,7 +602,7 @@ static int open_socket(struct lazy_cmd *c)
 	cli_signal_drain(c->drain[1]);
 	cli_human_bytes(pgc_total_size(c->srv->mf), sz, sizeof(sz));
 	cli_error(CMD, NULL, "listening on %s: %s, memory file %s (%" PRIu64 " bytes)",
-		  c->sock, c->img, sz, pgc_total_size(c->srv->mf));
+		  c->sock, cli_image_name(c->img), sz, pgc_total_size(c->srv->mf));
 	return 0;
 }
 

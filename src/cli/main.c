@@ -33,7 +33,7 @@ static const char usage_main[] =
 	"\n"
 	"Commands:\n"
 	"  save    [-c zstd[:N]|none] [--aio B] [-j N] [--block-size S] [--parent P] SOURCE IMAGE\n"
-	"  restore [--aio B] [-j N] [--direct] [--force] IMAGE TARGET\n"
+	"  restore [--aio B] [-j N] [--direct] [--force] [--cache-dir D] IMAGE TARGET\n"
 	"  restore --background --listen SOCKET [--once] [--timeout SEC] IMAGE\n"
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
@@ -81,8 +81,11 @@ static const char usage_restore[] =
 	"\n"
 	"      --force    replace TARGET if it exists\n"
 	"      --direct   read raw (-c none) images with O_DIRECT\n"
-	"  -j, --jobs N   decompression threads (default: online CPUs)\n"
+	"  -j, --jobs N   decompression threads (default: online CPUs; for s3://\n"
+	"                 images, ranged GETs in flight: default 4, lazy 2)\n"
 	"      --aio B    auto, threads, libaio or uring (default: $PGCKPT_AIO or auto)\n"
+	"      --cache-dir D  s3:// images: keep verified blocks in the directory D\n"
+	"                 (made 0700; this user's alone) and read them from there\n"
 	"  -h, --help     show this help\n"
 	"\n"
 	"   or: pgckpt restore --background --listen SOCKET [OPTION]... IMAGE\n"
@@ -106,7 +109,7 @@ static const char usage_restore[] =
 	"      --working-set WS          load WS's blocks first and place them in each\n"
 	"                                consumer before it asks (a WS that does not\n"
 	"                                fit IMAGE is ignored with a warning)\n"
-	"  -j N, --aio B, --direct       as above, for the background load\n";
+	"  -j N, --aio B, --direct, --cache-dir D   as above, for the background load\n";
 
 static const char usage_inspect[] =
 	"Usage: pgckpt inspect [--json] IMAGE\n"
@@ -474,6 +477,8 @@ static char **cleanup_known;        /* temporary siblings that existed before */
 static size_t cleanup_nknown;
 static struct cli_progress *cleanup_bar;
 static char *cleanup_stage;         /* s3img.c's private directory */
+static void (*cleanup_fn)(void *);  /* cli_cleanup_call */
+static void *cleanup_arg;
 
 void cli_cleanup_lock(void)
 {
@@ -490,6 +495,14 @@ void cli_cleanup_file(const char *path)
 	pthread_mutex_lock(&cleanup_mu);
 	free(cleanup_path);
 	cleanup_path = path ? strdup(path) : NULL;
+	pthread_mutex_unlock(&cleanup_mu);
+}
+
+void cli_cleanup_call(void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&cleanup_mu);
+	cleanup_fn = fn;
+	cleanup_arg = arg;
 	pthread_mutex_unlock(&cleanup_mu);
 }
 
@@ -720,6 +733,8 @@ static void *signal_main(void *arg)
 		remove_new_tmp_dirs();
 	if (cleanup_stage)
 		cli_remove_tree(cleanup_stage);
+	if (cleanup_fn)
+		cleanup_fn(cleanup_arg);
 	if (atomic_load(&bus_seen)) {
 		report_shrink();
 		fflush(stderr);

@@ -268,6 +268,7 @@ static int restore_load(struct restore *r)
 	r->lo.progress = cli_progress_cb;
 	r->lo.progress_arg = &bar;
 	cli_cleanup_progress(&bar);
+	cli_s3_load_opts(r->img, &r->lo);
 	ret = pgc_load(r->mf, r->img, &r->lo);
 	cli_cleanup_lock();
 	cli_progress_end(&bar);

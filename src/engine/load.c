@@ -65,6 +65,8 @@ static int load_opts_get(const struct pgc_load_opts *opts, struct pgc_load_opts 
 	    o->max_inflight > opt_max(OPT_LOAD_MAX_INFLIGHT) || o->jobs < 0 ||
 	    !opts_reserved_zero(o))
 		return -EINVAL;
+	if (o->pages_source && (!o->pages_source->read || !opts_reserved_zero(o->pages_source)))
+		return -EINVAL;
 	return aio_parse_backend(o->aio, &backend);
 }
 

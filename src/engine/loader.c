@@ -19,6 +19,10 @@
  *   An eager load uses no queue: each decode worker picks its own read
  *   the same way and does it synchronously (ld_read_sync).
  *   Reads land in recycled buffers, 8 MiB in flight at most.
+ *   A load from a pages source (pgc_load_opts.pages_source: an image
+ *   read by range from elsewhere, such as S3) reads like an eager one,
+ *   background or not: each worker blocks in its own source read, so
+ *   jobs reads are in flight, one buffer each.
  * - decode workers take waiters' reads before the fill's, check each
  *   block's checksum, decode a zstd block into their own scratch buffer
  *   (a raw block is used where it was read) and pwrite the pages still
@@ -286,7 +290,7 @@ static void *worker_main(void *arg)
 			 * Eager loads read for themselves: no hand-offs, each
 			 * worker reading and decoding on its own core.
 			 */
-			if (!l->opts.background && !l->error &&
+			if (ld_self_read(l) && !l->error &&
 			    (rd = pick_locked(l, l->max_reads)) != NULL) {
 				pthread_mutex_unlock(&l->mu);
 				rd->err = ld_read_sync(l, rd);
@@ -578,6 +582,9 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 		l->max_reads = LOADER_BUFFER_BYTES / l->pool_size;
 	if (l->max_reads < 2)
 		l->max_reads = 2;
+	/* A pages source is slow to answer: every worker keeps a read in flight. */
+	if (opts->pages_source && l->max_reads < (unsigned)engine_jobs(opts->jobs) + 1)
+		l->max_reads = (unsigned)engine_jobs(opts->jobs) + 1;
 	ret = -ENOMEM;
 	l->pool = calloc(l->max_reads, sizeof(*l->pool));
 	if (!l->pool)
@@ -586,7 +593,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	if (ret)
 		goto fail;
 	/* Only the background loader thread reads through the queue. */
-	if (opts->background) {
+	if (!ld_self_read(l)) {
 		ret = aio_queue_new(backend, l->max_reads, &l->q, NULL);
 		if (ret)
 			goto fail;

@@ -149,6 +149,40 @@ static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t
 	return &l->img->blocks[b];
 }
 
+/*
+ * Whether the decode workers pick and read for themselves (eager loads,
+ * and any load from a pages source, whose reads block in the source)
+ * rather than through the loader thread's aio queue.
+ */
+static inline bool ld_self_read(const struct pgc_loader *l)
+{
+	return !l->opts.background || l->opts.pages_source;
+}
+
+/*
+ * The depth in the chain of the image whose pages.img @rd reads (0: the
+ * image loaded), for a load from a pages source; -1 for a file read.
+ */
+static inline int ld_source_depth(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	size_t d;
+
+	if (!l->opts.pages_source)
+		return -1;
+	if (rd->fd == l->img->pages_fd)
+		return 0;
+	for (d = 0; d < l->img->nanc; d++)
+		if (rd->fd == l->img->anc[d]->pages_fd)
+			return (int)d + 1;
+	return -1;
+}
+
+/* Whether @rd reads through the pages source. */
+static inline bool ld_from_source(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	return ld_source_depth(l, rd) >= 0;
+}
+
 /* Whether unloaded-set node @n is block @b's to load. */
 static inline bool ld_node_is(rs_node *n, uint32_t b)
 {
@@ -181,7 +215,8 @@ void ld_buf_put_locked(struct pgc_loader *l, struct ld_read *rd);
 void ld_read_free(struct ld_read *rd);
 
 /*
- * ld_read_sync - read @rd synchronously (eager loads), without l->mu.
+ * ld_read_sync - read @rd synchronously (eager loads, demands, and every
+ * read from a pages source), without l->mu.
  * Returns 0, -PGC_ETRUNCATED at a premature end of file, or -errno.
  */
 int ld_read_sync(struct pgc_loader *l, struct ld_read *rd);

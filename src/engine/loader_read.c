@@ -224,8 +224,12 @@ struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t
 	rd->blk_iov = calloc(b1 - b0 + 1, sizeof(*rd->blk_iov));
 	if (!rd->blk_iov)
 		goto fail;
-	/* Raw blocks are read straight into the mapping unless pwritten. */
-	if (!raw || atomic_load_explicit(&l->use_pwrite, memory_order_relaxed)) {
+	/*
+	 * Raw blocks are read straight into the mapping unless pwritten or
+	 * read from a pages source (which fills one buffer).
+	 */
+	if (!raw || atomic_load_explicit(&l->use_pwrite, memory_order_relaxed) ||
+	    ld_from_source(l, rd)) {
 		rd->buf = buf_get_locked(l, rd->len);
 		if (!rd->buf)
 			goto fail;
@@ -370,6 +374,12 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
 				  rd->ioff + first, n, codec, scratch);
 		if (ret)
 			return ret;
+		/* Checked: the source may keep it. */
+		if (ld_from_source(l, rd) && l->opts.pages_source->verified)
+			l->opts.pages_source->verified(l->opts.pages_source->arg,
+						       (uint32_t)ld_source_depth(l, rd),
+						       rd->buf + (sb->file_off - rd->file_off),
+						       sb->stored_len, sb->file_off);
 	}
 	return 0;
 }
@@ -381,13 +391,17 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
  */
 int ld_read_sync(struct pgc_loader *l, struct ld_read *rd)
 {
+	const struct pgc_pages_source *src = l->opts.pages_source;
 	int fd = rd->fd, i, ret;
 	uint64_t done, skip;
 	ssize_t n;
 
-	(void)l;
 	if (rd->buf) {
-		n = sf_pread_all(fd, rd->buf, rd->len, rd->file_off);
+		if (ld_from_source(l, rd))
+			n = src->read(src->arg, (uint32_t)ld_source_depth(l, rd), rd->buf, rd->len,
+				      rd->file_off);
+		else
+			n = sf_pread_all(fd, rd->buf, rd->len, rd->file_off);
 		return n < 0 ? (int)n : (uint64_t)n < rd->len ? -PGC_ETRUNCATED : 0;
 	}
 	for (i = 0; i < rd->niov; i++) {

@@ -31,6 +31,7 @@ struct req {
 	const char *bucket, *key;    /* key may be NULL (bucket request) */
 	const char *query;           /* canonical (sorted, encoded) or NULL */
 	const char *range;           /* "a-b" or NULL */
+	const char *if_match;        /* an ETag the object must have, or NULL */
 	const unsigned char *body;   /* request body */
 	size_t body_len;
 	size_t body_pos;
@@ -246,6 +247,8 @@ static int status_errno(long st)
 		return -ENOENT;
 	if (st == 416)
 		return -ERANGE;
+	if (st == 412)
+		return -ESTALE;
 	if (st >= 400 && st < 500)
 		return -EINVAL;
 	return -EIO;
@@ -297,6 +300,15 @@ static int prepare(struct s3_client *s, struct req *r, const char *url, struct c
 		snprintf(tok, sizeof(tok), "x-amz-security-token: %s", s->cfg.session_token);
 		t = curl_slist_append(h, tok);
 		memset(tok, 0, sizeof(tok));
+		if (!t) {
+			curl_slist_free_all(h);
+			return -ENOMEM;
+		}
+		h = t;
+	}
+	if (h && r->if_match) {
+		snprintf(tok, sizeof(tok), "If-Match: %s", r->if_match);
+		t = curl_slist_append(h, tok);
 		if (!t) {
 			curl_slist_free_all(h);
 			return -ENOMEM;
@@ -434,9 +446,15 @@ int s3_head(struct s3_client *s, const char *bucket, const char *key, uint64_t *
 int s3_get_range(struct s3_client *s, const char *bucket, const char *key, uint64_t off,
 		 void *buf, size_t len)
 {
+	return s3_get_range_if(s, bucket, key, NULL, off, buf, len);
+}
+
+int s3_get_range_if(struct s3_client *s, const char *bucket, const char *key, const char *etag,
+		    uint64_t off, void *buf, size_t len)
+{
 	char range[64];
 	struct req r = { .method = "GET", .bucket = bucket, .key = key, .range = range,
-			 .out = buf, .out_cap = len };
+			 .if_match = etag && etag[0] ? etag : NULL, .out = buf, .out_cap = len };
 	int ret;
 
 	if (len == 0)
@@ -661,17 +679,52 @@ out:
 	return 0;
 }
 
-int s3_upload_abort(struct s3_upload *u)
+int s3_count_uploads(struct s3_client *s, const char *bucket, const char *prefix, int *count)
+{
+	char q[1200];
+	struct req r = { .method = "GET", .bucket = bucket, .query = q, .out_grow = true };
+	size_t pos = 7;
+	const char *p;
+	int ret;
+
+	memcpy(q, "prefix=", 8);
+	if (url_encode(q, sizeof(q) - 16, &pos, prefix, false))
+		return -EINVAL;
+	memcpy(q + pos, "&uploads=", 10);
+	ret = perform(s, &r);
+	*count = 0;
+	for (p = r.out ? (const char *)r.out : ""; !ret && (p = strstr(p, "<UploadId>")); p++)
+		(*count)++;
+	free(r.out);
+	return ret;
+}
+
+const char *s3_upload_id(const struct s3_upload *u)
+{
+	return u->id;
+}
+
+int s3_abort_upload(struct s3_client *s, const char *bucket, const char *key,
+		    const char *upload_id)
 {
 	char q[1600];
-	struct req r = { .method = "DELETE", .bucket = u->bucket, .key = u->key, .query = q };
+	struct req r = { .method = "DELETE", .bucket = bucket, .key = key, .query = q };
+	struct s3_upload u = { .s = s };
+	int ret;
+
+	snprintf(u.id, sizeof(u.id), "%s", upload_id);
+	ret = upload_query(&u, 0, q, sizeof(q));
+	return ret ? ret : perform(s, &r);
+}
+
+int s3_upload_abort(struct s3_upload *u)
+{
 	char keep[sizeof(u->s->err)];
-	int ret = upload_query(u, 0, q, sizeof(q));
+	int ret;
 
 	/* The error that led to the abort is the one worth keeping. */
 	memcpy(keep, u->s->err, sizeof(keep));
-	if (!ret)
-		ret = perform(u->s, &r);
+	ret = s3_abort_upload(u->s, u->bucket, u->key, u->id);
 	if (keep[0])
 		memcpy(u->s->err, keep, sizeof(keep));
 	upload_free(u);

@@ -74,7 +74,7 @@ const char *s3_last_error(const struct s3_client *s);
 /*
  * Each request below returns 0 or -errno: -EACCES (403, or 401),
  * -ENOENT (404: no such bucket or key), -EINVAL (other 4xx), -ERANGE
- * (416), -ETIMEDOUT (no answer within the timeout after the retries),
+ * (416), -ESTALE (412, s3_get_range_if), -ETIMEDOUT (no answer within the timeout after the retries),
  * -ECONNREFUSED (nothing listening), -EIO (5xx after the retries, a
  * malformed answer, any other network error), -ENOMEM.
  */
@@ -86,6 +86,13 @@ int s3_head(struct s3_client *s, const char *bucket, const char *key,
 /* s3_get_range - exactly @len bytes of the object from @off into @buf. */
 int s3_get_range(struct s3_client *s, const char *bucket, const char *key,
 		 uint64_t off, void *buf, size_t len);
+
+/*
+ * s3_get_range_if - s3_get_range of the object only while its ETag is
+ * @etag (If-Match; NULL or "": any): -ESTALE (412) once it was replaced.
+ */
+int s3_get_range_if(struct s3_client *s, const char *bucket, const char *key,
+		    const char *etag, uint64_t off, void *buf, size_t len);
 
 /* s3_put - store @len bytes as the object (replacing it); @etag may be NULL. */
 int s3_put(struct s3_client *s, const char *bucket, const char *key,
@@ -110,5 +117,22 @@ int s3_upload_part(struct s3_upload *u, const void *buf, size_t len);
 int s3_upload_complete(struct s3_upload *u, char etag[S3_ETAG_MAX]);
 /* s3_upload_abort - returns 0 or -errno of the abort request; @u is freed either way. */
 int s3_upload_abort(struct s3_upload *u);
+
+/*
+ * s3_count_uploads - the multipart uploads in progress on keys starting
+ * with @prefix (ListMultipartUploads; at most the first 1000 counted).
+ */
+int s3_count_uploads(struct s3_client *s, const char *bucket, const char *prefix, int *count);
+
+/* s3_upload_id - the UploadId of @u (valid until @u ends). */
+const char *s3_upload_id(const struct s3_upload *u);
+
+/*
+ * s3_abort_upload - abort the multipart upload @upload_id of @key from
+ * another client than the one uploading (a signal's cleanup): its parts
+ * are dropped, and parts still arriving are refused. Returns 0 or -errno.
+ */
+int s3_abort_upload(struct s3_client *s, const char *bucket, const char *key,
+		    const char *upload_id);
 
 #endif /* PGC_S3_H */

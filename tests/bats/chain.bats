@@ -256,14 +256,28 @@ PY
 	cmp r3 r2
 }
 
-@test "chain: --parent and flatten with an s3:// image are refused before any request" {
+@test "chain: a parent local for an s3:// image, or the reverse, or in another bucket, is refused before any request" {
 	mkmem mem 1M
 	pgckpt save mem p
 	for args in "save --parent p mem s3://bucket/c" "save --parent=p mem s3://bucket/c" \
-		    "flatten s3://bucket/c out" "flatten p s3://bucket/out"; do
+		    "save --parent s3://bucket/p mem c" "save --parent s3://other/p mem s3://bucket/c"; do
 		# shellcheck disable=SC2086
 		AWS_ENDPOINT_URL=http://127.0.0.1:9 run pgckpt $args
 		assert_failure 1
-		assert_output --partial "incremental images (--parent, flatten) are not supported on s3:// yet"
+		assert_output --partial "parent"
 	done
+	[ ! -e c ]
+}
+
+@test "chain: flatten with an s3:// end goes to the server (nothing there: exit 2, no OUT)" {
+	mkmem mem 1M
+	pgckpt save mem p
+	for args in "flatten s3://bucket/c out" "flatten p s3://bucket/out"; do
+		# shellcheck disable=SC2086
+		AWS_ACCESS_KEY_ID=k AWS_SECRET_ACCESS_KEY=s PGCKPT_S3_RETRIES=0 \
+			AWS_ENDPOINT_URL=http://127.0.0.1:9 run pgckpt $args
+		assert_failure 2
+		assert_output --partial "Couldn't connect to server"
+	done
+	[ ! -e out ]
 }

@@ -5,7 +5,8 @@
 # accepting each connection before it forwards anything, and with RATE
 # forwards at most RATE bytes a second each way, to play a slow S3 server
 # in tests/unit/s3.c. Prints its port on the first line of stdout, then
-# one line "conn N" per connection accepted. Runs until killed.
+# one line "conn N" per connection accepted and, when one closes, "down B"
+# with the bytes it carried from the server. Runs until killed.
 # Usage: slowproxy.py DELAY TARGET_PORT [RATE]
 import socket
 import sys
@@ -13,7 +14,11 @@ import threading
 import time
 
 
+out_mu = threading.Lock()
+
+
 def pump(src, dst, rate):
+    n = 0
     try:
         while True:
             b = src.recv(65536)
@@ -22,6 +27,7 @@ def pump(src, dst, rate):
             if rate:
                 time.sleep(len(b) / rate)
             dst.sendall(b)
+            n += len(b)
     except OSError:
         pass
     for s in (src, dst):
@@ -29,6 +35,7 @@ def pump(src, dst, rate):
             s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+    return n
 
 
 def serve(conn, delay, port, rate):
@@ -39,7 +46,10 @@ def serve(conn, delay, port, rate):
         conn.close()
         return
     threading.Thread(target=pump, args=(conn, up, rate), daemon=True).start()
-    pump(up, conn, rate)
+    n = pump(up, conn, rate)
+    with out_mu:
+        sys.stdout.write("down %d\n" % n)
+        sys.stdout.flush()
 
 
 def main():
@@ -54,7 +64,9 @@ def main():
     while True:
         conn, _ = ls.accept()
         n += 1
-        print("conn", n, flush=True)
+        with out_mu:
+            sys.stdout.write("conn %d\n" % n)
+            sys.stdout.flush()
         threading.Thread(target=serve, args=(conn, delay, port, rate), daemon=True).start()
 
 

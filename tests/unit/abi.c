@@ -58,7 +58,8 @@ static void test_sizes_pinned(void)
 	PIN(pgc_memfile_opts, 96, 40, 56);     /* adopt_mapped took 1 word */
 	PIN(pgc_alloc_opts, 96, 32, 64);
 	PIN(pgc_save_opts, 120, 64, 56);       /* parent took 1 word */
-	PIN(pgc_load_opts, 128, 80, 48);       /* working_set, record_working_set took 2 words */
+	PIN(pgc_load_opts, 128, 88, 40);       /* working_set, record_working_set 2 words, pages_source 1 */
+	PIN(pgc_pages_source, 64, 24, 40);   /* verified took 1 word */
 	PIN(pgc_lazy_serve_opts, 96, 48, 48);  /* allow_uids, nallow_uids took 2 words */
 	PIN(pgc_accounting, 120, 56, 64);
 	PIN(pgc_load_stats, 128, 88, 40);      /* working_set_blocks, _error, demand_decodes took 3 words */

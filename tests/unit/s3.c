@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "s3/s3.h"
+#include "s3proxy.h"
 #include "util/util.h"
 #include "test.h"
 
@@ -86,6 +87,12 @@ static int cluster_start(void)
 		n++;
 	}
 	return pclose(p) == 0 && n == 4 ? 0 : -1;
+}
+
+/* The proxy in front of radosgw (s3proxy.h). */
+static int proxy_start(double delay, long rate, pid_t *pid, int *fd)
+{
+	return proxy_start_in(src_dir, delay, rate, pid, fd);
 }
 
 static struct s3_client *client(const struct s3_config *c)
@@ -277,56 +284,6 @@ static void t_refused(void)
 	/* Backoff 100 + 200 ms, no more. */
 	CHECK(util_now_ns() - t0 < 2000000000ull);
 	s3_client_free(s);
-}
-
-/* Start slowproxy.py DELAY RATE (bytes/s, 0: any) in front of radosgw; its port, or -1. */
-static int proxy_start(double delay, long rate, pid_t *pid, int *out_fd)
-{
-	const char *ep = getenv("AWS_ENDPOINT_URL");
-	const char *colon = ep ? strrchr(ep, ':') : NULL;
-	char script[1200], d[32], port[16], buf[32], r[32];
-	int pfd[2];
-	ssize_t n;
-
-	if (!colon || pipe(pfd))
-		return -1;
-	snprintf(script, sizeof(script), "%s/tests/s3/slowproxy.py", src_dir);
-	snprintf(d, sizeof(d), "%.3f", delay);
-	snprintf(port, sizeof(port), "%s", colon + 1);
-	snprintf(r, sizeof(r), "%ld", rate);
-	*pid = fork();
-	if (*pid == 0) {
-		dup2(pfd[1], 1);
-		close(pfd[0]);
-		close(pfd[1]);
-		execlp("python3", "python3", script, d, port, r, (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	*out_fd = pfd[0];
-	n = read(pfd[0], buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return atoi(buf);
-}
-
-/* Stop the proxy; the number of connections it accepted. */
-static int proxy_stop(pid_t pid, int fd)
-{
-	char buf[4096];
-	ssize_t n, total = 0;
-	int conns = 0;
-
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	while ((n = read(fd, buf + total, sizeof(buf) - 1 - (size_t)total)) > 0)
-		total += n;
-	buf[total] = '\0';
-	for (char *p = buf; (p = strstr(p, "conn ")); p++)
-		conns++;
-	close(fd);
-	return conns;
 }
 
 /* A proxy delaying each connection by @delay s, and @c's endpoint pointed
@@ -570,26 +527,40 @@ out:
 }
 
 /*
- * SIGTERM in the middle of a save's upload: exit 128+15, no image at the
- * prefix, and the local copy removed.
+ * SIGTERM or SIGINT in the middle of a save's upload: exit 128+N, no
+ * image at the prefix, no multipart upload left (ListMultipartUploads),
+ * and the local copy removed.
  */
 static void t_cli_interrupted(void)
 {
+	static const int sigs[] = { SIGTERM, SIGINT };
+	static const char *const prefix[] = { "cli/int", "cli/int2" };
 	struct s3_client *s = client(&cfg);
 	uint64_t size;
 	pid_t ppid, pid;
-	int fd, st = 0;
+	int fd, i, n, n0, st = 0;
+	char key[64];
 
-	pid = slow_save("", "cli/int", &ppid, &fd);
-	if (pid < 0 || !s)
-		goto out;
-	CHECK(kill(pid, SIGTERM) == 0);
-	CHECK(waitpid(pid, &st, 0) == pid);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM);
-	proxy_stop(ppid, fd);
-	CHECK_EQ(s3_head(s, BUCKET, "cli/int/memfile.img", &size, NULL), -ENOENT);
-	CHECK_EQ(run("ls -d \"$TMPDIR\"/pgckpt-s3.* 2>/dev/null | grep -q ."), 1);
-out:
+	for (i = 0; i < 2 && s; i++) {
+		/* A cluster reused (PGCKPT_S3_STATE) may hold uploads of other runs. */
+		snprintf(key, sizeof(key), "%s/", prefix[i]);
+		CHECK_EQ(s3_count_uploads(s, BUCKET, key, &n0), 0);
+		pid = slow_save("", prefix[i], &ppid, &fd);
+		if (pid < 0)
+			break;
+		CHECK_EQ(s3_count_uploads(s, BUCKET, key, &n), 0);
+		CHECK_EQ(n, n0 + 1);  /* pages.img is being uploaded */
+		CHECK(kill(pid, sigs[i]) == 0);
+		CHECK(waitpid(pid, &st, 0) == pid);
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sigs[i]);
+		proxy_stop(ppid, fd);
+		snprintf(key, sizeof(key), "%s/memfile.img", prefix[i]);
+		CHECK_EQ(s3_head(s, BUCKET, key, &size, NULL), -ENOENT);
+		snprintf(key, sizeof(key), "%s/", prefix[i]);
+		CHECK_EQ(s3_count_uploads(s, BUCKET, key, &n), 0);
+		CHECK_EQ(n, n0);
+		CHECK_EQ(run("ls -d \"$TMPDIR\"/pgckpt-s3.* 2>/dev/null | grep -q ."), 1);
+	}
 	s3_client_free(s);
 }
 
@@ -605,6 +576,341 @@ static void t_cli_lazy(void)
 		     "2>srv.log & srv=$!; for i in $(seq 300); do [ -S s.sock ] && break; "
 		     "sleep 0.05; done; timeout 60 %s -s %u -n 50 -v src.mem s.sock >/dev/null && "
 		     "wait $srv", pgckpt, consumer, 24 * MiB), 0);
+}
+
+/* The sizes of the three objects of the image at @prefix; their sum. */
+static uint64_t image_bytes(struct s3_client *s, const char *prefix, uint64_t *pages)
+{
+	static const char *const name[] = { "memfile.img", "pagemap.img", "pages.img" };
+	uint64_t sum = 0, size = 0;
+	char key[256];
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "%s/%s", prefix, name[i]);
+		CHECK_EQ(s3_head(s, BUCKET, key, &size, NULL), 0);
+		sum += size;
+	}
+	*pages = size;
+	return sum;
+}
+
+/* Start `pgckpt restore --background --listen s.sock --once URL` (stderr
+ * to srv.log) with @env; its pid, once the socket is there, or -1. */
+static pid_t lazy_server(const char *env, const char *url, uint64_t *listen_ns)
+{
+	char cmd[4096];
+	uint64_t t0 = util_now_ns();
+	pid_t pid;
+	int i;
+
+	unlink("s.sock");
+	snprintf(cmd, sizeof(cmd), "%s exec %s restore --background --listen s.sock --once %s "
+		 "2>srv.log", env, pgckpt, url);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; pid > 0 && i < 600 && access("s.sock", F_OK) != 0; i++)
+		usleep(20 * 1000);
+	*listen_ns = util_now_ns() - t0;
+	CHECK(pid > 0 && access("s.sock", F_OK) == 0);
+	return pid > 0 && access("s.sock", F_OK) == 0 ? pid : -1;
+}
+
+/* The lazy consumer on s.sock, reading and checking the pages of @file (24 MiB). */
+static pid_t lazy_consumer_of(const char *file)
+{
+	char consumer[1200], size[32];
+	pid_t pid;
+
+	snprintf(consumer, sizeof(consumer), "%.*s/examples/lazy_consumer",
+		 (int)(strrchr(pgckpt, '/') - pgckpt), pgckpt);
+	snprintf(size, sizeof(size), "%u", 24 * MiB);
+	pid = fork();
+	if (pid == 0) {
+		int nul = open("/dev/null", O_WRONLY);
+
+		dup2(nul, 1);
+		execl(consumer, consumer, "-s", size, "-n", "50", "-v", file, "s.sock", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static pid_t lazy_consumer(void)
+{
+	return lazy_consumer_of("src.mem");
+}
+
+/* The exit status of @pid within @secs seconds (-1: it did not exit; then killed). */
+static int wait_exit(pid_t pid, int secs)
+{
+	int st, i;
+
+	for (i = 0; i < secs * 20; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		usleep(50 * 1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+/*
+ * Restores read pages.img by range, each byte once: eager through a
+ * proxy that counts what the server sends, and lazy through one that
+ * forwards 2 MiB/s, where the server listens long before all of
+ * pages.img could have arrived (whole, it would take 6 s).
+ */
+static void t_cli_range_reads(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t total, pages, down, listen_ns;
+	char env[256];
+	pid_t ppid, srv, con;
+	int fd, port;
+
+	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rr", pgckpt), 0);
+	total = image_bytes(s, "cli/rr", &pages);
+	CHECK(pages > 12 * MiB);
+	port = proxy_start(0, 0, &ppid, &fd);
+	CHECK_EQ(run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s restore s3://" BUCKET "/cli/rr "
+		     "rr.mem && cmp -s src.mem rr.mem", port, pgckpt), 0);
+	usleep(300 * 1000);
+	CHECK(proxy_stop_down(ppid, fd, &down) >= 2);   /* several GETs in flight */
+	CHECK(down >= total && down < total + 256 * 1024);
+
+	port = proxy_start(0, 2 * MiB, &ppid, &fd);
+	snprintf(env, sizeof(env), "AWS_ENDPOINT_URL=http://127.0.0.1:%d", port);
+	srv = lazy_server(env, "s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv > 0) {
+		CHECK(listen_ns < 3000000000ull);
+		con = lazy_consumer();
+		CHECK_EQ(wait_exit(con, 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	usleep(300 * 1000);
+	proxy_stop_down(ppid, fd, &down);
+	CHECK(down >= total && down < total + 256 * 1024);
+	s3_client_free(s);
+}
+
+/* The server gone in the middle of a lazy restore: exit 2, saying which GET, no hang. */
+static void t_cli_lazy_server_gone(void)
+{
+	uint64_t listen_ns, t0;
+	char env[256];
+	pid_t ppid, srv, con;
+	int fd, port = proxy_start(0, 1 * MiB, &ppid, &fd);
+
+	snprintf(env, sizeof(env), "PGCKPT_S3_RETRIES=1 PGCKPT_S3_TIMEOUT_MS=1000 "
+		 "AWS_ENDPOINT_URL=http://127.0.0.1:%d", port);
+	srv = lazy_server(env, "s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv < 0) {
+		proxy_stop(ppid, fd);
+		return;
+	}
+	con = lazy_consumer();
+	usleep(1000 * 1000);
+	proxy_stop(ppid, fd);
+	t0 = util_now_ns();
+	CHECK_EQ(wait_exit(srv, 30), 2);
+	CHECK(util_now_ns() - t0 < 15000000000ull);
+	CHECK_EQ(run("grep -q 'GET s3://" BUCKET "/cli/rr/pages.img' srv.log"), 0);
+	/* Its faults stay blocked, as documented (docs/lazy.md): stop it. */
+	kill(con, SIGKILL);
+	waitpid(con, NULL, 0);
+}
+
+/* pages.img replaced while a restore reads it: exit 2, no target, never a mix. */
+static void t_cli_replaced_while_read(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t pages, size;
+	unsigned char *p = NULL;
+	pid_t ppid, pid;
+	int fd, port;
+	char cmd[1024];
+
+	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rp", pgckpt), 0);
+	image_bytes(s, "cli/rp", &pages);
+	p = malloc(pages);
+	CHECK(p != NULL);
+	if (!p)
+		goto out;
+	CHECK_EQ(s3_get_range(s, BUCKET, "cli/rp/pages.img", 0, p, pages), 0);
+	p[pages - 1] ^= 1;        /* the same size, another object */
+	port = proxy_start(0, 2 * MiB, &ppid, &fd);
+	snprintf(cmd, sizeof(cmd), "AWS_ENDPOINT_URL=http://127.0.0.1:%d exec %s restore -j 1 "
+		 "s3://" BUCKET "/cli/rp rp.mem 2>rp.txt", port, pgckpt);
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	usleep(1500 * 1000);
+	CHECK_EQ(s3_put(s, BUCKET, "cli/rp/pages.img", p, pages, NULL), 0);
+	CHECK_EQ(wait_exit(pid, 60), 2);
+	proxy_stop(ppid, fd);
+	CHECK_EQ(run("grep -q 'replaced while it was read' rp.txt"), 0);
+	CHECK(access("rp.mem", F_OK) != 0);
+	CHECK_EQ(s3_head(s, BUCKET, "cli/rp/pages.img", &size, NULL), 0);
+out:
+	free(p);
+	s3_client_free(s);
+}
+
+/* `restore --cache-dir c URL OUT` through a counting proxy: exit status, bytes from the server. */
+static int cached_restore(const char *url, const char *out, uint64_t *down)
+{
+	pid_t ppid;
+	int fd, port = proxy_start(0, 0, &ppid, &fd), st;
+
+	st = run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s restore --cache-dir c %s %s 2>c.txt",
+		 port, pgckpt, url, out);
+	usleep(300 * 1000);
+	proxy_stop_down(ppid, fd, down);
+	return st;
+}
+
+/*
+ * restore --cache-dir: the second restore reads no pages.img from the
+ * server; an image replaced at the prefix is not served the old blocks;
+ * a cache directory that is a symlink or open to others is refused; a
+ * lazy restore uses it too.
+ */
+static void t_cli_cache(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t total, pages, down, listen_ns;
+	pid_t srv;
+
+	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/cache", pgckpt), 0);
+	total = image_bytes(s, "cli/cache", &pages);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c1.mem", &down), 0);
+	CHECK(down >= total);
+	CHECK_EQ(run("cmp -s src.mem c1.mem && test \"$(stat -c %%a c)\" = 700"), 0);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c2.mem", &down), 0);
+	CHECK(down < total - pages + 64 * 1024);
+	CHECK_EQ(run("cmp -s src.mem c2.mem"), 0);
+	/* Another image at the prefix: read from the server, not the cache. */
+	CHECK_EQ(run("%s save -c none small.mem s3://" BUCKET "/cli/cache", pgckpt), 0);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c3.mem", &down), 0);
+	CHECK_EQ(run("cmp -s small.mem c3.mem"), 0);
+	/* Lazy, from the cache. */
+	srv = lazy_server("", "--cache-dir c s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv > 0) {
+		CHECK_EQ(wait_exit(lazy_consumer(), 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	srv = lazy_server("", "--cache-dir c s3://" BUCKET "/cli/rr", &listen_ns);
+	if (srv > 0) {
+		CHECK_EQ(wait_exit(lazy_consumer(), 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	/* Not this user's alone, or a symlink: refused, no target. */
+	CHECK_EQ(run("chmod 777 c"), 0);
+	CHECK_EQ(cached_restore("s3://" BUCKET "/cli/cache", "c4.mem", &down), 2);
+	CHECK_EQ(run("grep -q 'refusing a cache directory' c.txt"), 0);
+	CHECK_EQ(run("chmod 700 c && ln -s c c-link && %s restore --cache-dir c-link s3://" BUCKET
+		     "/cli/cache c4.mem 2>/dev/null", pgckpt), 2);
+	CHECK(access("c4.mem", F_OK) != 0);
+	CHECK_EQ(run("%s restore --cache-dir c src.mem.img c4.mem 2>/dev/null", pgckpt), 1);
+	s3_client_free(s);
+}
+
+/* Upload the files of the local image @dir to @prefix as any S3 tool would. */
+static int put_image(struct s3_client *s, const char *dir, const char *prefix)
+{
+	static const char *const name[] = { "pages.img", "pagemap.img", "memfile.img" };
+	unsigned char *buf = malloc(32 * MiB);
+	char path[512], key[256];
+	int i, ret = buf ? 0 : -1;
+
+	for (i = 0; i < 3 && !ret; i++) {
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, name[i]);
+		snprintf(key, sizeof(key), "%s/%s", prefix, name[i]);
+		f = fopen(path, "r");
+		n = f ? fread(buf, 1, 32 * MiB, f) : 0;
+		if (f)
+			fclose(f);
+		ret = f ? s3_put(s, BUCKET, key, buf, n, NULL) : -1;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * Chains on S3: save --parent with both ends remote records the parent's
+ * prefix as a sibling; restore (eager and lazy), verify and inspect
+ * fetch the chain; flatten works either end remote, never onto its own
+ * chain; a parent that is local for a remote image (or the reverse, or
+ * in another bucket) is refused; a recorded parent leaving the bucket, or
+ * naming the image itself, is a bad image; a parent gone is exit 2.
+ */
+static void t_cli_chain(void)
+{
+	struct s3_client *s = client(&cfg);
+	uint64_t base, child, listen_ns;
+	pid_t srv;
+
+	CHECK_EQ(run("cp src.mem ch.mem && head -c 3M /dev/urandom | dd of=ch.mem bs=1M seek=2 "
+		     "conv=notrunc status=none"), 0);
+	CHECK_EQ(run("%s save src.mem s3://" BUCKET "/chain/1 && %s save --parent s3://" BUCKET
+		     "/chain/1 ch.mem s3://" BUCKET "/chain/2", pgckpt, pgckpt), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "chain/1/pages.img", &base, NULL), 0);
+	CHECK_EQ(s3_head(s, BUCKET, "chain/2/pages.img", &child, NULL), 0);
+	CHECK(child < base / 2);
+	CHECK_EQ(run("%s inspect s3://" BUCKET "/chain/2 | grep -q '^parent: *s3://" BUCKET
+		     "/chain/1$'", pgckpt), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/chain/2 ch1.mem && cmp -s ch.mem ch1.mem",
+		     pgckpt), 0);
+	CHECK_EQ(run("%s verify s3://" BUCKET "/chain/2 >/dev/null", pgckpt), 0);
+	srv = lazy_server("", "s3://" BUCKET "/chain/2", &listen_ns);
+	if (srv > 0) {
+		CHECK_EQ(wait_exit(lazy_consumer_of("ch.mem"), 60), 0);
+		CHECK_EQ(wait_exit(srv, 30), 0);
+	}
+	/* flatten: remote to local, remote to remote, local to remote. */
+	CHECK_EQ(run("%s flatten s3://" BUCKET "/chain/2 flat.img && %s inspect flat.img | "
+		     "grep -q parent", pgckpt, pgckpt), 1);
+	CHECK_EQ(run("%s flatten s3://" BUCKET "/chain/2 s3://" BUCKET "/flat/a && %s restore "
+		     "s3://" BUCKET "/flat/a fa.mem && cmp -s ch.mem fa.mem", pgckpt, pgckpt), 0);
+	CHECK_EQ(run("%s flatten flat.img s3://" BUCKET "/flat/b && %s restore s3://" BUCKET
+		     "/flat/b fb.mem && cmp -s ch.mem fb.mem", pgckpt, pgckpt), 0);
+	CHECK_EQ(run("%s flatten s3://" BUCKET "/chain/2 s3://" BUCKET "/chain/1 2>/dev/null",
+		     pgckpt), 1);
+	/* Both ends remote, in one bucket, or both local. */
+	CHECK_EQ(run("%s save --parent flat.img ch.mem s3://" BUCKET "/chain/x 2>/dev/null",
+		     pgckpt), 1);
+	CHECK_EQ(run("%s save --parent=s3://" BUCKET "/chain/1 ch.mem x.img 2>/dev/null",
+		     pgckpt), 1);
+	CHECK_EQ(run("%s save --parent s3://pgckpt-other/chain/1 ch.mem s3://" BUCKET
+		     "/chain/x 2>/dev/null", pgckpt), 1);
+	CHECK_EQ(s3_head(s, BUCKET, "chain/x/memfile.img", &base, NULL), -ENOENT);
+	/* A chain uploaded by hand whose parent lies above the bucket's root. */
+	CHECK_EQ(run("mkdir -p up/d1/d2 && %s save src.mem up/p && %s save --parent up/p "
+		     "ch.mem up/d1/d2/c", pgckpt, pgckpt), 0);
+	CHECK_EQ(put_image(s, "up/d1/d2/c", "esc"), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/esc esc.mem 2>esc.txt", pgckpt), 3);
+	CHECK_EQ(run("grep -q 'outside the bucket' esc.txt"), 0);
+	CHECK(access("esc.mem", F_OK) != 0);
+	/* One whose recorded parent is its own prefix. */
+	CHECK_EQ(run("%s save --parent up/p ch.mem up/c2", pgckpt), 0);
+	CHECK_EQ(put_image(s, "up/c2", "cyc/p"), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/cyc/p cyc.mem 2>cyc.txt", pgckpt), 3);
+	CHECK_EQ(run("grep -q 'in its own chain' cyc.txt"), 0);
+	/* The parent gone. */
+	CHECK_EQ(s3_delete(s, BUCKET, "chain/1/memfile.img"), 0);
+	CHECK_EQ(run("%s restore s3://" BUCKET "/chain/2 gone2.mem 2>/dev/null", pgckpt), 2);
+	CHECK(access("gone2.mem", F_OK) != 0);
+	s3_client_free(s);
 }
 
 int main(int argc, char **argv)
@@ -662,6 +968,11 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_errors);
 		TEST_RUN(t_cli_server_gone);
 		TEST_RUN(t_cli_lazy);
+		TEST_RUN(t_cli_range_reads);
+		TEST_RUN(t_cli_lazy_server_gone);
+		TEST_RUN(t_cli_replaced_while_read);
+		TEST_RUN(t_cli_cache);
+		TEST_RUN(t_cli_chain);
 		TEST_RUN(t_cli_interrupted);
 	}
 	cluster_stop();

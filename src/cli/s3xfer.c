@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * s3xfer.c - moving one image directory between S3 and the stage of
+ * cli_s3_run (s3img.c). Fetching: memfile.img and pagemap.img whole,
+ * then pages.img downloaded whole by ranged GETs (checked afterwards not
+ * to have changed), or left remote: a sparse placeholder of its size
+ * (the image's size checks run on it; nothing reads its bytes), with, for
+ * restores, a layer of the pages source (s3src.c) and its cache.
+ * Uploading: memfile.img deleted first (no image while the objects are
+ * replaced), pages.img by multipart upload, pagemap.img, and memfile.img
+ * last, as the commit point; a failed upload aborts, and so does SIGINT
+ * or SIGTERM, from the signal thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "s3img.h"
+
+#define SMALL_MAX (64u << 20)         /* memfile.img, pagemap.img */
+
+int s3x_fail(struct s3img *m, int err)
+{
+	cli_error(m->cmd, m->url, "%s (%s)", s3_last_error(m->s)[0] ? s3_last_error(m->s)
+				   : strerror(-err), strerror(-err));
+	return EXIT_IO;
+}
+
+/* "PREFIX/NAME" (or "NAME" for an empty prefix) into @key. */
+static void object_key(const struct s3where *w, const char *name, char *key, size_t len)
+{
+	snprintf(key, len, "%s%s%s", w->prefix, w->prefix[0] ? "/" : "", name);
+}
+
+static int full_write(int fd, const void *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p = (const char *)p + w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+static int full_read(int fd, void *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t r = pread(fd, p, n, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO; /* the file shrank */
+		p = (char *)p + r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+/* Fetch object NAME into stage/img/NAME; @etag (may be NULL) gets its ETag. */
+static int fetch(struct s3img *m, const struct s3where *w, const char *name, bool small,
+		 char etag[S3_ETAG_MAX])
+{
+	char key[1100], path[5500], now[S3_ETAG_MAX];
+	uint64_t size, off;
+	int fd, ret;
+
+	object_key(w, name, key, sizeof(key));
+	ret = s3_head(m->s, w->bucket, key, &size, etag);
+	if (ret)
+		return s3x_fail(m, ret);
+	if (small && size > SMALL_MAX) {
+		cli_error(m->cmd, w->url, "%s is %" PRIu64 " bytes: not a pgckpt image", name, size);
+		return EXIT_IMAGE;
+	}
+	snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return cli_fail(m->cmd, path, -errno);
+	for (off = 0; off < size; off += S3IMG_PART) {
+		size_t n = size - off < S3IMG_PART ? (size_t)(size - off) : S3IMG_PART;
+
+		ret = s3_get_range(m->s, w->bucket, key, off, m->buf, n);
+		if (ret) {
+			close(fd);
+			return s3x_fail(m, ret);
+		}
+		ret = full_write(fd, m->buf, n, (off_t)off);
+		if (ret) {
+			close(fd);
+			return cli_fail(m->cmd, path, ret);
+		}
+	}
+	if (close(fd))
+		return cli_fail(m->cmd, path, -errno);
+	/* The same object from the first byte to the last. */
+	if (etag && etag[0]) {
+		ret = s3_head(m->s, w->bucket, key, &off, now);
+		if (ret)
+			return s3x_fail(m, ret);
+		if (strcmp(now, etag) || off != size) {
+			cli_error(m->cmd, w->url, "%s changed while it was read; try again", name);
+			return EXIT_IO;
+		}
+	}
+	return EXIT_OK;
+}
+
+/* FNV-1a 64 of @len bytes at @p, continuing from @h. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+
+	while (len--)
+		h = (h ^ *b++) * 0x100000001b3ull;
+	return h;
+}
+
+/*
+ * The cache's name for the image: a hash of pages.img's URL, ETag and
+ * size and of memfile.img's bytes (which name its pages.img: index,
+ * checksums, identity), so a replaced image never meets the old blocks.
+ */
+static int image_id(struct s3img *m, const struct s3where *w, const char *key,
+		    const char *etag, uint64_t size, char *id, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	char path[5500];
+	unsigned char *buf;
+	ssize_t n;
+	int fd;
+
+	h = fnv1a(h, w->bucket, strlen(w->bucket) + 1);
+	h = fnv1a(h, key, strlen(key) + 1);
+	h = fnv1a(h, etag, strlen(etag) + 1);
+	h = fnv1a(h, &size, sizeof(size));
+	snprintf(path, sizeof(path), "%s/memfile.img", w->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	buf = m->buf;   /* S3IMG_PART; memfile.img may be larger: hashed in pieces */
+	while ((n = read(fd, buf, S3IMG_PART)) > 0)
+		h = fnv1a(h, buf, (size_t)n);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	snprintf(id, len, "%016" PRIx64, h);
+	return 0;
+}
+
+/*
+ * pages.img stays remote: a sparse placeholder of its size in the local
+ * copy (the image's size checks run on it; nothing reads its bytes) and,
+ * for @with_source, the source the loader reads it from.
+ */
+static int stay_remote(struct s3img *m, const struct s3where *w, bool with_source)
+{
+	char key[1100], path[5500], etag[S3_ETAG_MAX];
+	uint64_t size;
+	int fd, ret;
+
+	object_key(w, "pages.img", key, sizeof(key));
+	ret = s3_head(m->s, w->bucket, key, &size, etag);
+	if (ret)
+		return s3x_fail(m, ret);
+	snprintf(path, sizeof(path), "%s/pages.img", w->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return cli_fail(m->cmd, path, -errno);
+	ret = size > INT64_MAX || ftruncate(fd, (off_t)size) ? -EFBIG : 0;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (ret)
+		return cli_fail(m->cmd, path, ret);
+	if (!with_source)
+		return EXIT_OK;
+	ret = m->src ? 0 : cli_s3src_new(&m->cfg, w->bucket, &m->src);
+	if (!ret)
+		ret = cli_s3src_add(m->src, key, etag, size);
+	if (ret)
+		return cli_fail(m->cmd, NULL, ret);
+	if (!m->cache_dir)
+		return EXIT_OK;
+	ret = image_id(m, w, key, etag, size, path, sizeof(path));
+	if (!ret)
+		ret = cli_s3src_cache(m->src, m->cache_dir, path);
+	if (ret == -EPERM || ret == -ELOOP) {
+		cli_error(m->cmd, m->cache_dir, "refusing a cache directory (or file in it) "
+			  "that is a symlink, or not this user's alone (owner, mode 0700)");
+		return EXIT_IO;
+	}
+	return ret ? cli_fail(m->cmd, m->cache_dir, ret) : EXIT_OK;
+}
+
+int s3x_fetch(struct s3img *m, const struct s3where *w, enum s3_pages pages)
+{
+	char etag[S3_ETAG_MAX];
+	int ret;
+
+	if (mkdir(w->dir, 0700))
+		return cli_fail(m->cmd, w->dir, -errno);
+	/* memfile.img first: it names the pages.img it goes with (pages_bytes,
+	 * checked with every block's checksum when the image is read). */
+	ret = fetch(m, w, "memfile.img", true, NULL);
+	if (!ret)
+		ret = fetch(m, w, "pagemap.img", true, NULL);
+	if (ret)
+		return ret;
+	if (pages == S3_PAGES_WHOLE)
+		return fetch(m, w, "pages.img", false, etag);
+	return stay_remote(m, w, pages == S3_PAGES_SOURCE);
+}
+
+/*
+ * On SIGINT or SIGTERM during a multipart upload (from the signal thread,
+ * just before the exit): abort it from a client of its own, so that no
+ * parts stay behind. The main thread's request in flight dies with the
+ * process; a part arriving after the abort is refused.
+ */
+static void abort_on_signal(void *arg)
+{
+	struct s3img *m = arg;
+	struct s3_config c = m->cfg;
+	struct s3_client *s = NULL;
+	int ret;
+
+	c.retries = 1;
+	if (c.timeout_ms > 5000)
+		c.timeout_ms = 5000;
+	ret = s3_client_new(&c, &s);
+	if (!ret)
+		ret = s3_abort_upload(s, m->up_bucket, m->up_key, m->up_id);
+	if (ret)
+		cli_error(m->cmd, m->url, "could not abort the multipart upload of %s: %s "
+			  "(ListMultipartUploads shows it)", m->up_key,
+			  s && s3_last_error(s)[0] ? s3_last_error(s) : strerror(-ret));
+	s3_client_free(s);
+	memset(&c, 0, sizeof(c));
+}
+
+/* Start the multipart upload of @key, registered for abort_on_signal. */
+static int upload_begin(struct s3img *m, const struct s3where *w, const char *key,
+			struct s3_upload **u)
+{
+	int ret;
+
+	/* No signal between the upload's start and its registration. */
+	cli_cleanup_lock();
+	ret = s3_upload_begin(m->s, w->bucket, key, u);
+	if (!ret) {
+		snprintf(m->up_bucket, sizeof(m->up_bucket), "%s", w->bucket);
+		snprintf(m->up_key, sizeof(m->up_key), "%s", key);
+		snprintf(m->up_id, sizeof(m->up_id), "%s", s3_upload_id(*u));
+		cli_cleanup_call(abort_on_signal, m);
+	}
+	cli_cleanup_unlock();
+	return ret;
+}
+
+/* End @u: complete it, or with @abort abort it; a signal no longer aborts it. */
+static int upload_end(struct s3_upload *u, bool abort)
+{
+	int ret;
+
+	cli_cleanup_lock();
+	ret = abort ? s3_upload_abort(u) : s3_upload_complete(u, NULL); /* aborts on failure */
+	cli_cleanup_call(NULL, NULL);
+	cli_cleanup_unlock();
+	return ret;
+}
+
+/* Upload @w->dir/NAME: multipart for pages.img, one PUT for the others. */
+static int push(struct s3img *m, const struct s3where *w, const char *name, bool multipart)
+{
+	struct s3_upload *u = NULL;
+	char key[1100], path[5500];
+	struct stat st;
+	uint64_t off;
+	int fd, ret = 0;
+
+	object_key(w, name, key, sizeof(key));
+	snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &st)) {
+		ret = cli_fail(m->cmd, path, -errno);
+		goto out;
+	}
+	if (!multipart) {
+		if (st.st_size > (off_t)S3IMG_PART) {
+			cli_error(m->cmd, path, "too large for one PUT");
+			ret = EXIT_IO;
+			goto out;
+		}
+		ret = full_read(fd, m->buf, (size_t)st.st_size, 0);
+		if (ret) {
+			ret = cli_fail(m->cmd, path, ret);
+			goto out;
+		}
+		ret = s3_put(m->s, w->bucket, key, m->buf, (size_t)st.st_size, NULL);
+		if (ret)
+			ret = s3x_fail(m, ret);
+		goto out;
+	}
+	ret = upload_begin(m, w, key, &u);
+	if (ret) {
+		ret = s3x_fail(m, ret);
+		goto out;
+	}
+	off = 0;
+	do {
+		size_t n = (uint64_t)st.st_size - off < S3IMG_PART ? (size_t)((uint64_t)st.st_size - off)
+								 : S3IMG_PART;
+
+		ret = full_read(fd, m->buf, n, (off_t)off);
+		if (ret) {
+			upload_end(u, true);
+			ret = cli_fail(m->cmd, path, ret);
+			goto out;
+		}
+		ret = s3_upload_part(u, m->buf, n);
+		if (ret) {
+			ret = s3x_fail(m, ret);
+			upload_end(u, true);
+			goto out;
+		}
+		off += n;
+	} while (off < (uint64_t)st.st_size);
+	ret = upload_end(u, false);
+	if (ret)
+		ret = s3x_fail(m, ret);
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int s3x_upload(struct s3img *m, const struct s3where *w)
+{
+	char key[1100];
+	int ret;
+
+	/* No image while the objects are replaced: memfile.img goes first. */
+	object_key(w, "memfile.img", key, sizeof(key));
+	ret = s3_delete(m->s, w->bucket, key);
+	if (ret)
+		return s3x_fail(m, ret);
+	ret = push(m, w, "pages.img", true);
+	if (!ret)
+		ret = push(m, w, "pagemap.img", false);
+	if (!ret)
+		ret = push(m, w, "memfile.img", false); /* the commit point */
+	return ret;
+}
+
