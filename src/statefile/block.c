@@ -28,6 +28,7 @@ struct sf_codec {
 	int level;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
+	size_t in_pos;          /* sf_block_decode_part: stored bytes consumed */
 };
 
 int sf_codec_new(enum pgc_compress compress, int level, struct sf_codec **out)
@@ -190,6 +191,31 @@ int sf_block_encode(struct sf_codec *c, const struct iovec *src, int nsrc,
 }
 
 /*
+ * Every byte of the block is out (@r: ZSTD_decompressStream's last hint):
+ * the frame must now end, producing nothing more, exactly at the end of
+ * @in. Returns 0 or -PGC_ECORRUPT.
+ */
+static int frame_end(struct sf_codec *c, ZSTD_inBuffer *in, size_t r)
+{
+	ZSTD_outBuffer out;
+	uint8_t spill;
+	size_t in0;
+
+	while (r != 0) {
+		out.dst = &spill;
+		out.size = 1;
+		out.pos = 0;
+		in0 = in->pos;
+		r = ZSTD_decompressStream(c->dctx, &out, in);
+		if (ZSTD_isError(r) || out.pos != 0 || (r != 0 && in->pos == in0))
+			return -PGC_ECORRUPT;
+	}
+	if (in->pos != in->size)
+		return -PGC_ECORRUPT;           /* trailing bytes */
+	return 0;
+}
+
+/*
  * Decode one zstd frame of exactly @src_len bytes into exactly the bytes
  * of @dst. Every loop makes progress or fails, so a hostile frame cannot
  * spin.
@@ -199,10 +225,10 @@ static int decode_zstd(struct sf_codec *c, const void *src, size_t src_len,
 {
 	ZSTD_inBuffer in = { src, src_len, 0 };
 	ZSTD_outBuffer out;
-	uint8_t spill;
 	size_t r = 1, in0, out0;
 	int i;
 
+	c->in_pos = 0;
 	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
 	for (i = 0; i < ndst; i++) {
 		out.dst = dst[i].iov_base;
@@ -221,19 +247,7 @@ static int decode_zstd(struct sf_codec *c, const void *src, size_t src_len,
 				return -PGC_ECORRUPT;   /* input exhausted */
 		}
 	}
-	/* Every byte is out: the frame must now end, producing nothing more. */
-	while (r != 0) {
-		out.dst = &spill;
-		out.size = 1;
-		out.pos = 0;
-		in0 = in.pos;
-		r = ZSTD_decompressStream(c->dctx, &out, &in);
-		if (ZSTD_isError(r) || out.pos != 0 || (r != 0 && in.pos == in0))
-			return -PGC_ECORRUPT;
-	}
-	if (in.pos != in.size)
-		return -PGC_ECORRUPT;           /* trailing bytes */
-	return 0;
+	return frame_end(c, &in, r);
 }
 
 int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *src,
@@ -255,4 +269,50 @@ int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *sr
 		off += dst[i].iov_len;
 	}
 	return 0;
+}
+
+int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const void *src,
+			 uint8_t *dst, size_t *pos, size_t upto)
+{
+	ZSTD_inBuffer in = { src, b->stored_len, 0 };
+	ZSTD_outBuffer out = { dst, upto, *pos };
+	size_t r = 1, in0, out0;
+	int ret = -PGC_ECORRUPT;
+
+	if (!c || c->compress != PGC_COMPRESS_ZSTD || upto > b->mem_len || *pos > upto)
+		return -EINVAL;
+	if (*pos == 0) {
+		c->in_pos = 0;
+		if (sf_checksum(src, b->stored_len) != b->checksum)
+			return -PGC_ECHECKSUM;
+		ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
+	}
+	in.pos = c->in_pos;
+	/*
+	 * An output smaller than the frame keeps zstd from its single-pass
+	 * shortcut: it decodes zstd block by zstd block (at most 128 KiB
+	 * each) and stops once @upto bytes are out.
+	 */
+	while (out.pos < out.size) {
+		in0 = in.pos;
+		out0 = out.pos;
+		r = ZSTD_decompressStream(c->dctx, &out, &in);
+		if (ZSTD_isError(r)) {
+			if (ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation)
+				ret = -ENOMEM;
+			goto end;
+		}
+		/* Input exhausted, or the frame ended early. */
+		if ((in.pos == in0 && out.pos == out0) || (r == 0 && out.pos < out.size))
+			goto end;
+	}
+	*pos = out.pos;
+	c->in_pos = in.pos;
+	if (upto < b->mem_len)
+		return 0;
+	/* The block is out: the frame must end here (r is 1 if this call decoded nothing). */
+	ret = frame_end(c, &in, r);
+end:
+	c->in_pos = 0;
+	return ret;
 }
