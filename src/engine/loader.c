@@ -230,20 +230,64 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	read_retire_locked(l, rd);
 }
 
+/* Free @d (NULL is fine). */
+static void decoder_free(struct ld_decoder *d)
+{
+	if (!d)
+		return;
+	free(d->scratch);
+	sf_codec_free(d->codec);
+	free(d);
+}
+
 /*
  * A decoder of @l's blocks: a codec and, for zstd, a block of scratch.
- * Returns 0 or -ENOMEM (what was made is still set, for the caller to free).
+ * Returns 0 and *@out, or -ENOMEM.
  */
-static int decoder_new(const struct pgc_loader *l, struct sf_codec **codec, uint8_t **scratch)
+static int decoder_new(const struct pgc_loader *l, struct ld_decoder **out)
 {
-	int ret = sf_codec_new(l->img->compress, 0, codec);
+	struct ld_decoder *d = calloc(1, sizeof(*d));
+	int ret = d ? sf_codec_new(l->img->compress, 0, &d->codec) : -ENOMEM;
 
 	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
-		*scratch = malloc(l->img->load_block);
-		if (!*scratch)
+		d->scratch = malloc(l->img->load_block);
+		if (!d->scratch)
 			ret = -ENOMEM;
 	}
-	return ret;
+	if (ret) {
+		decoder_free(d);
+		return ret;
+	}
+	*out = d;
+	return 0;
+}
+
+/* A demand decoder from the pool, or NULL (the caller makes one). Caller holds l->mu. */
+static struct ld_decoder *decoder_get_locked(struct pgc_loader *l)
+{
+	struct ld_decoder *d = l->decoders;
+
+	if (d)
+		l->decoders = d->next;
+	return d;
+}
+
+/* Give demand decoder @d (may be NULL) back to the pool. Caller holds l->mu. */
+static void decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d)
+{
+	if (!d)
+		return;
+	d->next = l->decoders;
+	l->decoders = d;
+}
+
+/* Free the pool of demand decoders (the load has ended). Caller holds l->mu. */
+static void decoders_free_locked(struct pgc_loader *l)
+{
+	struct ld_decoder *d;
+
+	while ((d = decoder_get_locked(l)) != NULL)
+		decoder_free(d);
 }
 
 /* @rd was decoded (@ret 0) or failed: finish or retire it, then free it. Holds l->mu. */
@@ -261,12 +305,11 @@ static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
 static void *worker_main(void *arg)
 {
 	struct pgc_loader *l = arg;
-	struct sf_codec *codec = NULL;
-	uint8_t *scratch = NULL;
+	struct ld_decoder *dec = NULL;
 	struct ld_read *rd;
 	int ret;
 
-	ret = decoder_new(l, &codec, &scratch);
+	ret = decoder_new(l, &dec);
 	pthread_mutex_lock(&l->mu);
 	if (ret)
 		ld_fail_locked(l, ret);
@@ -298,17 +341,23 @@ static void *worker_main(void *arg)
 		if (!rd)
 			break;
 		ret = rd->err;
-		if (!ret && !l->error && codec) {
+		if (!ret && !l->error && dec) {
 			pthread_mutex_unlock(&l->mu);
-			slow_block0(l, rd);
-			ret = ld_read_decode(l, rd, codec, scratch);
+			if (rd->dec) {
+				/* A waiter has its pages: the rest of its block. */
+				ret = ld_read_decode_rest(l, rd);
+			} else {
+				slow_block0(l, rd);
+				ret = ld_read_decode(l, rd, dec->codec, dec->scratch);
+			}
 			pthread_mutex_lock(&l->mu);
 		}
+		decoder_put_locked(l, rd->dec);
+		rd->dec = NULL;
 		read_end_locked(l, rd, ret);
 	}
 	pthread_mutex_unlock(&l->mu);
-	free(scratch);
-	sf_codec_free(codec);
+	decoder_free(dec);
 	return NULL;
 }
 
@@ -473,6 +522,7 @@ static void *loader_main(void *arg)
 	l->nworkers = 0;
 
 	pthread_mutex_lock(&l->mu);
+	decoders_free_locked(l);
 	l->stats.ns_elapsed = util_now_ns() - l->start_ns;
 	l->stats.done = true;
 	ret = l->error;
@@ -496,6 +546,7 @@ static void *loader_main(void *arg)
 
 static void loader_free(struct pgc_loader *l)
 {
+	decoders_free_locked(l);
 	while (l->npool)
 		free(l->pool[--l->npool]);
 	free(l->pool);
@@ -548,6 +599,13 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	if (ret)
 		goto fail;
 
+	/* A demand decoder ready, its scratch in memory, before the first waiter. */
+	if (opts->background && img->compress == PGC_COMPRESS_ZSTD) {
+		ret = decoder_new(l, &l->decoders);
+		if (ret)
+			goto fail;
+		memset(l->decoders->scratch, 0, img->load_block);
+	}
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
 	if (!l->bstate)
@@ -660,15 +718,54 @@ static void waiter_del_locked(struct pgc_loader *l, struct ld_waiter *w)
 }
 
 /*
+ * Pages of a waiter's block placed early (ld_read_decode_first: block
+ * bytes rd->early_lo..early_hi) leave the unloaded set now; the rest of
+ * the block stays started until a worker ends it. Caller holds l->mu.
+ */
+static void read_release_early_locked(struct pgc_loader *l, const struct ld_read *rd)
+{
+	const struct sf_block *sb = ld_blk(l, rd->b0);
+	uint64_t pos = 0, a, e;
+	uint32_t i;
+
+	for (i = 0; i < sb->nruns; pos += l->img->runs[sb->first_run + i].len, i++) {
+		const struct sf_run *run = &l->img->runs[sb->first_run + i];
+		pgc_range mr;
+		rs_node *n, *iso;
+
+		a = pos > rd->early_lo ? pos : rd->early_lo;
+		e = pos + run->len < rd->early_hi ? pos + run->len : rd->early_hi;
+		if (a >= e)
+			continue;
+		mr = (pgc_range){ run->off + (a - pos), run->off + (e - pos) };
+		n = rs_lower_bound(&l->unloaded, mr.start);
+		while (n && rs_range(n).start < mr.end) {
+			/* On -ENOMEM a piece stays until its block ends. */
+			iso = ld_node_is(n, rd->b0) ? rs_isolate(&l->unloaded, n, mr) : NULL;
+			if (!iso) {
+				n = rs_next(n);
+				continue;
+			}
+			l->stats.bytes_loaded += rs_range(iso).end - rs_range(iso).start;
+			n = rs_remove(&l->unloaded, iso);
+		}
+	}
+	update_lowest_locked(l);
+	pthread_cond_broadcast(&l->wait_cv);
+}
+
+/*
  * A background load's waiter whose range holds an unstarted block reads
  * and decodes that block itself, at once, instead of queueing behind the
  * reads the loader keeps in flight: a demand never waits for the fill.
- * Caller holds l->mu, dropped meanwhile. Returns whether it took a block.
+ * It decodes only as far as its pages and places them first; a decode
+ * worker ends the block (the waiter's read goes to the head of their
+ * queue). Caller holds l->mu, dropped meanwhile. Returns whether it took
+ * a block.
  */
 static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 {
-	struct sf_codec *codec = NULL;
-	uint8_t *scratch = NULL;
+	struct ld_decoder *dec;
 	struct ld_read *rd;
 	int64_t b;
 	int ret;
@@ -682,18 +779,24 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 	if (!rd)
 		return false;   /* the error is recorded: the caller sees it */
 	l->stats.demand_decodes++;
+	dec = decoder_get_locked(l);
 	pthread_mutex_unlock(&l->mu);
 	ret = ld_read_sync(l, rd);
-	if (!ret)
-		ret = decoder_new(l, &codec, &scratch);
+	if (!ret && !dec)
+		ret = decoder_new(l, &dec);
 	if (!ret) {
 		slow_block0(l, rd);
-		ret = ld_read_decode(l, rd, codec, scratch);
+		ret = ld_read_decode_first(l, rd, w->r, dec);
 	}
-	free(scratch);
-	sf_codec_free(codec);
 	pthread_mutex_lock(&l->mu);
-	read_end_locked(l, rd, ret);
+	if (ret == 1 && !l->error) {
+		read_release_early_locked(l, rd);
+		rd->dec = dec;
+		queue_work_locked(l, rd);
+		return true;
+	}
+	decoder_put_locked(l, dec);
+	read_end_locked(l, rd, ret == 1 ? 0 : ret);
 	return true;
 }
 

@@ -26,6 +26,13 @@ enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 /* Memory for compressed reads in flight. */
 #define LOADER_BUFFER_BYTES (8u << 20)
 
+/* A decoder: a codec and, for zstd, one block of scratch (loader.c). */
+struct ld_decoder {
+	struct ld_decoder *next;        /* the pool of demand decoders (under mu) */
+	struct sf_codec *codec;
+	uint8_t *scratch;
+};
+
 /* One read in flight: consecutive blocks [b0, b1) of pages.img. */
 struct ld_read {
 	struct ld_read *next;           /* worker queue */
@@ -42,6 +49,10 @@ struct ld_read {
 	int *blk_iov;                   /* first iovec of each block, + end */
 	int blk_first;                  /* first iovec of the block being built */
 	int err;
+	/* A demand's block placed in part (ld_read_decode_first), for a worker to end. */
+	struct ld_decoder *dec;         /* its decoder, mid-block */
+	size_t dec_pos;                 /* bytes of the block decoded so far */
+	uint64_t early_lo, early_hi;    /* bytes of the block placed already */
 };
 
 /* A thread in loader_wait. */
@@ -103,6 +114,7 @@ struct pgc_loader {
 	uint64_t start_ns;
 	uint64_t slow_block0_ns;        /* test hook: block 0 is decoded this late */
 	struct ld_ws ws;
+	struct ld_decoder *decoders;    /* free demand decoders */
 
 	/* --- lock-free fast path -------------------------------------------- */
 	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */
@@ -191,5 +203,25 @@ int ld_read_sync(struct pgc_loader *l, struct ld_read *rd);
  */
 int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *codec,
 		   uint8_t *scratch);
+
+/*
+ * ld_read_decode_first - check and decode a waiter's read @rd (one block)
+ * with @dec only as far as the pages of @want need, and place those
+ * pages first: a zstd block placed with pwrite is decoded in parts, so a
+ * waiter need not wait for its whole block (others are placed whole, as
+ * ld_read_decode does). Without l->mu.
+ * Returns 0 (every page placed), 1 (the pages of rd->early_lo..early_hi
+ * placed; ld_read_decode_rest ends the block with @dec, which stays
+ * mid-block meanwhile), or as ld_read_decode.
+ */
+int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range want,
+			 struct ld_decoder *dec);
+
+/*
+ * ld_read_decode_rest - end the block of @rd that ld_read_decode_first
+ * placed in part (with rd->dec): decode the rest and place every page
+ * not placed yet. Without l->mu. Returns 0 or as ld_read_decode.
+ */
+int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd);
 
 #endif /* PGC_LOADER_INT_H */

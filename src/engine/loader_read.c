@@ -268,6 +268,53 @@ fail:
 }
 
 /*
+ * Write bytes [@lo, @hi) of a decoded block (@data: the whole block) to
+ * their destinations @iov/@ioff[0..n) (in block order; cancelled pieces
+ * are skipped): pwritten into the backing file, or copied into the
+ * mapping where pwrite does not work (hugetlbfs). @serial: one writer at
+ * a time (l->write_mu).
+ */
+static int place_pieces(struct pgc_loader *l, const uint8_t *data, struct iovec *iov,
+			const uint64_t *ioff, int n, uint64_t lo, uint64_t hi, bool serial)
+{
+	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
+	uint64_t pos = 0, a, e;
+	int i, ret = 0;
+
+	serial = serial && pw;
+	if (serial)
+		pthread_mutex_lock(&l->write_mu);
+	for (i = 0; i < n && pos < hi; pos += iov[i].iov_len, i++) {
+		uint8_t *dst;
+
+		a = pos > lo ? pos : lo;
+		e = pos + iov[i].iov_len < hi ? pos + iov[i].iov_len : hi;
+		if (ioff[i] == UINT64_MAX || a >= e)
+			continue;   /* cancelled, or outside [lo, hi) */
+		dst = (uint8_t *)iov[i].iov_base + (a - pos);
+		if (pw) {
+			ret = sf_pwrite_all(pgc_memfile_fd(l->mf), data + a, e - a, ioff[i] + (a - pos));
+			if (!ret)
+				continue;
+			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
+				break;
+			/* No write(2) here: use the mapping from now on. */
+			atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
+			if (serial)
+				pthread_mutex_unlock(&l->write_mu);
+			pw = serial = false;
+		}
+		ret = engine_populate(dst, e - a);
+		if (ret)
+			break;
+		memcpy(dst, data + a, e - a);
+	}
+	if (serial)
+		pthread_mutex_unlock(&l->write_mu);
+	return ret;
+}
+
+/*
  * Place block @sb (stored bytes at @src, in memory) at its destinations
  * @iov/@ioff[0..n). Into a file the host can write (tmpfs, disk), a zstd
  * block is decoded into @scratch (a raw one is used where it is) and
@@ -280,7 +327,7 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		       struct iovec *iov, const uint64_t *ioff, int n,
 		       struct sf_codec *codec, uint8_t *scratch)
 {
-	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed), serial;
+	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
 	const uint8_t *data;
 	uint64_t pos = 0;
 	int i, ret;
@@ -313,32 +360,7 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		}
 		return sf_block_decode(codec, sb, src, iov, n);
 	}
-	serial = pw && l->opts.background;
-	if (serial)
-		pthread_mutex_lock(&l->write_mu);
-	for (i = 0, ret = 0; i < n; pos += iov[i].iov_len, i++) {
-		if (ioff[i] == UINT64_MAX)
-			continue;   /* cancelled */
-		if (pw) {
-			ret = sf_pwrite_all(pgc_memfile_fd(l->mf), data + pos, iov[i].iov_len, ioff[i]);
-			if (!ret)
-				continue;
-			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
-				break;
-			/* No write(2) here: use the mapping from now on. */
-			atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
-			if (serial)
-				pthread_mutex_unlock(&l->write_mu);
-			pw = serial = false;
-		}
-		ret = engine_populate(iov[i].iov_base, iov[i].iov_len);
-		if (ret)
-			break;
-		memcpy(iov[i].iov_base, data + pos, iov[i].iov_len);
-	}
-	if (serial)
-		pthread_mutex_unlock(&l->write_mu);
-	return ret;
+	return place_pieces(l, data, iov, ioff, n, 0, sb->mem_len, pw && l->opts.background);
 }
 
 /* Check and decode every block of @rd. Returns 0 or the first error. */
@@ -366,6 +388,77 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
 			return ret;
 	}
 	return 0;
+}
+
+/* The bytes of block @sb that hold pages of @want: [*lo, *hi), empty if none. */
+static void block_window(const struct pgc_loader *l, const struct sf_block *sb, pgc_range want,
+			 uint64_t *lo, uint64_t *hi)
+{
+	uint64_t pos = 0, a, e;
+	uint32_t i;
+
+	*lo = UINT64_MAX;
+	*hi = 0;
+	for (i = 0; i < sb->nruns; pos += l->img->runs[sb->first_run + i].len, i++) {
+		const struct sf_run *run = &l->img->runs[sb->first_run + i];
+
+		a = run->off > want.start ? run->off : want.start;
+		e = run->off + run->len < want.end ? run->off + run->len : want.end;
+		if (a >= e)
+			continue;
+		if (pos + (a - run->off) < *lo)
+			*lo = pos + (a - run->off);
+		if (pos + (e - run->off) > *hi)
+			*hi = pos + (e - run->off);
+	}
+	if (*lo >= *hi)
+		*lo = *hi = 0;
+}
+
+int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range want,
+			 struct ld_decoder *dec)
+{
+	const struct sf_block *sb = ld_blk(l, rd->b0);
+	const uint8_t *src = rd->buf;
+	struct iovec *iov = rd->iov;
+	int n = rd->niov, ret;
+	uint64_t lo, hi;
+
+	block_window(l, sb, want, &lo, &hi);
+	/* Whole blocks where parts would not pay, or are not possible. */
+	if (l->img->compress != PGC_COMPRESS_ZSTD || rd->b1 != rd->b0 + 1 || !rd->buf ||
+	    !atomic_load_explicit(&l->use_pwrite, memory_order_relaxed) || lo >= hi ||
+	    (lo == 0 && hi == sb->mem_len))
+		return ld_read_decode(l, rd, dec->codec, dec->scratch);
+	rd->dec_pos = 0;
+	ret = sf_block_decode_part(dec->codec, sb, src, dec->scratch, &rd->dec_pos, hi);
+	if (ret)
+		return ret;
+	/* The waiter's pages go in at once, not behind the fill's writes. */
+	ret = place_pieces(l, dec->scratch, iov, rd->ioff, n, lo, hi, false);
+	if (ret)
+		return ret;
+	rd->early_lo = lo;
+	rd->early_hi = hi;
+	return 1;
+}
+
+int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd)
+{
+	const struct sf_block *sb = ld_blk(l, rd->b0);
+	struct ld_decoder *dec = rd->dec;
+	int ret = 0;
+
+	if (rd->dec_pos < sb->mem_len)
+		ret = sf_block_decode_part(dec->codec, sb, rd->buf, dec->scratch, &rd->dec_pos,
+					   sb->mem_len);
+	if (!ret)
+		ret = place_pieces(l, dec->scratch, rd->iov, rd->ioff, rd->niov, 0, rd->early_lo,
+				   l->opts.background);
+	if (!ret)
+		ret = place_pieces(l, dec->scratch, rd->iov, rd->ioff, rd->niov, rd->early_hi,
+				   sb->mem_len, l->opts.background);
+	return ret;
 }
 
 /*

@@ -477,6 +477,69 @@ static void test_wait_decodes_itself(void)
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+/* The first page at or after @from (backwards: at or before) that is still loading. */
+static pgc_range pending_page(pgc_memfile *mf, uint64_t from, bool backwards)
+{
+	pgc_range r = { from, from + PAGE };
+	struct iovec iov;
+
+	while (r.start >= whole.start && r.end <= whole.end &&
+	       pgc_map_internal(mf, r, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1) == 1) {
+		r.start = backwards ? r.start - PAGE : r.start + PAGE;
+		r.end = r.start + PAGE;
+	}
+	return r;
+}
+
+/*
+ * A waiter decodes its block only as far as its pages and places them
+ * first; a decode worker ends the block. With the only worker stuck 1.5 s
+ * on block 0 (test hook), a wait for one page in the middle of the image
+ * and one for the last page return with just those pages loaded, and
+ * the load then ends with every byte right.
+ */
+static void test_wait_places_first(void)
+{
+	struct pgc_load_stats st;
+	pgc_range mid, last;
+	struct iovec iov;
+	pgc_memfile *mf;
+	int ret;
+
+	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(ret, 0);
+	usleep(50 * 1000);   /* the fill's first read (block 0) holds the only worker */
+	mid = pending_page(mf, whole.start + 8 * MIB + 300 * 1024, false);
+	last = pending_page(mf, whole.end - PAGE, true);
+	CHECK(mid.end <= whole.end && last.start >= whole.start + 9 * MIB);
+
+	CHECK_EQ(pgc_load_wait(mf, mid), 0);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.demand_decodes, 1);
+	CHECK_EQ(st.bytes_loaded, PAGE);    /* not its whole block */
+	CHECK_EQ(pgc_map_internal(mf, mid, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, mid.start, iov.iov_base, PAGE), UINT64_MAX);
+	/* The last page of the last block: decoded to the end of the frame. */
+	CHECK_EQ(pgc_load_wait(mf, last), 0);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.demand_decodes, 2);
+	CHECK_EQ(st.bytes_loaded, 2 * PAGE);
+	CHECK_EQ(pgc_map_internal(mf, last, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, last.start, iov.iov_base, PAGE), UINT64_MAX);
+
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, whole.end - whole.start),
+		 UINT64_MAX);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.bytes_loaded + st.bytes_cancelled, st.bytes_total);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
 static int segment_committed_fn(void *arg, const struct pgc_segment *seg)
 {
 	const pgc_range *r = arg;
@@ -701,6 +764,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_load_wait);
 	TEST_RUN(test_map_nowait);
 	TEST_RUN(test_wait_decodes_itself);
+	TEST_RUN(test_wait_places_first);
 	TEST_RUN(test_decref_cancels);
 	TEST_RUN(test_decommit_during_load);
 	TEST_RUN(test_cancel_neighbour_blocks);
