@@ -424,10 +424,13 @@ static int read_submit(struct pgc_loader *l, struct ld_read *rd)
 	return aio_add(l->q, &req);
 }
 
-/* Hand a completed read to the decode workers; a waiter's read goes first. */
+/*
+ * Hand a completed read to the decode workers; a waiter's read, and the
+ * rest of a block a waiter placed in part, go first.
+ */
 static void queue_work_locked(struct pgc_loader *l, struct ld_read *rd)
 {
-	if (!rd->fill) {
+	if (!rd->fill || rd->dec) {
 		rd->next = l->work_head;
 		l->work_head = rd;
 		if (!l->work_tail)
@@ -754,40 +757,99 @@ static void read_release_early_locked(struct pgc_loader *l, const struct ld_read
 	pthread_cond_broadcast(&l->wait_cv);
 }
 
+/* Whether read @rd holds a block with pages of @r still loading. Caller holds l->mu. */
+static bool read_holds_locked(struct pgc_loader *l, const struct ld_read *rd, pgc_range r)
+{
+	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
+
+	for (; n && rs_range(n).start < r.end; n = rs_next(n)) {
+		uint32_t b = *(uint32_t *)rs_value(n);
+
+		if (b >= rd->b0 && b < rd->b1)
+			return true;
+	}
+	return false;
+}
+
 /*
- * A background load's waiter whose range holds an unstarted block reads
- * and decodes that block itself, at once, instead of queueing behind the
- * reads the loader keeps in flight: a demand never waits for the fill.
- * It decodes only as far as its pages and places them first; a decode
- * worker ends the block (the waiter's read goes to the head of their
- * queue). Caller holds l->mu, dropped meanwhile. Returns whether it took
- * a block.
+ * Take a read that holds pages of @r off the workers' queue (read, not
+ * yet decoded), or NULL. Caller holds l->mu.
+ */
+static struct ld_read *work_take_locked(struct pgc_loader *l, pgc_range r)
+{
+	struct ld_read **pp, *prev = NULL;
+
+	for (pp = &l->work_head; *pp; prev = *pp, pp = &(*pp)->next) {
+		struct ld_read *rd = *pp;
+
+		if (!read_holds_locked(l, rd, r))
+			continue;
+		*pp = rd->next;
+		if (l->work_tail == rd)
+			l->work_tail = prev;
+		rd->next = NULL;
+		return rd;
+	}
+	return NULL;
+}
+
+/*
+ * Decode @rd for waiter @w (without l->mu; @fresh: not read yet): the
+ * rest of a block placed in part, else as far as @w's pages (one block),
+ * else every block. *@dec is the decoder used, taken from the pool or
+ * made. Returns as ld_read_decode_first.
+ */
+static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read *rd, bool fresh,
+		       struct ld_decoder **dec)
+{
+	int ret = fresh ? ld_read_sync(l, rd) : rd->err;
+
+	if (!ret && rd->dec)
+		return ld_read_decode_rest(l, rd);
+	if (!ret && !*dec)
+		ret = decoder_new(l, dec);
+	if (ret)
+		return ret;
+	slow_block0(l, rd);
+	if (rd->b1 == rd->b0 + 1)
+		return ld_read_decode_first(l, rd, w->r, *dec);
+	return ld_read_decode(l, rd, (*dec)->codec, (*dec)->scratch);
+}
+
+/*
+ * A background load's waiter does not queue behind the fill: it reads
+ * and decodes itself, at once, a block of its range nobody has started,
+ * or else takes a read of its range that waits for a decode worker. It
+ * decodes a block only as far as its pages and places them first; a
+ * decode worker ends the block (that read goes to the head of their
+ * queue). Caller holds l->mu, dropped meanwhile. Returns whether it
+ * decoded anything.
  */
 static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 {
 	struct ld_decoder *dec;
 	struct ld_read *rd;
+	bool fresh = true;
 	int64_t b;
 	int ret;
 
 	if (!l->opts.background || l->error)
 		return false;
 	b = waiter_next_block_locked(l, w);
-	if (b < 0)
-		return false;
-	rd = ld_read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
-	if (!rd)
-		return false;   /* the error is recorded: the caller sees it */
+	if (b >= 0) {
+		rd = ld_read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
+		if (!rd)
+			return false;   /* the error is recorded: the caller sees it */
+	} else {
+		rd = work_take_locked(l, w->r);
+		if (!rd)
+			return false;
+		fresh = false;
+	}
 	l->stats.demand_decodes++;
 	dec = decoder_get_locked(l);
 	pthread_mutex_unlock(&l->mu);
-	ret = ld_read_sync(l, rd);
-	if (!ret && !dec)
-		ret = decoder_new(l, &dec);
-	if (!ret) {
-		slow_block0(l, rd);
-		ret = ld_read_decode_first(l, rd, w->r, dec);
-	}
+	ret = wait_decode(l, w, rd, fresh, &dec);
 	pthread_mutex_lock(&l->mu);
 	if (ret == 1 && !l->error) {
 		read_release_early_locked(l, rd);
@@ -796,6 +858,8 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 		return true;
 	}
 	decoder_put_locked(l, dec);
+	decoder_put_locked(l, rd->dec);
+	rd->dec = NULL;
 	read_end_locked(l, rd, ret == 1 ? 0 : ret);
 	return true;
 }

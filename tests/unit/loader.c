@@ -540,6 +540,54 @@ static void test_wait_places_first(void)
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+/*
+ * A waiter takes a read of its range that waits for a decode worker:
+ * with the only worker stuck 1.5 s on block 0 (test hook), the fill's
+ * next read (block 1) is read and queued; a wait for a page of block 1
+ * decodes it at once instead of queueing behind block 0.
+ */
+static void test_wait_takes_queued_read(void)
+{
+	struct pgc_load_stats st;
+	struct sf_image *img = NULL;
+	struct iovec iov;
+	pgc_range r;
+	pgc_memfile *mf;
+	uint64_t t;
+	int ret;
+
+	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
+	CHECK_EQ(sf_image_open("img", false, &img), 0);
+	if (!img || img->nblocks < 3)
+		goto exit;
+	/* The first page of block 1 (the memory file starts at whole.start). */
+	r.start = img->runs[img->blocks[1].first_run].off;
+	r.end = r.start + PAGE;
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(ret, 0);
+	usleep(100 * 1000);   /* block 0 holds the only worker; block 1 is read and queued */
+	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), -EAGAIN);
+	t = test_now_ns();
+	CHECK_EQ(pgc_load_wait(mf, r), 0);
+	t = test_now_ns() - t;
+	printf("  wait for block 1 behind a stuck worker: %.1f ms\n", t / 1e6);
+	CHECK(t < 500000000ULL);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.demand_decodes, 1);
+	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, r.start, iov.iov_base, PAGE), UINT64_MAX);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, whole.end - whole.start),
+		 UINT64_MAX);
+	pgc_memfile_destroy(mf);
+exit:
+	sf_image_close(img);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
 static int segment_committed_fn(void *arg, const struct pgc_segment *seg)
 {
 	const pgc_range *r = arg;
@@ -765,6 +813,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_map_nowait);
 	TEST_RUN(test_wait_decodes_itself);
 	TEST_RUN(test_wait_places_first);
+	TEST_RUN(test_wait_takes_queued_read);
 	TEST_RUN(test_decref_cancels);
 	TEST_RUN(test_decommit_during_load);
 	TEST_RUN(test_cancel_neighbour_blocks);
