@@ -310,6 +310,8 @@ static void *worker_main(void *arg)
 	int ret;
 
 	ret = decoder_new(l, &dec);
+	/* The fill yields the CPU to the threads that wait for pages. */
+	util_thread_nice(l->fill_nice);
 	pthread_mutex_lock(&l->mu);
 	if (ret)
 		ld_fail_locked(l, ret);
@@ -653,6 +655,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 			goto fail;
 	}
 	l->jobs = engine_jobs(opts->jobs);
+	l->fill_nice = opts->background ? (int)opt_env_int(OPT_LOAD_FILL_NICE) : 0;
 	l->workers = calloc((size_t)l->jobs, sizeof(*l->workers));
 	ret = -ENOMEM;
 	if (!l->workers)

@@ -79,6 +79,7 @@ struct pgc_loader {
 	struct pgc_load_opts opts;
 	struct aio_queue *q;
 	int jobs;
+	int fill_nice;                  /* background: the decode workers' nice increment */
 
 	pthread_mutex_t mu;
 	/*

@@ -12,9 +12,11 @@
  * wait with the error, and nothing hangs; save during a background load
  * waits for it; destroy in the middle of a load cancels it.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "engine/loader_int.h"
@@ -588,6 +590,63 @@ exit:
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+/* How many of this process's threads run at nice value @nice. */
+static int threads_at_nice(int nice)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)) != NULL) {
+		long tid = strtol(e->d_name, NULL, 10);
+
+		errno = 0;
+		if (tid > 0 && getpriority(PRIO_PROCESS, (id_t)tid) == nice && !errno)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * A background load's decode workers run $PGCKPT_FILL_NICE (default 10)
+ * nice steps below the caller, so that waiting threads get the CPU
+ * first; 0 leaves them at the caller's. (Workers are alive: block 0
+ * decodes 300 ms late.)
+ */
+static void test_fill_workers_nice(void)
+{
+	int base = getpriority(PRIO_PROCESS, (id_t)gettid()), ret;
+	pgc_memfile *mf;
+
+	if (base > 12) {
+		printf("  skipped: the tests run at nice %d already\n", base);
+		return;
+	}
+	make_image("img", 4 * MIB, PGC_COMPRESS_ZSTD);
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "300", 1);
+	setenv("PGCKPT_FILL_NICE", "7", 1);
+	mf = load_bg_jobs("img", 4, 2, &ret);
+	CHECK_EQ(ret, 0);
+	usleep(50 * 1000);
+	CHECK_EQ(threads_at_nice(base + 7), 2);
+	CHECK_EQ(getpriority(PRIO_PROCESS, (id_t)gettid()), base);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+
+	setenv("PGCKPT_FILL_NICE", "0", 1);
+	mf = load_bg_jobs("img", 4, 2, &ret);
+	CHECK_EQ(ret, 0);
+	usleep(50 * 1000);
+	CHECK_EQ(threads_at_nice(base + 7), 0);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+	unsetenv("PGCKPT_FILL_NICE");
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
 static int segment_committed_fn(void *arg, const struct pgc_segment *seg)
 {
 	const pgc_range *r = arg;
@@ -814,6 +873,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_wait_decodes_itself);
 	TEST_RUN(test_wait_places_first);
 	TEST_RUN(test_wait_takes_queued_read);
+	TEST_RUN(test_fill_workers_nice);
 	TEST_RUN(test_decref_cancels);
 	TEST_RUN(test_decommit_during_load);
 	TEST_RUN(test_cancel_neighbour_blocks);
