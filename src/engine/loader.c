@@ -29,7 +29,10 @@
  * - waiters (pgc_map_internal) name the range they need; in the
  *   background, a waiter whose range holds a block nobody started reads
  *   and decodes it itself at once (a demand never queues behind the
- *   fill), then sleeps until no unloaded page intersects its range; once
+ *   fill), as it does a read of its range waiting for a worker; it
+ *   decodes only as far as its pages, places them, and leaves the rest
+ *   of the block to a worker. Then it sleeps until no unloaded page
+ *   intersects its range; once
  *   everything is loaded a lock-free check (the lowest unloaded offset,
  *   the done flag) lets them through.
  *
