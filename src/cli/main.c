@@ -139,7 +139,10 @@ static const char usage_bench[] =
 	"Measure pgckpt on the memory file FILE, in-process: save, eager restore\n"
 	"into fresh memory, and a background restore seen from the consumer\n"
 	"(time until ready, until every page is in, random 4 KiB reads during\n"
-	"the load). The image is written to a temporary directory and removed.\n"
+	"the load), and lazy restores for a consumer process it forks (first\n"
+	"access, fault p50/p99, every page placed, a working set touched with\n"
+	"and without a recorded one; medians of the runs). The image is written\n"
+	"to a temporary directory and removed.\n"
 	"\n"
 	"  -c, --compress zstd[:N]|none  compression (default zstd:1)\n"
 	"      --block-size S            memory per block (default 1M)\n"
@@ -149,6 +152,7 @@ static const char usage_bench[] =
 	"      --accesses N              random reads during the load (default 2000)\n"
 	"      --dir D                   where the image goes (default /dev/shm)\n"
 	"      --json                    one JSON object (keys in docs/cli.md)\n"
+	"      --no-lazy                 no lazy restores\n"
 	"  -h, --help                    show this help\n";
 
 struct command {
