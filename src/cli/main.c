@@ -38,6 +38,7 @@ static const char usage_main[] =
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
 	"  flatten IMAGE OUT\n"
+	"  ws-merge IMAGE OUT WS...\n"
 	"  export  --criu [--force] IMAGE DIR\n"
 	"  bench   [--json] [-c zstd[:N]|none] [--block-size S] [--runs N] FILE\n"
 	"\n"
@@ -70,6 +71,15 @@ static const char usage_flatten[] =
 	"Write the image IMAGE with all the pages of its chain of parents into the\n"
 	"standalone image OUT, atomically; its parents may then be removed.\n"
 	"OUT may not be IMAGE or one of its parents.\n"
+	"\n"
+	"  -h, --help     show this help\n";
+
+static const char usage_ws_merge[] =
+	"Usage: pgckpt ws-merge IMAGE OUT WS...\n"
+	"Merge the working sets WS (recorded with restore --record-working-set\n"
+	"from restores of IMAGE) into one, OUT, for --working-set: the blocks\n"
+	"more recordings hold first, then by their mean position. Every WS must\n"
+	"be a working set of IMAGE. OUT is written atomically (it may be a WS).\n"
 	"\n"
 	"  -h, --help     show this help\n";
 
@@ -169,6 +179,7 @@ static const struct command commands[] = {
 	{ "verify",  cmd_verify,  usage_verify,  false },
 	{ "export",  cmd_export,  usage_export,  false },
 	{ "flatten", cmd_flatten, usage_flatten, false },
+	{ "ws-merge", cmd_ws_merge, usage_ws_merge, false },
 	{ "bench",   cmd_bench,   usage_bench,   true },
 };
 
