@@ -15,6 +15,7 @@
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY   /* XXH64_state_t on the stack */
 #include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY  /* buffer-less streaming: sf_block_decode_part */
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -274,9 +275,8 @@ int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *sr
 int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const void *src,
 			 uint8_t *dst, size_t *pos, size_t upto)
 {
-	ZSTD_inBuffer in = { src, b->stored_len, 0 };
-	ZSTD_outBuffer out = { dst, upto, *pos };
-	size_t r = 1, in0, out0;
+	const uint8_t *in = src;
+	size_t out = *pos, need, r;
 	int ret = -PGC_ECORRUPT;
 
 	if (!c || c->compress != PGC_COMPRESS_ZSTD || upto > b->mem_len || *pos > upto)
@@ -285,33 +285,32 @@ int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const voi
 		c->in_pos = 0;
 		if (sf_checksum(src, b->stored_len) != b->checksum)
 			return -PGC_ECHECKSUM;
-		ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
+		if (ZSTD_isError(ZSTD_decompressBegin(c->dctx)))
+			return -ENOMEM;
 	}
-	in.pos = c->in_pos;
 	/*
-	 * An output smaller than the frame keeps zstd from its single-pass
-	 * shortcut: it decodes zstd block by zstd block (at most 128 KiB
-	 * each) and stops once @upto bytes are out.
+	 * zstd's buffer-less streaming: one zstd block (at most 128 KiB) at a
+	 * time, straight into @dst, each after the one before (no window
+	 * buffer, no copy); zstd checks every block against the space left.
 	 */
-	while (out.pos < out.size) {
-		in0 = in.pos;
-		out0 = out.pos;
-		r = ZSTD_decompressStream(c->dctx, &out, &in);
-		if (ZSTD_isError(r)) {
-			if (ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation)
-				ret = -ENOMEM;
+	while ((need = ZSTD_nextSrcSizeToDecompress(c->dctx)) != 0) {
+		if (out >= upto && upto < b->mem_len)
+			break;
+		if (need > b->stored_len - c->in_pos)
+			goto end;       /* the frame goes on past the block */
+		r = ZSTD_decompressContinue(c->dctx, dst + out, b->mem_len - out, in + c->in_pos,
+					    need);
+		if (ZSTD_isError(r))
 			goto end;
-		}
-		/* Input exhausted, or the frame ended early. */
-		if ((in.pos == in0 && out.pos == out0) || (r == 0 && out.pos < out.size))
-			goto end;
+		c->in_pos += need;
+		out += r;
 	}
-	*pos = out.pos;
-	c->in_pos = in.pos;
-	if (upto < b->mem_len)
-		return 0;
-	/* The block is out: the frame must end here (r is 1 if this call decoded nothing). */
-	ret = frame_end(c, &in, r);
+	*pos = out;
+	if (need != 0)
+		return 0;           /* @upto bytes are out; the block goes on later */
+	/* The frame has ended: exactly the block's bytes, exactly its stored bytes. */
+	if (out == b->mem_len && c->in_pos == b->stored_len)
+		ret = 0;
 end:
 	c->in_pos = 0;
 	return ret;

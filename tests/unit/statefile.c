@@ -607,6 +607,29 @@ static void test_decode_part(void)
 	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), 0);
 	CHECK_EQ(memcmp(part, whole, b.mem_len), 0);
 
+	/* Random damage with a matching checksum: refused or decoded, in bounds (ASan). */
+	{
+		uint8_t *orig = malloc(b.stored_len);
+
+		memcpy(orig, src, b.stored_len);
+		for (int k = 0; k < 2000; k++) {
+			int r;
+
+			memcpy(src, orig, b.stored_len);
+			for (int j = 0; j <= k % 4; j++)
+				src[test_rand_below(b.stored_len)] ^= (uint8_t)(1 + test_rand_below(255));
+			b.checksum = sf_checksum(src, b.stored_len);
+			pos = 0;
+			r = sf_block_decode_part(c, &b, src, part, &pos, (size_t)test_rand_below(b.mem_len));
+			if (!r)
+				r = sf_block_decode_part(c, &b, src, part, &pos, b.mem_len);
+			CHECK(r == 0 || r == -PGC_ECORRUPT);
+			CHECK(pos <= b.mem_len);
+		}
+		memcpy(src, orig, b.stored_len);
+		b.checksum = big->checksum;
+		free(orig);
+	}
 	/* Bad calls. */
 	pos = 0;
 	CHECK_EQ(sf_block_decode_part(raw, &b, src, part, &pos, PAGE), -EINVAL);
