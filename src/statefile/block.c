@@ -281,10 +281,23 @@ int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const voi
 
 	if (!c || c->compress != PGC_COMPRESS_ZSTD || upto > b->mem_len || *pos > upto)
 		return -EINVAL;
+	if (*pos && *pos == b->mem_len)
+		return 0;           /* an earlier call ended the block, and checked its end */
 	if (*pos == 0) {
+		ZSTD_frameHeader fh;
+
 		c->in_pos = 0;
 		if (sf_checksum(src, b->stored_len) != b->checksum)
 			return -PGC_ECHECKSUM;
+		/*
+		 * What decode_zstd refuses, refused here too: a frame that is
+		 * not one whole zstd frame, or (no content size: zstd's buffered
+		 * mode) a window above SF_WINDOW_LOG_MAX.
+		 */
+		if (ZSTD_getFrameHeader(&fh, src, b->stored_len) != 0 || fh.frameType != ZSTD_frame ||
+		    (fh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN &&
+		     fh.windowSize > (1ull << SF_WINDOW_LOG_MAX)))
+			return -PGC_ECORRUPT;
 		if (ZSTD_isError(ZSTD_decompressBegin(c->dctx)))
 			return -ENOMEM;
 	}
@@ -294,7 +307,8 @@ int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const voi
 	 * buffer, no copy); zstd checks every block against the space left.
 	 */
 	while ((need = ZSTD_nextSrcSizeToDecompress(c->dctx)) != 0) {
-		if (out >= upto && upto < b->mem_len)
+		/* Once every byte is out, the frame is ended here and now. */
+		if (out >= upto && out < b->mem_len)
 			break;
 		if (need > b->stored_len - c->in_pos)
 			goto end;       /* the frame goes on past the block */
@@ -307,7 +321,7 @@ int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const voi
 	}
 	*pos = out;
 	if (need != 0)
-		return 0;           /* @upto bytes are out; the block goes on later */
+		return 0;           /* @upto bytes are out, not all: the block goes on later */
 	/* The frame has ended: exactly the block's bytes, exactly its stored bytes. */
 	if (out == b->mem_len && c->in_pos == b->stored_len)
 		ret = 0;

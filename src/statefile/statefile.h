@@ -239,8 +239,9 @@ int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *sr
  * sf_block_decode_part - decode the zstd block @b (stored bytes at @src)
  * into @dst (b->mem_len bytes) in parts: from byte *@pos (0: a new
  * block, checked against b->checksum first) until at least @upto bytes
- * are out, setting *@pos to the bytes out. The call with @upto ==
- * b->mem_len ends the block and checks that the frame ends there. The
+ * are out, setting *@pos to the bytes out. The call that puts out the
+ * block's last byte (at the latest the one with @upto == b->mem_len)
+ * checks that the frame ends there; later calls return 0. The
  * codec holds the block's state in between: one block at a time per
  * codec, @src unchanged, and no other decode on @c until it ends.
  * Returns 0, -EINVAL (not zstd, or @upto past the block), -PGC_ECHECKSUM,

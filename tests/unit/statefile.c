@@ -602,6 +602,13 @@ static void test_decode_part(void)
 	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), 0);
 	CHECK_EQ(pos, b.mem_len);
 	CHECK_EQ(memcmp(part, whole, b.mem_len), 0);
+	/* A part that ends the block ends the frame too; a later call has nothing to do. */
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len - PAGE / 2), 0);
+	CHECK_EQ(pos, b.mem_len);
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), 0);
+	CHECK_EQ(pos, b.mem_len);
+	CHECK_EQ(memcmp(part, whole, b.mem_len), 0);
 	/* At once, like sf_block_decode; a new block starts again at pos 0. */
 	pos = 0;
 	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), 0);
