@@ -348,6 +348,7 @@ static void *worker_main(void *arg)
 		ret = rd->err;
 		if (!ret && !l->error && dec) {
 			pthread_mutex_unlock(&l->mu);
+			rd->waiter_decodes = false;
 			if (rd->dec) {
 				/* A waiter has its pages: the rest of its block. */
 				ret = ld_read_decode_rest(l, rd);
@@ -810,6 +811,7 @@ static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read
 {
 	int ret = fresh ? ld_read_sync(l, rd) : rd->err;
 
+	rd->waiter_decodes = true;
 	if (!ret && rd->dec)
 		return ld_read_decode_rest(l, rd);
 	if (!ret && !*dec)

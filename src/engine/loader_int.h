@@ -53,6 +53,11 @@ struct ld_read {
 	struct ld_decoder *dec;         /* its decoder, mid-block */
 	size_t dec_pos;                 /* bytes of the block decoded so far */
 	uint64_t early_lo, early_hi;    /* bytes of the block placed already */
+	/*
+	 * Set by the thread about to decode: a waiter's writes skip write_mu,
+	 * so they never queue behind a (lower-priority) worker's.
+	 */
+	bool waiter_decodes;
 };
 
 /* A thread in loader_wait. */

@@ -325,7 +325,7 @@ static int place_pieces(struct pgc_loader *l, const uint8_t *data, struct iovec 
  */
 static int place_block(struct pgc_loader *l, const struct sf_block *sb, const uint8_t *src,
 		       struct iovec *iov, const uint64_t *ioff, int n,
-		       struct sf_codec *codec, uint8_t *scratch)
+		       struct sf_codec *codec, uint8_t *scratch, bool serial)
 {
 	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
 	const uint8_t *data;
@@ -360,7 +360,13 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		}
 		return sf_block_decode(codec, sb, src, iov, n);
 	}
-	return place_pieces(l, data, iov, ioff, n, 0, sb->mem_len, pw && l->opts.background);
+	return place_pieces(l, data, iov, ioff, n, 0, sb->mem_len, pw && serial);
+}
+
+/* Whether @rd's writes take write_mu: a background load's, unless a waiter decodes it. */
+static bool serial_writes(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	return l->opts.background && !rd->waiter_decodes;
 }
 
 /* Check and decode every block of @rd. Returns 0 or the first error. */
@@ -383,7 +389,7 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
 			continue;
 		}
 		ret = place_block(l, sb, rd->buf + (sb->file_off - rd->file_off), rd->iov + first,
-				  rd->ioff + first, n, codec, scratch);
+				  rd->ioff + first, n, codec, scratch, serial_writes(l, rd));
 		if (ret)
 			return ret;
 	}
@@ -454,10 +460,10 @@ int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd)
 					   sb->mem_len);
 	if (!ret)
 		ret = place_pieces(l, dec->scratch, rd->iov, rd->ioff, rd->niov, 0, rd->early_lo,
-				   l->opts.background);
+				   serial_writes(l, rd));
 	if (!ret)
 		ret = place_pieces(l, dec->scratch, rd->iov, rd->ioff, rd->niov, rd->early_hi,
-				   sb->mem_len, l->opts.background);
+				   sb->mem_len, serial_writes(l, rd));
 	return ret;
 }
 

@@ -612,6 +612,90 @@ static void test_wait_takes_queued_read(void)
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+struct wait_call {
+	pgc_memfile *mf;
+	pgc_range r;
+	int ret;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct wait_call *w = arg;
+
+	w->ret = pgc_load_wait(w->mf, w->r);
+	return NULL;
+}
+
+/* Another stored page of the block that stores @page (not @page), or an empty range. */
+static pgc_range block_neighbour(struct pgc_loader *l, uint64_t page)
+{
+	uint32_t b, i;
+
+	for (b = 0; b < l->img->nblocks; b++) {
+		const struct sf_block *sb = &l->img->blocks[b];
+		const struct sf_run *first = &l->img->runs[sb->first_run];
+		const struct sf_run *last = first + sb->nruns - 1;
+
+		if (page < first->off || page >= last->off + last->len)
+			continue;
+		for (i = 0; i < sb->nruns; i++) {
+			const struct sf_run *run = first + i;
+
+			if (run->off != page)
+				return (pgc_range){ run->off, run->off + PAGE };
+			if (run->len > PAGE)
+				return (pgc_range){ run->off + PAGE, run->off + 2 * PAGE };
+		}
+	}
+	return (pgc_range){ 0, 0 };
+}
+
+/*
+ * A waiter's writes never queue behind the workers' (write_mu, which a
+ * lower-priority worker may hold): with the only worker stuck on block 0,
+ * one waiter places its page and leaves the rest of its block queued; a
+ * second waiter, for another page of that block, takes that rest and
+ * places it while this thread holds write_mu.
+ */
+static void test_waiter_skips_write_lock(void)
+{
+	struct wait_call w = { 0 };
+	struct timespec until;
+	struct pgc_loader *l;
+	pgc_range mid;
+	pthread_t t;
+	int ret;
+
+	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	w.mf = load_bg_jobs("img", 4, 1, &ret);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(ret, 0);
+	l = loader_of(w.mf);
+	CHECK(l != NULL);
+	if (!l)
+		goto out;
+	usleep(100 * 1000);   /* block 0 holds the only worker */
+	mid = pending_page(w.mf, whole.start + 8 * MIB + 300 * 1024, false);
+	CHECK_EQ(pgc_load_wait(w.mf, mid), 0);
+	w.r = block_neighbour(l, mid.start);
+	CHECK(w.r.end != 0);
+	pthread_mutex_lock(&l->write_mu);
+	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	ret = pthread_timedjoin_np(t, NULL, &until);
+	pthread_mutex_unlock(&l->write_mu);
+	CHECK_EQ(ret, 0);   /* not ETIMEDOUT: the waiter did not take write_mu */
+	if (ret)
+		pthread_join(t, NULL);
+	CHECK_EQ(w.ret, 0);
+out:
+	CHECK_EQ(pgc_load_await(w.mf), 0);
+	pgc_memfile_destroy(w.mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
 /* How many of this process's threads run at nice value @nice. */
 static int threads_at_nice(int nice)
 {
@@ -895,6 +979,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_wait_decodes_itself);
 	TEST_RUN(test_wait_places_first);
 	TEST_RUN(test_wait_takes_queued_read);
+	TEST_RUN(test_waiter_skips_write_lock);
 	TEST_RUN(test_fill_workers_nice);
 	TEST_RUN(test_decref_cancels);
 	TEST_RUN(test_decommit_during_load);
