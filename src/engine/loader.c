@@ -728,6 +728,31 @@ static void waiter_del_locked(struct pgc_loader *l, struct ld_waiter *w)
 }
 
 /*
+ * Take the parts inside @r of unloaded pieces out of the set, adding
+ * their bytes to *@count: of block @block (its pages placed), or with
+ * @block < 0 of any block not started yet (cancelled). A piece that
+ * cannot be split (-ENOMEM) stays. Caller holds l->mu.
+ */
+static void unloaded_drop_locked(struct pgc_loader *l, pgc_range r, int64_t block,
+				 uint64_t *count)
+{
+	rs_node *n = rs_lower_bound(&l->unloaded, r.start), *iso;
+
+	while (n && rs_range(n).start < r.end) {
+		uint32_t b = *(uint32_t *)rs_value(n);
+		bool take = block < 0 ? l->bstate[b] == BLK_UNSTARTED : b == (uint64_t)block;
+
+		iso = take ? rs_isolate(&l->unloaded, n, r) : NULL;
+		if (!iso) {
+			n = rs_next(n);
+			continue;
+		}
+		*count += rs_range(iso).end - rs_range(iso).start;
+		n = rs_remove(&l->unloaded, iso);
+	}
+}
+
+/*
  * Pages of a waiter's block placed early (ld_read_decode_first: block
  * bytes rd->early_lo..early_hi) leave the unloaded set now; the rest of
  * the block stays started until a worker ends it. Caller holds l->mu.
@@ -741,24 +766,14 @@ static void read_release_early_locked(struct pgc_loader *l, const struct ld_read
 	for (i = 0; i < sb->nruns; pos += l->img->runs[sb->first_run + i].len, i++) {
 		const struct sf_run *run = &l->img->runs[sb->first_run + i];
 		pgc_range mr;
-		rs_node *n, *iso;
 
 		a = pos > rd->early_lo ? pos : rd->early_lo;
 		e = pos + run->len < rd->early_hi ? pos + run->len : rd->early_hi;
 		if (a >= e)
 			continue;
 		mr = (pgc_range){ run->off + (a - pos), run->off + (e - pos) };
-		n = rs_lower_bound(&l->unloaded, mr.start);
-		while (n && rs_range(n).start < mr.end) {
-			/* On -ENOMEM a piece stays until its block ends. */
-			iso = ld_node_is(n, rd->b0) ? rs_isolate(&l->unloaded, n, mr) : NULL;
-			if (!iso) {
-				n = rs_next(n);
-				continue;
-			}
-			l->stats.bytes_loaded += rs_range(iso).end - rs_range(iso).start;
-			n = rs_remove(&l->unloaded, iso);
-		}
+		/* On -ENOMEM a piece stays until its block ends. */
+		unloaded_drop_locked(l, mr, rd->b0, &l->stats.bytes_loaded);
 	}
 	update_lowest_locked(l);
 	pthread_cond_broadcast(&l->wait_cv);
@@ -933,30 +948,12 @@ int loader_ready(struct pgc_loader *l, pgc_range r)
 
 void loader_cancel(struct pgc_loader *l, pgc_range r)
 {
-	rs_node *n;
-
 	if (atomic_load_explicit(&l->done, memory_order_acquire) ||
 	    r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
 		return;
 	pthread_mutex_lock(&l->mu);
-	n = rs_lower_bound(&l->unloaded, r.start);
-	while (n && rs_range(n).start < r.end) {
-		uint32_t b = *(uint32_t *)rs_value(n);
-		rs_node *iso;
-
-		if (l->bstate[b] != BLK_UNSTARTED) {
-			n = rs_next(n);
-			continue;
-		}
-		/* On -ENOMEM the piece stays: it is loaded, and quiesce waits for it. */
-		iso = rs_isolate(&l->unloaded, n, r);
-		if (!iso) {
-			n = rs_next(n);
-			continue;
-		}
-		l->stats.bytes_cancelled += rs_range(iso).end - rs_range(iso).start;
-		n = rs_remove(&l->unloaded, iso);
-	}
+	/* On -ENOMEM a piece stays: it is loaded, and quiesce waits for it. */
+	unloaded_drop_locked(l, r, -1, &l->stats.bytes_cancelled);
 	update_lowest_locked(l);
 	pthread_cond_broadcast(&l->wait_cv);
 	pthread_mutex_unlock(&l->mu);

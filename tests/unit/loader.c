@@ -479,6 +479,38 @@ static void test_wait_decodes_itself(void)
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+/*
+ * A background load of a fresh 16 MiB image whose only decode worker is
+ * stuck 1.5 s on block 0 (test hook), returned once the worker holds it
+ * (after 100 ms; it may have decoded the fill's next read first).
+ */
+static pgc_memfile *load_stuck_worker(void)
+{
+	pgc_memfile *mf;
+	int ret;
+
+	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(ret, 0);
+	usleep(100 * 1000);
+	return mf;
+}
+
+/* Let the load into @mf end, check every byte, destroy it and the image. */
+static void end_and_check(pgc_memfile *mf)
+{
+	struct iovec iov;
+
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, whole.end - whole.start),
+		 UINT64_MAX);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
 /* The first page at or after @from (backwards: at or before) that is still loading. */
 static pgc_range pending_page(pgc_memfile *mf, uint64_t from, bool backwards)
 {
@@ -502,20 +534,12 @@ static pgc_range pending_page(pgc_memfile *mf, uint64_t from, bool backwards)
  */
 static void test_wait_places_first(void)
 {
+	pgc_memfile *mf = load_stuck_worker();
 	struct pgc_load_stats st;
 	uint64_t before;
 	pgc_range mid, last;
 	struct iovec iov;
-	pgc_memfile *mf;
-	int ret;
 
-	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
-	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
-	mf = load_bg_jobs("img", 4, 1, &ret);
-	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
-	CHECK_EQ(ret, 0);
-	/* Block 0 holds the only worker (which may have decoded the fill's next read first). */
-	usleep(100 * 1000);
 	CHECK_EQ(pgc_load_stats(mf, &st), 0);
 	before = st.bytes_loaded;
 	mid = pending_page(mf, whole.start + 8 * MIB + 300 * 1024, false);
@@ -535,15 +559,10 @@ static void test_wait_places_first(void)
 	CHECK_EQ(st.bytes_loaded - before, 2 * PAGE);
 	CHECK_EQ(pgc_map_internal(mf, last, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
 	CHECK_EQ(memgen_check(seed, last.start, iov.iov_base, PAGE), UINT64_MAX);
-
 	CHECK_EQ(pgc_load_await(mf), 0);
-	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
-	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, whole.end - whole.start),
-		 UINT64_MAX);
 	CHECK_EQ(pgc_load_stats(mf, &st), 0);
 	CHECK_EQ(st.bytes_loaded + st.bytes_cancelled, st.bytes_total);
-	pgc_memfile_destroy(mf);
-	CHECK_EQ(system("rm -rf img"), 0);
+	end_and_check(mf);
 }
 
 /*
@@ -579,19 +598,12 @@ static pgc_range queued_block_page(pgc_memfile *mf)
  */
 static void test_wait_takes_queued_read(void)
 {
+	pgc_memfile *mf = load_stuck_worker();
 	struct pgc_load_stats st;
 	struct iovec iov;
 	pgc_range r;
-	pgc_memfile *mf;
 	uint64_t t;
-	int ret;
 
-	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
-	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
-	mf = load_bg_jobs("img", 4, 1, &ret);
-	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
-	CHECK_EQ(ret, 0);
-	usleep(50 * 1000);   /* block 0 holds the only worker */
 	r = queued_block_page(mf);
 	CHECK(r.end != 0);
 	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), -EAGAIN);
@@ -604,26 +616,7 @@ static void test_wait_takes_queued_read(void)
 	CHECK_EQ(st.demand_decodes, 1);
 	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ, &iov, 1), 1);
 	CHECK_EQ(memgen_check(seed, r.start, iov.iov_base, PAGE), UINT64_MAX);
-	CHECK_EQ(pgc_load_await(mf), 0);
-	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
-	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, whole.end - whole.start),
-		 UINT64_MAX);
-	pgc_memfile_destroy(mf);
-	CHECK_EQ(system("rm -rf img"), 0);
-}
-
-struct wait_call {
-	pgc_memfile *mf;
-	pgc_range r;
-	int ret;
-};
-
-static void *wait_thread(void *arg)
-{
-	struct wait_call *w = arg;
-
-	w->ret = pgc_load_wait(w->mf, w->r);
-	return NULL;
+	end_and_check(mf);
 }
 
 /* Another stored page of the block that stores @page (not @page), or an empty range. */
@@ -659,41 +652,31 @@ static pgc_range block_neighbour(struct pgc_loader *l, uint64_t page)
  */
 static void test_waiter_skips_write_lock(void)
 {
-	struct wait_call w = { 0 };
+	struct small_wait w = { .mf = load_stuck_worker() };
+	struct pgc_loader *l = loader_of(w.mf);
 	struct timespec until;
-	struct pgc_loader *l;
 	pgc_range mid;
-	pthread_t t;
 	int ret;
 
-	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
-	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
-	w.mf = load_bg_jobs("img", 4, 1, &ret);
-	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
-	CHECK_EQ(ret, 0);
-	l = loader_of(w.mf);
 	CHECK(l != NULL);
 	if (!l)
 		goto out;
-	usleep(100 * 1000);   /* block 0 holds the only worker */
 	mid = pending_page(w.mf, whole.start + 8 * MIB + 300 * 1024, false);
 	CHECK_EQ(pgc_load_wait(w.mf, mid), 0);
 	w.r = block_neighbour(l, mid.start);
 	CHECK(w.r.end != 0);
 	pthread_mutex_lock(&l->write_mu);
-	CHECK_EQ(pthread_create(&t, NULL, wait_thread, &w), 0);
+	CHECK_EQ(pthread_create(&w.t, NULL, small_wait_main, &w), 0);
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 1;
-	ret = pthread_timedjoin_np(t, NULL, &until);
+	ret = pthread_timedjoin_np(w.t, NULL, &until);
 	pthread_mutex_unlock(&l->write_mu);
 	CHECK_EQ(ret, 0);   /* not ETIMEDOUT: the waiter did not take write_mu */
 	if (ret)
-		pthread_join(t, NULL);
+		pthread_join(w.t, NULL);
 	CHECK_EQ(w.ret, 0);
 out:
-	CHECK_EQ(pgc_load_await(w.mf), 0);
-	pgc_memfile_destroy(w.mf);
-	CHECK_EQ(system("rm -rf img"), 0);
+	end_and_check(w.mf);
 }
 
 /* How many of this process's threads run at nice value @nice. */
