@@ -707,7 +707,8 @@ struct pgc_lazy_stats {
 	bool consumer_gone;        /* ended because the consumer went away */
 	uint64_t forks;            /* UFFD_EVENT_FORK messages: the child's uffd is closed */
 	uint64_t bytes_prefetched; /* of bytes_pushed, the load's working set placed first */
-	uint64_t reserved[6];      /* zero; "Structs that grow" (top) */
+	uint64_t push_yields;      /* pushes cut short (after a 64 KiB slice) for a waiting fault */
+	uint64_t reserved[5];      /* zero; "Structs that grow" (top) */
 };
 
 /*
