@@ -360,7 +360,11 @@ the same number of pages, spread over three pages.img files.
 (the consumer may run), until every page is in, and the latency of random
 4 KiB \`pgc_map_internal\` + read accesses made one after another while
 the load runs ("waited" of them had to wait for their block; the others
-found it loaded).
+found it loaded). A waiting access decodes its block itself, only as far
+as its page, and the fill's decode workers run at nice 10
+(\`\$PGCKPT_FILL_NICE\`; docs/design.md, "Waiting"); the accessing thread
+spins through its accesses, so "all loaded" is the fill on what CPU that
+thread leaves.
 
 $bg_table
 
@@ -370,7 +374,9 @@ handoff, p50 / p99 of \`--accesses\` random first touches, the server's
 time to every page placed and the consumer's to every page compared with
 the file; then 400 random pages of the last 24 MiB (a quarter of smaller
 files) touched without a working set and with one recorded by an earlier
-session.
+session. Unlike bench/lazy.sh's, this consumer attaches the moment
+\`pgc_load\` returns: the fill has no head start (the working set's
+blocks are not loaded yet when it asks).
 
 $blz_table
 
@@ -383,7 +389,8 @@ image still loads. "all placed" is the server's (handoff to every page
 placed); "working set touched" is the time until the consumer has touched
 400 random pages of the last 24 MiB, the end the fill reaches last (fixed
 seed), without (hot) and with
-(hot+ws) a working set recorded by an earlier server; disk- rows (with
+(hot+ws) a working set recorded by an earlier server (hot and hot+ws run
+3 x $runs times, in pairs); disk- rows (with
 DISK_DIR) read the image from disk after dropping the page cache.
 
 $lazy_table
