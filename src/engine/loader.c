@@ -233,66 +233,6 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	read_retire_locked(l, rd);
 }
 
-/* Free @d (NULL is fine). */
-static void decoder_free(struct ld_decoder *d)
-{
-	if (!d)
-		return;
-	free(d->scratch);
-	sf_codec_free(d->codec);
-	free(d);
-}
-
-/*
- * A decoder of @l's blocks: a codec and, for zstd, a block of scratch.
- * Returns 0 and *@out, or -ENOMEM.
- */
-static int decoder_new(const struct pgc_loader *l, struct ld_decoder **out)
-{
-	struct ld_decoder *d = calloc(1, sizeof(*d));
-	int ret = d ? sf_codec_new(l->img->compress, 0, &d->codec) : -ENOMEM;
-
-	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
-		d->scratch = malloc(l->img->load_block);
-		if (!d->scratch)
-			ret = -ENOMEM;
-	}
-	if (ret) {
-		decoder_free(d);
-		return ret;
-	}
-	*out = d;
-	return 0;
-}
-
-/* A demand decoder from the pool, or NULL (the caller makes one). Caller holds l->mu. */
-static struct ld_decoder *decoder_get_locked(struct pgc_loader *l)
-{
-	struct ld_decoder *d = l->decoders;
-
-	if (d)
-		l->decoders = d->next;
-	return d;
-}
-
-/* Give demand decoder @d (may be NULL) back to the pool. Caller holds l->mu. */
-static void decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d)
-{
-	if (!d)
-		return;
-	d->next = l->decoders;
-	l->decoders = d;
-}
-
-/* Free the pool of demand decoders (the load has ended). Caller holds l->mu. */
-static void decoders_free_locked(struct pgc_loader *l)
-{
-	struct ld_decoder *d;
-
-	while ((d = decoder_get_locked(l)) != NULL)
-		decoder_free(d);
-}
-
 /* @rd was decoded (@ret 0) or failed: finish or retire it, then free it. Holds l->mu. */
 static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
 {
@@ -312,7 +252,7 @@ static void *worker_main(void *arg)
 	struct ld_read *rd;
 	int ret;
 
-	ret = decoder_new(l, &dec);
+	ret = ld_decoder_new(l, &dec);
 	/* The fill yields the CPU to the threads that wait for pages. */
 	util_thread_nice(l->fill_nice);
 	pthread_mutex_lock(&l->mu);
@@ -358,12 +298,12 @@ static void *worker_main(void *arg)
 			}
 			pthread_mutex_lock(&l->mu);
 		}
-		decoder_put_locked(l, rd->dec);
+		ld_decoder_put_locked(l, rd->dec);
 		rd->dec = NULL;
 		read_end_locked(l, rd, ret);
 	}
 	pthread_mutex_unlock(&l->mu);
-	decoder_free(dec);
+	ld_decoder_free(dec);
 	return NULL;
 }
 
@@ -531,7 +471,7 @@ static void *loader_main(void *arg)
 	l->nworkers = 0;
 
 	pthread_mutex_lock(&l->mu);
-	decoders_free_locked(l);
+	ld_decoders_free_locked(l);
 	l->stats.ns_elapsed = util_now_ns() - l->start_ns;
 	l->stats.done = true;
 	ret = l->error;
@@ -555,7 +495,7 @@ static void *loader_main(void *arg)
 
 static void loader_free(struct pgc_loader *l)
 {
-	decoders_free_locked(l);
+	ld_decoders_free_locked(l);
 	while (l->npool)
 		free(l->pool[--l->npool]);
 	free(l->pool);
@@ -610,7 +550,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 
 	/* A demand decoder ready, its scratch in memory, before the first waiter. */
 	if (opts->background && img->compress == PGC_COMPRESS_ZSTD) {
-		ret = decoder_new(l, &l->decoders);
+		ret = ld_decoder_new(l, &l->decoders);
 		if (ret)
 			goto fail;
 		memset(l->decoders->scratch, 0, img->load_block);
@@ -830,7 +770,7 @@ static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read
 	if (!ret && rd->dec)
 		return ld_read_decode_rest(l, rd);
 	if (!ret && !*dec)
-		ret = decoder_new(l, dec);
+		ret = ld_decoder_new(l, dec);
 	if (ret)
 		return ret;
 	slow_block0(l, rd);
@@ -870,7 +810,7 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 		fresh = false;
 	}
 	l->stats.demand_decodes++;
-	dec = decoder_get_locked(l);
+	dec = ld_decoder_get_locked(l);
 	pthread_mutex_unlock(&l->mu);
 	ret = wait_decode(l, w, rd, fresh, &dec);
 	pthread_mutex_lock(&l->mu);
@@ -880,8 +820,8 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 		queue_work_locked(l, rd);
 		return true;
 	}
-	decoder_put_locked(l, dec);
-	decoder_put_locked(l, rd->dec);
+	ld_decoder_put_locked(l, dec);
+	ld_decoder_put_locked(l, rd->dec);
 	rd->dec = NULL;
 	read_end_locked(l, rd, ret == 1 ? 0 : ret);
 	return true;

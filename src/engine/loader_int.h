@@ -2,7 +2,8 @@
 /*
  * loader_int.h - the inside of the page loader, shared by its two files:
  * loader.c (threads, picking reads, waiting, cancelling) and
- * loader_read.c (building reads, reading, checking and placing blocks).
+ * loader_read.c (decoders; building reads, reading, checking and placing
+ * blocks), and loader_ws.c (working sets).
  * Locking: everything marked "under mu" needs l->mu; see loader.c.
  */
 #ifndef PGC_LOADER_INT_H
@@ -181,6 +182,23 @@ static inline void ld_fail_locked(struct pgc_loader *l, int err)
 	pthread_cond_broadcast(&l->wait_cv);
 	pthread_cond_broadcast(&l->loader_cv);
 }
+
+/* ld_decoder_new - a decoder of @l's blocks. Returns 0 and *@out, or -ENOMEM. */
+int ld_decoder_new(const struct pgc_loader *l, struct ld_decoder **out);
+
+/* ld_decoder_free - free @d (NULL is fine). */
+void ld_decoder_free(struct ld_decoder *d);
+
+/*
+ * ld_decoder_get_locked, ld_decoder_put_locked - take a demand decoder
+ * from l->decoders (NULL if none: the caller makes one) and give one
+ * back (NULL is fine). Caller holds l->mu.
+ */
+struct ld_decoder *ld_decoder_get_locked(struct pgc_loader *l);
+void ld_decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d);
+
+/* ld_decoders_free_locked - free the pool (the load has ended). Caller holds l->mu. */
+void ld_decoders_free_locked(struct pgc_loader *l);
 
 /*
  * ld_read_start_locked - start a read of blocks [b0, b1) (all

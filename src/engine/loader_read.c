@@ -6,8 +6,10 @@
  * buffer, reading it synchronously for eager loads, and checking and
  * placing each block — decoded into a buffer and pwritten into the
  * backing file, or, where the host cannot pwrite (hugetlbfs), decoded
- * straight into the mapping. The loader's threads and its waiting and
- * cancelling live in loader.c.
+ * straight into the mapping; a waiter's block decoded only as far as its
+ * pages, the rest later; and the decoders (a codec and a block of
+ * scratch) with the pool that waiters take theirs from. The loader's
+ * threads and its waiting and cancelling live in loader.c.
  */
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +20,60 @@
 
 #include "engine.h"
 #include "loader_int.h"
+
+/* ---- decoders ------------------------------------------------------------ */
+
+void ld_decoder_free(struct ld_decoder *d)
+{
+	if (!d)
+		return;
+	free(d->scratch);
+	sf_codec_free(d->codec);
+	free(d);
+}
+
+int ld_decoder_new(const struct pgc_loader *l, struct ld_decoder **out)
+{
+	struct ld_decoder *d = calloc(1, sizeof(*d));
+	int ret = d ? sf_codec_new(l->img->compress, 0, &d->codec) : -ENOMEM;
+
+	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
+		d->scratch = malloc(l->img->load_block);
+		if (!d->scratch)
+			ret = -ENOMEM;
+	}
+	if (ret) {
+		ld_decoder_free(d);
+		return ret;
+	}
+	*out = d;
+	return 0;
+}
+
+struct ld_decoder *ld_decoder_get_locked(struct pgc_loader *l)
+{
+	struct ld_decoder *d = l->decoders;
+
+	if (d)
+		l->decoders = d->next;
+	return d;
+}
+
+void ld_decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d)
+{
+	if (!d)
+		return;
+	d->next = l->decoders;
+	l->decoders = d;
+}
+
+void ld_decoders_free_locked(struct pgc_loader *l)
+{
+	struct ld_decoder *d;
+
+	while ((d = ld_decoder_get_locked(l)) != NULL)
+		ld_decoder_free(d);
+}
 
 /* ---- building reads ------------------------------------------------------ */
 
