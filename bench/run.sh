@@ -149,18 +149,33 @@ done
 
 # pgckpt's own view of each file (pgckpt bench, in-process): eager load,
 # and a background load from the consumer's side — time until pgc_load
-# returns, until every page is in, random 4 KiB reads during the load.
+# returns, until every page is in, random 4 KiB reads during the load;
+# and its lazy restores for a consumer process (medians of the runs).
 bg_rows=()
+blz_rows=()
 for f in "${files[@]}"; do
-	bg_rows+=("$("$bin" bench --json --runs "$runs" "$dir/$f" | python3 -c '
+	json=$("$bin" bench --json --runs "$runs" "$dir/$f")
+	bg_rows+=("$(python3 -c '
 import json, sys
-d = json.load(sys.stdin)
+d = json.loads(sys.argv[2])
 name = sys.argv[1]
 print("| %s | %.1f | %.2f | %.1f | %d | %d | %.1f | %.1f | %.1f |" % (name, d["restore_s"] * 1e3, d["ready_ms"], d["all_s"] * 1e3, d["accesses"], d["waits"], d["p50_us"], d["p99_us"], d["max_us"]))
-' "$f")")
+' "$f" "$json")")
+	blz_rows+=("$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[2])
+name = sys.argv[1]
+if "lazy_first_ms" not in d:
+    print("| %s | (not measured) | | | | | | | |" % name)
+else:
+    w, ww = d["ws_without_ms"], d["ws_with_ms"]
+    print("| %s | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f |" % (name, d["lazy_first_ms"], d["lazy_p50_us"], d["lazy_p99_us"] / 1e3, d["lazy_placed_ms"], d["lazy_all_ms"], w, ww, ww / w if w else 0))
+' "$f" "$json")")
 done
 bg_table=$(printf '%s\n' "| file | eager load ms | background: ready ms | all loaded ms | reads | waited | p50 us | p99 us | max us |" "|---|---|---|---|---|---|---|---|---|" "${bg_rows[@]}")
 echo "$bg_table"
+blz_table=$(printf '%s\n' "| file | lazy first access ms | fault p50 us | fault p99 ms | all placed ms | all verified ms | WS touched ms, without | with | with / without |" "|---|---|---|---|---|---|---|---|---|" "${blz_rows[@]}")
+echo "$blz_table"
 
 # Incremental images: a 256 MiB dense heap (QUICK: 64 MiB), then 5% of
 # its pages changed in runs of 1..16 pages, twice: save --parent against
@@ -392,9 +407,25 @@ one block at a time; that extra decoding is most of its extra time.
 (the consumer may run), until every page is in, and the latency of random
 4 KiB \`pgc_map_internal\` + read accesses made one after another while
 the load runs ("waited" of them had to wait for their block; the others
-found it loaded).
+found it loaded). A waiting access decodes its block itself, only as far
+as its page, and the fill's decode workers run at nice 10
+(\`\$PGCKPT_FILL_NICE\`; docs/design.md, "Waiting"); the accessing thread
+spins through its accesses, so "all loaded" is the fill on what CPU that
+thread leaves.
 
 $bg_table
+
+The same \`pgckpt bench\` runs restore each file lazily for a consumer
+process it forks (medians of the runs): the first touch after the
+handoff, p50 / p99 of \`--accesses\` random first touches, the server's
+time to every page placed and the consumer's to every page compared with
+the file; then 400 random pages of the last 24 MiB (a quarter of smaller
+files) touched without a working set and with one recorded by an earlier
+session. Unlike bench/lazy.sh's, this consumer attaches the moment
+\`pgc_load\` returns: the fill has no head start (the working set's
+blocks are not loaded yet when it asks).
+
+$blz_table
 
 ## Lazy restore
 
@@ -405,7 +436,8 @@ image still loads. "all placed" is the server's (handoff to every page
 placed); "working set touched" is the time until the consumer has touched
 400 random pages of the last 24 MiB, the end the fill reaches last (fixed
 seed), without (hot) and with
-(hot+ws) a working set recorded by an earlier server; disk- rows (with
+(hot+ws) a working set recorded by an earlier server (hot and hot+ws run
+3 x $runs times, in pairs); disk- rows (with
 DISK_DIR) read the image from disk after dropping the page cache.
 
 $lazy_table

@@ -656,6 +656,27 @@ int pgc_image_verify(const char *path, pgc_progress_fn progress, void *arg);
  */
 int pgc_image_export_criu(const char *path, const char *dir, unsigned flags);
 
+/* pgc_ws_merge: at most this many inputs. */
+#define PGC_WS_MERGE_MAX 4096
+
+/*
+ * pgc_ws_merge - merge the working-set files @inputs[0..n) (recordings of
+ * restores of the image at @image, pgc_load_ws_write) into one at @out:
+ * every block any of them holds; those that more recordings hold first,
+ * then by their mean position in those recordings (earlier first), then
+ * in offset order. Unlike a load's opts.working_set, a hint ignored when
+ * bad, every input must be a working set of @image. @out is replaced
+ * whole or not at all (it may be one of the inputs).
+ * Returns 0; -EINVAL (no input, more than PGC_WS_MERGE_MAX, a NULL);
+ * the image's error as pgc_image_verify's; an input's as
+ * pgc_load_stats.working_set_error gives it (-ESTALE: another image's,
+ * -ENODATA: empty, -PGC_ECORRUPT, -PGC_ECHECKSUM, -PGC_ETRUNCATED, -errno)
+ * with *@bad its index (else *@bad = @n; @bad may be NULL); -ENOMEM; or
+ * -errno writing @out.
+ */
+int pgc_ws_merge(const char *image, const char *const *inputs, size_t n, const char *out,
+		 size_t *bad);
+
 /* ------------------------------------------------------------------------ */
 /* Lazy restore for other processes (userfaultfd)                            */
 /* ------------------------------------------------------------------------ */
@@ -721,7 +742,8 @@ struct pgc_lazy_stats {
 	bool consumer_gone;        /* ended because the consumer went away */
 	uint64_t forks;            /* UFFD_EVENT_FORK messages: the child's uffd is closed */
 	uint64_t bytes_prefetched; /* of bytes_pushed, the load's working set placed first */
-	uint64_t reserved[6];      /* zero; "Structs that grow" (top) */
+	uint64_t push_yields;      /* pushes cut short (after a 64 KiB slice) for a waiting fault */
+	uint64_t reserved[5];      /* zero; "Structs that grow" (top) */
 };
 
 /*

@@ -4,8 +4,9 @@
  * in-process (like `zstd -b`): save, eager restore into fresh memory, and
  * a background restore seen from the consumer's side — time until
  * pgc_load returns, until every page is in, and the latency of random
- * 4 KiB accesses made while it loads. Best of --runs; a table on stdout,
- * or one JSON object with --json (keys in docs/cli.md). `make bench`
+ * 4 KiB accesses made while it loads — best of --runs; and lazy restores
+ * for a consumer process (bench_lazy.c), medians of --runs. A table on
+ * stdout, or one JSON object with --json (keys in docs/cli.md). `make bench`
  * (bench/run.sh) sets these figures beside zstd, cp and the machine's
  * own limit.
  */
@@ -19,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "bench.h"
 
 struct bench_cfg {
 	const char *file;
@@ -29,6 +30,8 @@ struct bench_cfg {
 	long runs;
 	long accesses;
 	bool json;
+	bool lazy;              /* measure lazy restores too (not --no-lazy) */
+	const char *tmp;        /* the bench's own directory in --dir */
 };
 
 struct bench_result {
@@ -38,6 +41,8 @@ struct bench_result {
 	double p50_us, p99_us, max_us;
 	unsigned accesses;
 	uint64_t waits;
+	bool lazy;              /* measured */
+	struct bench_lazy lz;   /* medians */
 };
 
 static double now_s(void)
@@ -157,18 +162,45 @@ exit:
 }
 
 /*
+ * One run's lazy restores into *@out, unless --no-lazy. A page that
+ * differs fails the bench; lazy restore unavailable here (no
+ * userfaultfd) is said once and the bench goes on without it.
+ * Returns 0 or -EILSEQ.
+ */
+static int lazy_run(struct bench_cfg *c, const char *img, pgc_memfile *src, uint64_t size,
+		    struct bench_lazy *out)
+{
+	int ret;
+
+	if (!c->lazy)
+		return 0;
+	ret = bench_lazy_run(&c->lo, img, c->tmp, pgc_memfile_fd(src), size,
+			     (unsigned)c->accesses, out);
+	if (ret == -EILSEQ) {
+		cli_error("bench", c->file, "lazy restore: a page differs from the file");
+		return ret;
+	}
+	if (ret) {
+		cli_error("bench", NULL, "lazy restore not measured: %s", pgc_strerror(ret));
+		c->lazy = false;
+	}
+	return 0;
+}
+
+/*
  * Save, restore and restore in the background the file open at @fd (owned
  * from here on), through the image @img. Returns 0 or the first error;
  * *@src_err tells whether it concerns the file (else the image's --dir).
  */
-static int bench_run(const struct bench_cfg *c, int fd, const char *img,
+static int bench_run(struct bench_cfg *c, int fd, const char *img,
 		     struct bench_result *res, bool *src_err)
 {
 	struct pgc_memfile_opts mo;
 	pgc_memfile *src = NULL, *dst = NULL;
+	struct bench_lazy *lz = NULL;
 	struct stat st;
 	double t0, t;
-	long r;
+	long r, nlz = 0;
 	int ret;
 
 	*src_err = true;
@@ -189,6 +221,11 @@ static int bench_run(const struct bench_cfg *c, int fd, const char *img,
 	pgc_mark_savable(src);
 	res->save_s = res->restore_s = res->all_s = 1e9;
 	*src_err = false;
+	lz = calloc((size_t)c->runs, sizeof(*lz));
+	if (!lz) {
+		ret = -ENOMEM;
+		goto exit;
+	}
 	for (r = 0; r < c->runs; r++) {
 		struct pgc_save_opts so = c->so;
 		struct bench_result bg = { 0 };
@@ -224,9 +261,16 @@ static int bench_run(const struct bench_cfg *c, int fd, const char *img,
 			bg.restore_s = res->restore_s;
 			*res = bg;
 		}
+		ret = lazy_run(c, img, src, res->size, &lz[nlz]);
+		if (ret)
+			goto exit;
+		nlz += c->lazy;
 	}
+	res->lazy = nlz > 0;
+	bench_lazy_median(lz, nlz, &res->lz);
 	ret = pgc_image_info(img, &res->info);
 exit:
+	free(lz);
 	pgc_memfile_destroy(src);
 	return ret;
 }
@@ -243,11 +287,18 @@ static void print_result(const struct bench_cfg *c, const struct bench_result *r
 		       ",\"compress\":\"%s\",\"level\":%d,\"block_size\":%u,\"runs\":%ld"
 		       ",\"save_s\":%.4f,\"restore_s\":%.4f,\"ready_ms\":%.3f,\"all_s\":%.4f"
 		       ",\"accesses\":%u,\"waits\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f"
-		       ",\"max_us\":%.1f}\n",
+		       ",\"max_us\":%.1f",
 		       res->size, res->info.mem_bytes, res->info.pages_bytes,
 		       res->info.compress == PGC_COMPRESS_NONE ? "none" : "zstd", res->info.level,
 		       res->info.block_size, c->runs, res->save_s, res->restore_s, res->ready_ms,
 		       res->all_s, res->accesses, res->waits, res->p50_us, res->p99_us, res->max_us);
+		if (res->lazy)
+			printf(",\"lazy_first_ms\":%.3f,\"lazy_p50_us\":%.1f,\"lazy_p99_us\":%.1f"
+			       ",\"lazy_placed_ms\":%.1f,\"lazy_all_ms\":%.1f,\"ws_without_ms\":%.2f"
+			       ",\"ws_with_ms\":%.2f",
+			       res->lz.first_ms, res->lz.p50_us, res->lz.p99_us, res->lz.placed_ms,
+			       res->lz.all_ms, res->lz.ws_without_ms, res->lz.ws_with_ms);
+		printf("}\n");
 		return;
 	}
 	cli_human_bytes(res->size, a, sizeof(a));
@@ -261,6 +312,16 @@ static void print_result(const struct bench_cfg *c, const struct bench_result *r
 	printf("  random 4 KiB reads during the load: %u (%" PRIu64 " waited), "
 	       "p50 %.1f us, p99 %.1f us, max %.1f us\n",
 	       res->accesses, res->waits, res->p50_us, res->p99_us, res->max_us);
+	if (!res->lazy)
+		return;
+	printf("  lazy (a consumer process, median of %ld): first access %.2f ms, "
+	       "p50 %.1f us, p99 %.1f us,\n"
+	       "    every page placed %.1f ms, verified %.1f ms\n",
+	       c->runs, res->lz.first_ms, res->lz.p50_us, res->lz.p99_us, res->lz.placed_ms,
+	       res->lz.all_ms);
+	printf("  lazy working set touched: %.1f ms, %.1f ms with a recorded one (%.2fx)\n",
+	       res->lz.ws_without_ms, res->lz.ws_with_ms,
+	       res->lz.ws_without_ms > 0 ? res->lz.ws_with_ms / res->lz.ws_without_ms : 0.0);
 }
 
 static int make_dir(const char *base, char *out, size_t len)
@@ -281,10 +342,11 @@ int cmd_bench(int argc, char **argv)
 		{ "accesses", required_argument, NULL, 'n' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'J' },
+		{ "no-lazy", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct bench_cfg c = { .runs = 3, .accesses = 2000 };
+	struct bench_cfg c = { .runs = 3, .accesses = 2000, .lazy = true };
 	struct bench_result res = { 0 };
 	char dir[4096], img[4200];
 	struct stat st;
@@ -329,6 +391,9 @@ int cmd_bench(int argc, char **argv)
 		case 'J':
 			c.json = true;
 			break;
+		case 'L':
+			c.lazy = false;
+			break;
 		case 'h':
 			cli_help("bench");
 			return EXIT_OK;
@@ -348,6 +413,7 @@ int cmd_bench(int argc, char **argv)
 		return cli_fail("bench", c.dir, ret);
 	}
 	snprintf(img, sizeof(img), "%s/img", dir);
+	c.tmp = dir;
 	ret = bench_run(&c, fd, img, &res, &src_err);
 	if (ret && !src_err) {
 		/* Saving and loading the image in --dir: name it, not the file. */

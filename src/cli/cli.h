@@ -32,6 +32,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_flatten(int argc, char **argv);
+int cmd_ws_merge(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /*

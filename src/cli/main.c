@@ -38,6 +38,7 @@ static const char usage_main[] =
 	"  inspect [--json] IMAGE\n"
 	"  verify  IMAGE\n"
 	"  flatten IMAGE OUT\n"
+	"  ws-merge IMAGE OUT WS...\n"
 	"  export  --criu [--force] IMAGE DIR\n"
 	"  bench   [--json] [-c zstd[:N]|none] [--block-size S] [--runs N] FILE\n"
 	"\n"
@@ -70,6 +71,15 @@ static const char usage_flatten[] =
 	"Write the image IMAGE with all the pages of its chain of parents into the\n"
 	"standalone image OUT, atomically; its parents may then be removed.\n"
 	"OUT may not be IMAGE or one of its parents.\n"
+	"\n"
+	"  -h, --help     show this help\n";
+
+static const char usage_ws_merge[] =
+	"Usage: pgckpt ws-merge IMAGE OUT WS...\n"
+	"Merge the working sets WS (recorded with restore --record-working-set\n"
+	"from restores of IMAGE) into one, OUT, for --working-set: the blocks\n"
+	"more recordings hold first, then by their mean position. Every WS must\n"
+	"be a working set of IMAGE. OUT is written atomically (it may be a WS).\n"
 	"\n"
 	"  -h, --help     show this help\n";
 
@@ -142,7 +152,10 @@ static const char usage_bench[] =
 	"Measure pgckpt on the memory file FILE, in-process: save, eager restore\n"
 	"into fresh memory, and a background restore seen from the consumer\n"
 	"(time until ready, until every page is in, random 4 KiB reads during\n"
-	"the load). The image is written to a temporary directory and removed.\n"
+	"the load), and lazy restores for a consumer process it forks (first\n"
+	"access, fault p50/p99, every page placed, a working set touched with\n"
+	"and without a recorded one; medians of the runs). The image is written\n"
+	"to a temporary directory and removed.\n"
 	"\n"
 	"  -c, --compress zstd[:N]|none  compression (default zstd:1)\n"
 	"      --block-size S            memory per block (default 1M)\n"
@@ -152,6 +165,7 @@ static const char usage_bench[] =
 	"      --accesses N              random reads during the load (default 2000)\n"
 	"      --dir D                   where the image goes (default /dev/shm)\n"
 	"      --json                    one JSON object (keys in docs/cli.md)\n"
+	"      --no-lazy                 no lazy restores\n"
 	"  -h, --help                    show this help\n";
 
 struct command {
@@ -168,6 +182,7 @@ static const struct command commands[] = {
 	{ "verify",  cmd_verify,  usage_verify,  false },
 	{ "export",  cmd_export,  usage_export,  false },
 	{ "flatten", cmd_flatten, usage_flatten, false },
+	{ "ws-merge", cmd_ws_merge, usage_ws_merge, false },
 	{ "bench",   cmd_bench,   usage_bench,   true },
 };
 

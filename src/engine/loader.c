@@ -33,7 +33,10 @@
  * - waiters (pgc_map_internal) name the range they need; in the
  *   background, a waiter whose range holds a block nobody started reads
  *   and decodes it itself at once (a demand never queues behind the
- *   fill), then sleeps until no unloaded page intersects its range; once
+ *   fill), as it does a read of its range waiting for a worker; it
+ *   decodes only as far as its pages, places them, and leaves the rest
+ *   of the block to a worker. Then it sleeps until no unloaded page
+ *   intersects its range; once
  *   everything is loaded a lock-free check (the lowest unloaded offset,
  *   the done flag) lets them through.
  *
@@ -234,22 +237,6 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 	read_retire_locked(l, rd);
 }
 
-/*
- * A decoder of @l's blocks: a codec and, for zstd, a block of scratch.
- * Returns 0 or -ENOMEM (what was made is still set, for the caller to free).
- */
-static int decoder_new(const struct pgc_loader *l, struct sf_codec **codec, uint8_t **scratch)
-{
-	int ret = sf_codec_new(l->img->compress, 0, codec);
-
-	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
-		*scratch = malloc(l->img->load_block);
-		if (!*scratch)
-			ret = -ENOMEM;
-	}
-	return ret;
-}
-
 /* @rd was decoded (@ret 0) or failed: finish or retire it, then free it. Holds l->mu. */
 static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
 {
@@ -265,12 +252,13 @@ static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
 static void *worker_main(void *arg)
 {
 	struct pgc_loader *l = arg;
-	struct sf_codec *codec = NULL;
-	uint8_t *scratch = NULL;
+	struct ld_decoder *dec = NULL;
 	struct ld_read *rd;
 	int ret;
 
-	ret = decoder_new(l, &codec, &scratch);
+	ret = ld_decoder_new(l, &dec);
+	/* The fill yields the CPU to the threads that wait for pages. */
+	util_thread_nice(l->fill_nice);
 	pthread_mutex_lock(&l->mu);
 	if (ret)
 		ld_fail_locked(l, ret);
@@ -302,17 +290,24 @@ static void *worker_main(void *arg)
 		if (!rd)
 			break;
 		ret = rd->err;
-		if (!ret && !l->error && codec) {
+		if (!ret && !l->error && dec) {
 			pthread_mutex_unlock(&l->mu);
-			slow_block0(l, rd);
-			ret = ld_read_decode(l, rd, codec, scratch);
+			rd->waiter_decodes = false;
+			if (rd->dec) {
+				/* A waiter has its pages: the rest of its block. */
+				ret = ld_read_decode_rest(l, rd);
+			} else {
+				slow_block0(l, rd);
+				ret = ld_read_decode(l, rd, dec->codec, dec->scratch);
+			}
 			pthread_mutex_lock(&l->mu);
 		}
+		ld_decoder_put_locked(l, rd->dec);
+		rd->dec = NULL;
 		read_end_locked(l, rd, ret);
 	}
 	pthread_mutex_unlock(&l->mu);
-	free(scratch);
-	sf_codec_free(codec);
+	ld_decoder_free(dec);
 	return NULL;
 }
 
@@ -379,10 +374,13 @@ static int read_submit(struct pgc_loader *l, struct ld_read *rd)
 	return aio_add(l->q, &req);
 }
 
-/* Hand a completed read to the decode workers; a waiter's read goes first. */
+/*
+ * Hand a completed read to the decode workers; a waiter's read, and the
+ * rest of a block a waiter placed in part, go first.
+ */
 static void queue_work_locked(struct pgc_loader *l, struct ld_read *rd)
 {
-	if (!rd->fill) {
+	if (!rd->fill || rd->dec) {
 		rd->next = l->work_head;
 		l->work_head = rd;
 		if (!l->work_tail)
@@ -477,6 +475,7 @@ static void *loader_main(void *arg)
 	l->nworkers = 0;
 
 	pthread_mutex_lock(&l->mu);
+	ld_decoders_free_locked(l);
 	l->stats.ns_elapsed = util_now_ns() - l->start_ns;
 	l->stats.done = true;
 	ret = l->error;
@@ -500,6 +499,7 @@ static void *loader_main(void *arg)
 
 static void loader_free(struct pgc_loader *l)
 {
+	ld_decoders_free_locked(l);
 	while (l->npool)
 		free(l->pool[--l->npool]);
 	free(l->pool);
@@ -552,6 +552,13 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	if (ret)
 		goto fail;
 
+	/* A demand decoder ready, its scratch in memory, before the first waiter. */
+	if (opts->background && img->compress == PGC_COMPRESS_ZSTD) {
+		ret = ld_decoder_new(l, &l->decoders);
+		if (ret)
+			goto fail;
+		memset(l->decoders->scratch, 0, img->load_block);
+	}
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
 	if (!l->bstate)
@@ -599,6 +606,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 			goto fail;
 	}
 	l->jobs = engine_jobs(opts->jobs);
+	l->fill_nice = opts->background ? (int)opt_env_int(OPT_LOAD_FILL_NICE) : 0;
 	l->workers = calloc((size_t)l->jobs, sizeof(*l->workers));
 	ret = -ENOMEM;
 	if (!l->workers)
@@ -667,40 +675,162 @@ static void waiter_del_locked(struct pgc_loader *l, struct ld_waiter *w)
 }
 
 /*
- * A background load's waiter whose range holds an unstarted block reads
- * and decodes that block itself, at once, instead of queueing behind the
- * reads the loader keeps in flight: a demand never waits for the fill.
- * Caller holds l->mu, dropped meanwhile. Returns whether it took a block.
+ * Take the parts inside @r of unloaded pieces out of the set, adding
+ * their bytes to *@count: of block @block (its pages placed), or with
+ * @block < 0 of any block not started yet (cancelled). A piece that
+ * cannot be split (-ENOMEM) stays. Caller holds l->mu.
+ */
+static void unloaded_drop_locked(struct pgc_loader *l, pgc_range r, int64_t block,
+				 uint64_t *count)
+{
+	rs_node *n = rs_lower_bound(&l->unloaded, r.start), *iso;
+
+	while (n && rs_range(n).start < r.end) {
+		uint32_t b = *(uint32_t *)rs_value(n);
+		bool take = block < 0 ? l->bstate[b] == BLK_UNSTARTED : b == (uint64_t)block;
+
+		iso = take ? rs_isolate(&l->unloaded, n, r) : NULL;
+		if (!iso) {
+			n = rs_next(n);
+			continue;
+		}
+		*count += rs_range(iso).end - rs_range(iso).start;
+		n = rs_remove(&l->unloaded, iso);
+	}
+}
+
+/*
+ * Pages of a waiter's block placed early (ld_read_decode_first: block
+ * bytes rd->early_lo..early_hi) leave the unloaded set now; the rest of
+ * the block stays started until a worker ends it. Caller holds l->mu.
+ */
+static void read_release_early_locked(struct pgc_loader *l, const struct ld_read *rd)
+{
+	const struct sf_block *sb = ld_blk(l, rd->b0);
+	uint64_t pos = 0, a, e;
+	uint32_t i;
+
+	for (i = 0; i < sb->nruns; pos += l->img->runs[sb->first_run + i].len, i++) {
+		const struct sf_run *run = &l->img->runs[sb->first_run + i];
+		pgc_range mr;
+
+		a = pos > rd->early_lo ? pos : rd->early_lo;
+		e = pos + run->len < rd->early_hi ? pos + run->len : rd->early_hi;
+		if (a >= e)
+			continue;
+		mr = (pgc_range){ run->off + (a - pos), run->off + (e - pos) };
+		/* On -ENOMEM a piece stays until its block ends. */
+		unloaded_drop_locked(l, mr, rd->b0, &l->stats.bytes_loaded);
+	}
+	update_lowest_locked(l);
+	pthread_cond_broadcast(&l->wait_cv);
+}
+
+/* Whether read @rd holds a block with pages of @r still loading. Caller holds l->mu. */
+static bool read_holds_locked(struct pgc_loader *l, const struct ld_read *rd, pgc_range r)
+{
+	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
+
+	for (; n && rs_range(n).start < r.end; n = rs_next(n)) {
+		uint32_t b = *(uint32_t *)rs_value(n);
+
+		if (b >= rd->b0 && b < rd->b1)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Take a read that holds pages of @r off the workers' queue (read, not
+ * yet decoded), or NULL. Caller holds l->mu.
+ */
+static struct ld_read *work_take_locked(struct pgc_loader *l, pgc_range r)
+{
+	struct ld_read **pp, *prev = NULL;
+
+	for (pp = &l->work_head; *pp; prev = *pp, pp = &(*pp)->next) {
+		struct ld_read *rd = *pp;
+
+		if (!read_holds_locked(l, rd, r))
+			continue;
+		*pp = rd->next;
+		if (l->work_tail == rd)
+			l->work_tail = prev;
+		rd->next = NULL;
+		return rd;
+	}
+	return NULL;
+}
+
+/*
+ * Decode @rd for waiter @w (without l->mu; @fresh: not read yet): the
+ * rest of a block placed in part, else as far as @w's pages (one block),
+ * else every block. *@dec is the decoder used, taken from the pool or
+ * made. Returns as ld_read_decode_first.
+ */
+static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read *rd, bool fresh,
+		       struct ld_decoder **dec)
+{
+	int ret = fresh ? ld_read_sync(l, rd) : rd->err;
+
+	rd->waiter_decodes = true;
+	if (!ret && rd->dec)
+		return ld_read_decode_rest(l, rd);
+	if (!ret && !*dec)
+		ret = ld_decoder_new(l, dec);
+	if (ret)
+		return ret;
+	slow_block0(l, rd);
+	if (rd->b1 == rd->b0 + 1)
+		return ld_read_decode_first(l, rd, w->r, *dec);
+	return ld_read_decode(l, rd, (*dec)->codec, (*dec)->scratch);
+}
+
+/*
+ * A background load's waiter does not queue behind the fill: it reads
+ * and decodes itself, at once, a block of its range nobody has started,
+ * or else takes a read of its range that waits for a decode worker. It
+ * decodes a block only as far as its pages and places them first; a
+ * decode worker ends the block (that read goes to the head of their
+ * queue). Caller holds l->mu, dropped meanwhile. Returns whether it
+ * decoded anything.
  */
 static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 {
-	struct sf_codec *codec = NULL;
-	uint8_t *scratch = NULL;
+	struct ld_decoder *dec;
 	struct ld_read *rd;
+	bool fresh = true;
 	int64_t b;
 	int ret;
 
 	if (!l->opts.background || l->error)
 		return false;
 	b = waiter_next_block_locked(l, w);
-	if (b < 0)
-		return false;
-	rd = ld_read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
-	if (!rd)
-		return false;   /* the error is recorded: the caller sees it */
-	l->stats.demand_decodes++;
-	pthread_mutex_unlock(&l->mu);
-	ret = ld_read_sync(l, rd);
-	if (!ret)
-		ret = decoder_new(l, &codec, &scratch);
-	if (!ret) {
-		slow_block0(l, rd);
-		ret = ld_read_decode(l, rd, codec, scratch);
+	if (b >= 0) {
+		rd = ld_read_start_locked(l, (uint32_t)b, (uint32_t)b + 1, false);
+		if (!rd)
+			return false;   /* the error is recorded: the caller sees it */
+	} else {
+		rd = work_take_locked(l, w->r);
+		if (!rd)
+			return false;
+		fresh = false;
 	}
-	free(scratch);
-	sf_codec_free(codec);
+	l->stats.demand_decodes++;
+	dec = ld_decoder_get_locked(l);
+	pthread_mutex_unlock(&l->mu);
+	ret = wait_decode(l, w, rd, fresh, &dec);
 	pthread_mutex_lock(&l->mu);
-	read_end_locked(l, rd, ret);
+	if (ret == 1 && !l->error) {
+		read_release_early_locked(l, rd);
+		rd->dec = dec;
+		queue_work_locked(l, rd);
+		return true;
+	}
+	ld_decoder_put_locked(l, dec);
+	ld_decoder_put_locked(l, rd->dec);
+	rd->dec = NULL;
+	read_end_locked(l, rd, ret == 1 ? 0 : ret);
 	return true;
 }
 
@@ -765,30 +895,12 @@ int loader_ready(struct pgc_loader *l, pgc_range r)
 
 void loader_cancel(struct pgc_loader *l, pgc_range r)
 {
-	rs_node *n;
-
 	if (atomic_load_explicit(&l->done, memory_order_acquire) ||
 	    r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
 		return;
 	pthread_mutex_lock(&l->mu);
-	n = rs_lower_bound(&l->unloaded, r.start);
-	while (n && rs_range(n).start < r.end) {
-		uint32_t b = *(uint32_t *)rs_value(n);
-		rs_node *iso;
-
-		if (l->bstate[b] != BLK_UNSTARTED) {
-			n = rs_next(n);
-			continue;
-		}
-		/* On -ENOMEM the piece stays: it is loaded, and quiesce waits for it. */
-		iso = rs_isolate(&l->unloaded, n, r);
-		if (!iso) {
-			n = rs_next(n);
-			continue;
-		}
-		l->stats.bytes_cancelled += rs_range(iso).end - rs_range(iso).start;
-		n = rs_remove(&l->unloaded, iso);
-	}
+	/* On -ENOMEM a piece stays: it is loaded, and quiesce waits for it. */
+	unloaded_drop_locked(l, r, -1, &l->stats.bytes_cancelled);
 	update_lowest_locked(l);
 	pthread_cond_broadcast(&l->wait_cv);
 	pthread_mutex_unlock(&l->mu);

@@ -2,7 +2,8 @@
 /*
  * loader_int.h - the inside of the page loader, shared by its two files:
  * loader.c (threads, picking reads, waiting, cancelling) and
- * loader_read.c (building reads, reading, checking and placing blocks).
+ * loader_read.c (decoders; building reads, reading, checking and placing
+ * blocks), and loader_ws.c (working sets).
  * Locking: everything marked "under mu" needs l->mu; see loader.c.
  */
 #ifndef PGC_LOADER_INT_H
@@ -26,6 +27,13 @@ enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 /* Memory for compressed reads in flight. */
 #define LOADER_BUFFER_BYTES (8u << 20)
 
+/* A decoder: a codec and, for zstd, one block of scratch (loader.c). */
+struct ld_decoder {
+	struct ld_decoder *next;        /* the pool of demand decoders (under mu) */
+	struct sf_codec *codec;
+	uint8_t *scratch;
+};
+
 /* One read in flight: consecutive blocks [b0, b1) of pages.img. */
 struct ld_read {
 	struct ld_read *next;           /* worker queue */
@@ -42,6 +50,15 @@ struct ld_read {
 	int *blk_iov;                   /* first iovec of each block, + end */
 	int blk_first;                  /* first iovec of the block being built */
 	int err;
+	/* A demand's block placed in part (ld_read_decode_first), for a worker to end. */
+	struct ld_decoder *dec;         /* its decoder, mid-block */
+	size_t dec_pos;                 /* bytes of the block decoded so far */
+	uint64_t early_lo, early_hi;    /* bytes of the block placed already */
+	/*
+	 * Set by the thread about to decode: a waiter's writes skip write_mu,
+	 * so they never queue behind a (lower-priority) worker's.
+	 */
+	bool waiter_decodes;
 };
 
 /* A thread in loader_wait. */
@@ -68,6 +85,7 @@ struct pgc_loader {
 	struct pgc_load_opts opts;
 	struct aio_queue *q;
 	int jobs;
+	int fill_nice;                  /* background: the decode workers' nice increment */
 
 	pthread_mutex_t mu;
 	/*
@@ -105,6 +123,7 @@ struct pgc_loader {
 	uint64_t start_ns;
 	uint64_t slow_block0_ns;        /* test hook: block 0 is decoded this late */
 	struct ld_ws ws;
+	struct ld_decoder *decoders;    /* free demand decoders */
 
 	/* --- lock-free fast path -------------------------------------------- */
 	_Atomic uint64_t lowest;        /* lowest unloaded offset (UINT64_MAX: none) */
@@ -200,6 +219,23 @@ static inline void ld_fail_locked(struct pgc_loader *l, int err)
 	pthread_cond_broadcast(&l->loader_cv);
 }
 
+/* ld_decoder_new - a decoder of @l's blocks. Returns 0 and *@out, or -ENOMEM. */
+int ld_decoder_new(const struct pgc_loader *l, struct ld_decoder **out);
+
+/* ld_decoder_free - free @d (NULL is fine). */
+void ld_decoder_free(struct ld_decoder *d);
+
+/*
+ * ld_decoder_get_locked, ld_decoder_put_locked - take a demand decoder
+ * from l->decoders (NULL if none: the caller makes one) and give one
+ * back (NULL is fine). Caller holds l->mu.
+ */
+struct ld_decoder *ld_decoder_get_locked(struct pgc_loader *l);
+void ld_decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d);
+
+/* ld_decoders_free_locked - free the pool (the load has ended). Caller holds l->mu. */
+void ld_decoders_free_locked(struct pgc_loader *l);
+
 /*
  * ld_read_start_locked - start a read of blocks [b0, b1) (all
  * unstarted): mark them started, build their destinations, take a buffer.
@@ -228,5 +264,25 @@ int ld_read_sync(struct pgc_loader *l, struct ld_read *rd);
  */
 int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *codec,
 		   uint8_t *scratch);
+
+/*
+ * ld_read_decode_first - check and decode a waiter's read @rd (one block)
+ * with @dec only as far as the pages of @want need, and place those
+ * pages first: a zstd block placed with pwrite is decoded in parts, so a
+ * waiter need not wait for its whole block (others are placed whole, as
+ * ld_read_decode does). Without l->mu.
+ * Returns 0 (every page placed), 1 (the pages of rd->early_lo..early_hi
+ * placed; ld_read_decode_rest ends the block with @dec, which stays
+ * mid-block meanwhile), or as ld_read_decode.
+ */
+int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range want,
+			 struct ld_decoder *dec);
+
+/*
+ * ld_read_decode_rest - end the block of @rd that ld_read_decode_first
+ * placed in part (with rd->dec): decode the rest and place every page
+ * not placed yet. Without l->mu. Returns 0 or as ld_read_decode.
+ */
+int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd);
 
 #endif /* PGC_LOADER_INT_H */

@@ -6,8 +6,10 @@
  * buffer, reading it synchronously for eager loads, and checking and
  * placing each block — decoded into a buffer and pwritten into the
  * backing file, or, where the host cannot pwrite (hugetlbfs), decoded
- * straight into the mapping. The loader's threads and its waiting and
- * cancelling live in loader.c.
+ * straight into the mapping; a waiter's block decoded only as far as its
+ * pages, the rest later; and the decoders (a codec and a block of
+ * scratch) with the pool that waiters take theirs from. The loader's
+ * threads and its waiting and cancelling live in loader.c.
  */
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +20,60 @@
 
 #include "engine.h"
 #include "loader_int.h"
+
+/* ---- decoders ------------------------------------------------------------ */
+
+void ld_decoder_free(struct ld_decoder *d)
+{
+	if (!d)
+		return;
+	free(d->scratch);
+	sf_codec_free(d->codec);
+	free(d);
+}
+
+int ld_decoder_new(const struct pgc_loader *l, struct ld_decoder **out)
+{
+	struct ld_decoder *d = calloc(1, sizeof(*d));
+	int ret = d ? sf_codec_new(l->img->compress, 0, &d->codec) : -ENOMEM;
+
+	if (!ret && l->img->compress != PGC_COMPRESS_NONE) {
+		d->scratch = malloc(l->img->load_block);
+		if (!d->scratch)
+			ret = -ENOMEM;
+	}
+	if (ret) {
+		ld_decoder_free(d);
+		return ret;
+	}
+	*out = d;
+	return 0;
+}
+
+struct ld_decoder *ld_decoder_get_locked(struct pgc_loader *l)
+{
+	struct ld_decoder *d = l->decoders;
+
+	if (d)
+		l->decoders = d->next;
+	return d;
+}
+
+void ld_decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d)
+{
+	if (!d)
+		return;
+	d->next = l->decoders;
+	l->decoders = d;
+}
+
+void ld_decoders_free_locked(struct pgc_loader *l)
+{
+	struct ld_decoder *d;
+
+	while ((d = ld_decoder_get_locked(l)) != NULL)
+		ld_decoder_free(d);
+}
 
 /* ---- building reads ------------------------------------------------------ */
 
@@ -272,6 +328,53 @@ fail:
 }
 
 /*
+ * Write bytes [@lo, @hi) of a decoded block (@data: the whole block) to
+ * their destinations @iov/@ioff[0..n) (in block order; cancelled pieces
+ * are skipped): pwritten into the backing file, or copied into the
+ * mapping where pwrite does not work (hugetlbfs). @serial: one writer at
+ * a time (l->write_mu).
+ */
+static int place_pieces(struct pgc_loader *l, const uint8_t *data, struct iovec *iov,
+			const uint64_t *ioff, int n, uint64_t lo, uint64_t hi, bool serial)
+{
+	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
+	uint64_t pos = 0, a, e;
+	int i, ret = 0;
+
+	serial = serial && pw;
+	if (serial)
+		pthread_mutex_lock(&l->write_mu);
+	for (i = 0; i < n && pos < hi; pos += iov[i].iov_len, i++) {
+		uint8_t *dst;
+
+		a = pos > lo ? pos : lo;
+		e = pos + iov[i].iov_len < hi ? pos + iov[i].iov_len : hi;
+		if (ioff[i] == UINT64_MAX || a >= e)
+			continue;   /* cancelled, or outside [lo, hi) */
+		dst = (uint8_t *)iov[i].iov_base + (a - pos);
+		if (pw) {
+			ret = sf_pwrite_all(pgc_memfile_fd(l->mf), data + a, e - a, ioff[i] + (a - pos));
+			if (!ret)
+				continue;
+			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
+				break;
+			/* No write(2) here: use the mapping from now on. */
+			atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
+			if (serial)
+				pthread_mutex_unlock(&l->write_mu);
+			pw = serial = false;
+		}
+		ret = engine_populate(dst, e - a);
+		if (ret)
+			break;
+		memcpy(dst, data + a, e - a);
+	}
+	if (serial)
+		pthread_mutex_unlock(&l->write_mu);
+	return ret;
+}
+
+/*
  * Place block @sb (stored bytes at @src, in memory) at its destinations
  * @iov/@ioff[0..n). Into a file the host can write (tmpfs, disk), a zstd
  * block is decoded into @scratch (a raw one is used where it is) and
@@ -282,9 +385,9 @@ fail:
  */
 static int place_block(struct pgc_loader *l, const struct sf_block *sb, const uint8_t *src,
 		       struct iovec *iov, const uint64_t *ioff, int n,
-		       struct sf_codec *codec, uint8_t *scratch)
+		       struct sf_codec *codec, uint8_t *scratch, bool serial)
 {
-	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed), serial;
+	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
 	const uint8_t *data;
 	uint64_t pos = 0;
 	int i, ret;
@@ -317,38 +420,31 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
 		}
 		return sf_block_decode(codec, sb, src, iov, n);
 	}
-	/*
-	 * Background loads write one block at a time (see write_mu); so do
-	 * eager loads of a chain, whose blocks go in as pieces around the
-	 * newer images' pages: two workers pwriting small pieces at once
-	 * spin on the inode lock (measured: -7% CPU for a chain of three).
-	 */
-	serial = pw && (l->opts.background || l->img->nanc);
-	if (serial)
-		pthread_mutex_lock(&l->write_mu);
-	for (i = 0, ret = 0; i < n; pos += iov[i].iov_len, i++) {
-		if (ioff[i] == UINT64_MAX)
-			continue;   /* cancelled */
-		if (pw) {
-			ret = sf_pwrite_all(pgc_memfile_fd(l->mf), data + pos, iov[i].iov_len, ioff[i]);
-			if (!ret)
-				continue;
-			if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -ENOTSUP)
-				break;
-			/* No write(2) here: use the mapping from now on. */
-			atomic_store_explicit(&l->use_pwrite, false, memory_order_relaxed);
-			if (serial)
-				pthread_mutex_unlock(&l->write_mu);
-			pw = serial = false;
-		}
-		ret = engine_populate(iov[i].iov_base, iov[i].iov_len);
-		if (ret)
-			break;
-		memcpy(iov[i].iov_base, data + pos, iov[i].iov_len);
-	}
-	if (serial)
-		pthread_mutex_unlock(&l->write_mu);
-	return ret;
+	return place_pieces(l, data, iov, ioff, n, 0, sb->mem_len, pw && serial);
+}
+
+/*
+ * Whether @rd's writes take write_mu: a background load's, unless a
+ * waiter decodes it, and an eager load's of a chain, whose blocks go in
+ * as pieces around the newer images' pages: two workers pwriting small
+ * pieces at once spin on the inode lock (measured: -7% CPU for a chain
+ * of three).
+ */
+static bool serial_writes(const struct pgc_loader *l, const struct ld_read *rd)
+{
+	return (l->opts.background || l->img->nanc) && !rd->waiter_decodes;
+}
+
+/* Block @sb of @rd passed its checksum and is in: a source may keep it. */
+static void block_verified(struct pgc_loader *l, const struct ld_read *rd,
+			   const struct sf_block *sb)
+{
+	const struct pgc_pages_source *src = l->opts.pages_source;
+
+	if (ld_from_source(l, rd) && src->verified)
+		src->verified(src->arg, (uint32_t)ld_source_depth(l, rd),
+			      rd->buf + (sb->file_off - rd->file_off), sb->stored_len,
+			      sb->file_off);
 }
 
 /* Check and decode every block of @rd. Returns 0 or the first error. */
@@ -371,17 +467,85 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
 			continue;
 		}
 		ret = place_block(l, sb, rd->buf + (sb->file_off - rd->file_off), rd->iov + first,
-				  rd->ioff + first, n, codec, scratch);
+				  rd->ioff + first, n, codec, scratch, serial_writes(l, rd));
 		if (ret)
 			return ret;
-		/* Checked: the source may keep it. */
-		if (ld_from_source(l, rd) && l->opts.pages_source->verified)
-			l->opts.pages_source->verified(l->opts.pages_source->arg,
-						       (uint32_t)ld_source_depth(l, rd),
-						       rd->buf + (sb->file_off - rd->file_off),
-						       sb->stored_len, sb->file_off);
+		block_verified(l, rd, sb);
 	}
 	return 0;
+}
+
+/* The bytes of block @sb that hold pages of @want: [*lo, *hi), empty if none. */
+static void block_window(const struct pgc_loader *l, const struct sf_block *sb, pgc_range want,
+			 uint64_t *lo, uint64_t *hi)
+{
+	uint64_t pos = 0, a, e;
+	uint32_t i;
+
+	*lo = UINT64_MAX;
+	*hi = 0;
+	for (i = 0; i < sb->nruns; pos += l->img->runs[sb->first_run + i].len, i++) {
+		const struct sf_run *run = &l->img->runs[sb->first_run + i];
+
+		a = run->off > want.start ? run->off : want.start;
+		e = run->off + run->len < want.end ? run->off + run->len : want.end;
+		if (a >= e)
+			continue;
+		if (pos + (a - run->off) < *lo)
+			*lo = pos + (a - run->off);
+		if (pos + (e - run->off) > *hi)
+			*hi = pos + (e - run->off);
+	}
+	if (*lo >= *hi)
+		*lo = *hi = 0;
+}
+
+int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range want,
+			 struct ld_decoder *dec)
+{
+	const struct sf_block *sb = ld_blk(l, rd->b0);
+	const uint8_t *src = rd->buf;
+	struct iovec *iov = rd->iov;
+	int n = rd->niov, ret;
+	uint64_t lo, hi;
+
+	block_window(l, sb, want, &lo, &hi);
+	/* Whole blocks where parts would not pay, or are not possible. */
+	if (l->img->compress != PGC_COMPRESS_ZSTD || rd->b1 != rd->b0 + 1 || !rd->buf ||
+	    !atomic_load_explicit(&l->use_pwrite, memory_order_relaxed) || lo >= hi ||
+	    (lo == 0 && hi == sb->mem_len))
+		return ld_read_decode(l, rd, dec->codec, dec->scratch);
+	rd->dec_pos = 0;
+	ret = sf_block_decode_part(dec->codec, sb, src, dec->scratch, &rd->dec_pos, hi);
+	if (ret)
+		return ret;
+	/* The waiter's pages go in at once, not behind the fill's writes. */
+	ret = place_pieces(l, dec->scratch, iov, rd->ioff, n, lo, hi, false);
+	if (ret)
+		return ret;
+	rd->early_lo = lo;
+	rd->early_hi = hi;
+	return 1;
+}
+
+int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd)
+{
+	const struct sf_block *sb = ld_blk(l, rd->b0);
+	struct ld_decoder *dec = rd->dec;
+	int ret = 0;
+
+	if (rd->dec_pos < sb->mem_len)
+		ret = sf_block_decode_part(dec->codec, sb, rd->buf, dec->scratch, &rd->dec_pos,
+					   sb->mem_len);
+	if (!ret)
+		ret = place_pieces(l, dec->scratch, rd->iov, rd->ioff, rd->niov, 0, rd->early_lo,
+				   serial_writes(l, rd));
+	if (!ret)
+		ret = place_pieces(l, dec->scratch, rd->iov, rd->ioff, rd->niov, rd->early_hi,
+				   sb->mem_len, serial_writes(l, rd));
+	if (!ret)
+		block_verified(l, rd, sb);
+	return ret;
 }
 
 /*

@@ -38,6 +38,8 @@
 #define PUSH_END        1       /* push_span: nothing left in the region */
 #define PUSH_NOT_LOADED 2       /* push_span: the next span is still loading */
 #define PUSH_WAIT_NS    200000  /* poll period while the push waits for the loader */
+#define PUSH_YIELD      3       /* place_span: a push stopped for a waiting fault */
+#define PUSH_SLICE      16      /* pages a push places between looks for a fault */
 
 enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
 
@@ -301,6 +303,14 @@ static int place_run(struct session *s, struct region *rg, uint64_t p, uint64_t 
 	return 0;
 }
 
+/* Whether a uffd message (a fault) is waiting to be read. */
+static bool msg_waiting(const struct session *s)
+{
+	struct pollfd p = { .fd = s->uffd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
 /* Mark pages [@p, @p1) of a mapped span (file offset @off) as copy or zero. */
 static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		     uint64_t p0, uint64_t p1, unsigned char *act)
@@ -338,9 +348,11 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 /*
  * Place the pages [@p0, @p1) of @rg that are not placed yet, and page
  * @force (or UINT64_MAX) even if it is marked placed. A fault (!@push)
- * waits for pages still loading; the push never does. Returns 0,
- * PUSH_NOT_LOADED (push: some of them are still loading, nothing placed),
- * or as place_run.
+ * waits for pages still loading; the push never does, and places the
+ * span in slices of PUSH_SLICE pages, stopping when a fault waits.
+ * Returns 0, PUSH_NOT_LOADED (push: some of them are still loading,
+ * nothing placed), PUSH_YIELD (push: a fault waits; the pages placed so
+ * far are marked), or as place_run.
  */
 static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
 		       uint64_t force, bool push)
@@ -388,11 +400,16 @@ static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_
 		uint64_t q = p;
 		unsigned char a = act[p - p0];
 
-		while (q < p1 && act[q - p0] == a)
+		/* A push goes in slices: a fault waits for one slice at most, not the span. */
+		while (q < p1 && act[q - p0] == a && (!push || q - p < PUSH_SLICE))
 			q++;
 		if (a != ACT_SKIP) {
 			ret = place_run(s, rg, p, q - p, a, map ? map + (p - p0) * PAGE : NULL, push);
 			placed = true;
+			if (!ret && push && q < p1 && msg_waiting(s)) {
+				s->st->push_yields++;
+				ret = PUSH_YIELD;
+			}
 		}
 		p = q;
 	}
@@ -555,7 +572,8 @@ static int handle_msgs(struct session *s)
  * Push the next span of @rg from page *@page on, if the loader has it
  * already: the push never waits for the loader, so a fault never waits
  * behind it. Returns 0 (a span placed, *@page past it), PUSH_END (nothing
- * left in @rg from *@page), PUSH_NOT_LOADED, or as place_span.
+ * left in @rg from *@page), PUSH_NOT_LOADED, PUSH_YIELD (part of the span
+ * placed, *@page where it was), or as place_span.
  */
 static int push_span(struct session *s, struct region *rg, uint64_t *page)
 {
@@ -574,7 +592,7 @@ static int push_span(struct session *s, struct region *rg, uint64_t *page)
 /*
  * One span of the load's working set (pgc_load_working_set), in its
  * order, into every region that maps it. Returns 0 (placed one span),
- * PUSH_END (all placed), PUSH_NOT_LOADED, or as place_span.
+ * PUSH_END (all placed), PUSH_NOT_LOADED, PUSH_YIELD, or as place_span.
  */
 static int push_ws(struct session *s)
 {
@@ -625,7 +643,7 @@ static int push_step(struct session *s)
 	s->push_waiting = false;
 	ret = push_ws(s);
 	if (ret != PUSH_END && ret != PUSH_NOT_LOADED)
-		return ret;
+		return ret == PUSH_YIELD ? 0 : ret;
 	while (s->near_left) {
 		ret = push_span(s, s->near, &s->near_page);
 		if (ret == PUSH_END || ret == PUSH_NOT_LOADED) {
@@ -635,7 +653,7 @@ static int push_step(struct session *s)
 		}
 		if (!ret)
 			s->near_left--;
-		return ret;
+		return ret == PUSH_YIELD ? 0 : ret;
 	}
 	while (s->push_i < s->nr) {
 		ret = push_span(s, &s->r[s->order[s->push_i]], &s->push_page);
@@ -648,7 +666,7 @@ static int push_step(struct session *s)
 			s->push_waiting = true;
 			return 0;
 		}
-		return ret;
+		return ret == PUSH_YIELD ? 0 : ret;
 	}
 	return 1;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY   /* XXH64_state_t on the stack */
 #include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY  /* buffer-less streaming: sf_block_decode_part */
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -28,6 +29,7 @@ struct sf_codec {
 	int level;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
+	size_t in_pos;          /* sf_block_decode_part: stored bytes consumed */
 };
 
 int sf_codec_new(enum pgc_compress compress, int level, struct sf_codec **out)
@@ -194,6 +196,31 @@ int sf_block_encode(struct sf_codec *c, const struct iovec *src, int nsrc,
 }
 
 /*
+ * Every byte of the block is out (@r: ZSTD_decompressStream's last hint):
+ * the frame must now end, producing nothing more, exactly at the end of
+ * @in. Returns 0 or -PGC_ECORRUPT.
+ */
+static int frame_end(struct sf_codec *c, ZSTD_inBuffer *in, size_t r)
+{
+	ZSTD_outBuffer out;
+	uint8_t spill;
+	size_t in0;
+
+	while (r != 0) {
+		out.dst = &spill;
+		out.size = 1;
+		out.pos = 0;
+		in0 = in->pos;
+		r = ZSTD_decompressStream(c->dctx, &out, in);
+		if (ZSTD_isError(r) || out.pos != 0 || (r != 0 && in->pos == in0))
+			return -PGC_ECORRUPT;
+	}
+	if (in->pos != in->size)
+		return -PGC_ECORRUPT;           /* trailing bytes */
+	return 0;
+}
+
+/*
  * Decode one zstd frame of exactly @src_len bytes into exactly the bytes
  * of @dst. Every loop makes progress or fails, so a hostile frame cannot
  * spin.
@@ -203,10 +230,10 @@ static int decode_zstd(struct sf_codec *c, const void *src, size_t src_len,
 {
 	ZSTD_inBuffer in = { src, src_len, 0 };
 	ZSTD_outBuffer out;
-	uint8_t spill;
 	size_t r = 1, in0, out0;
 	int i;
 
+	c->in_pos = 0;
 	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
 	for (i = 0; i < ndst; i++) {
 		out.dst = dst[i].iov_base;
@@ -225,19 +252,7 @@ static int decode_zstd(struct sf_codec *c, const void *src, size_t src_len,
 				return -PGC_ECORRUPT;   /* input exhausted */
 		}
 	}
-	/* Every byte is out: the frame must now end, producing nothing more. */
-	while (r != 0) {
-		out.dst = &spill;
-		out.size = 1;
-		out.pos = 0;
-		in0 = in.pos;
-		r = ZSTD_decompressStream(c->dctx, &out, &in);
-		if (ZSTD_isError(r) || out.pos != 0 || (r != 0 && in.pos == in0))
-			return -PGC_ECORRUPT;
-	}
-	if (in.pos != in.size)
-		return -PGC_ECORRUPT;           /* trailing bytes */
-	return 0;
+	return frame_end(c, &in, r);
 }
 
 int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *src,
@@ -259,4 +274,62 @@ int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *sr
 		off += dst[i].iov_len;
 	}
 	return 0;
+}
+
+int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const void *src,
+			 uint8_t *dst, size_t *pos, size_t upto)
+{
+	const uint8_t *in = src;
+	size_t out = *pos, need, r;
+	int ret = -PGC_ECORRUPT;
+
+	if (!c || c->compress != PGC_COMPRESS_ZSTD || upto > b->mem_len || *pos > upto)
+		return -EINVAL;
+	if (*pos && *pos == b->mem_len)
+		return 0;           /* an earlier call ended the block, and checked its end */
+	if (*pos == 0) {
+		ZSTD_frameHeader fh;
+
+		c->in_pos = 0;
+		if (sf_checksum(src, b->stored_len) != b->checksum)
+			return -PGC_ECHECKSUM;
+		/*
+		 * What decode_zstd refuses, refused here too: a frame that is
+		 * not one whole zstd frame, or (no content size: zstd's buffered
+		 * mode) a window above SF_WINDOW_LOG_MAX.
+		 */
+		if (ZSTD_getFrameHeader(&fh, src, b->stored_len) != 0 || fh.frameType != ZSTD_frame ||
+		    (fh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN &&
+		     fh.windowSize > (1ull << SF_WINDOW_LOG_MAX)))
+			return -PGC_ECORRUPT;
+		if (ZSTD_isError(ZSTD_decompressBegin(c->dctx)))
+			return -ENOMEM;
+	}
+	/*
+	 * zstd's buffer-less streaming: one zstd block (at most 128 KiB) at a
+	 * time, straight into @dst, each after the one before (no window
+	 * buffer, no copy); zstd checks every block against the space left.
+	 */
+	while ((need = ZSTD_nextSrcSizeToDecompress(c->dctx)) != 0) {
+		/* Once every byte is out, the frame is ended here and now. */
+		if (out >= upto && out < b->mem_len)
+			break;
+		if (need > b->stored_len - c->in_pos)
+			goto end;       /* the frame goes on past the block */
+		r = ZSTD_decompressContinue(c->dctx, dst + out, b->mem_len - out, in + c->in_pos,
+					    need);
+		if (ZSTD_isError(r))
+			goto end;
+		c->in_pos += need;
+		out += r;
+	}
+	*pos = out;
+	if (need != 0)
+		return 0;           /* @upto bytes are out, not all: the block goes on later */
+	/* The frame has ended: exactly the block's bytes, exactly its stored bytes. */
+	if (out == b->mem_len && c->in_pos == b->stored_len)
+		ret = 0;
+end:
+	c->in_pos = 0;
+	return ret;
 }

@@ -235,6 +235,21 @@ uint64_t sf_checksum_iov(const struct iovec *iov, int n);
 int sf_block_decode(struct sf_codec *c, const struct sf_block *b, const void *src,
 		    const struct iovec *dst, int ndst);
 
+/*
+ * sf_block_decode_part - decode the zstd block @b (stored bytes at @src)
+ * into @dst (b->mem_len bytes) in parts: from byte *@pos (0: a new
+ * block, checked against b->checksum first) until at least @upto bytes
+ * are out, setting *@pos to the bytes out. The call that puts out the
+ * block's last byte (at the latest the one with @upto == b->mem_len)
+ * checks that the frame ends there; later calls return 0. The
+ * codec holds the block's state in between: one block at a time per
+ * codec, @src unchanged, and no other decode on @c until it ends.
+ * Returns 0, -EINVAL (not zstd, or @upto past the block), -PGC_ECHECKSUM,
+ * -PGC_ECORRUPT or -ENOMEM; after an error the block is abandoned.
+ */
+int sf_block_decode_part(struct sf_codec *c, const struct sf_block *b, const void *src,
+			 uint8_t *dst, size_t *pos, size_t upto);
+
 /* ---- I/O loops (framing.c) --------------------------------------------- */
 
 /*

@@ -60,6 +60,12 @@ static const struct opt_desc opts[OPT_COUNT] = {
 		.def = 128, .min = 1, .max = 4096,
 		.doc = "reads in flight; 0: the default",
 	},
+	[OPT_LOAD_FILL_NICE] = {
+		.name = "load.fill_nice", .env = "PGCKPT_FILL_NICE",
+		.def = 10, .min = 0, .max = 19,
+		.doc = "nice value of a background load's decode workers, so that the "
+		       "threads that wait for pages get the CPU first; 0: the caller's",
+	},
 	[OPT_LAZY_FAULT_BYTES] = {
 		.name = "lazy.fault_bytes", .field = "pgc_lazy_serve_opts.fault_bytes",
 		.flag = "--fault-bytes",

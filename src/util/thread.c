@@ -7,9 +7,13 @@
  * SIGSEGV, SIGFPE, SIGILL). Those go to the faulting thread whatever its
  * mask, and a blocked one kills the process outright: left unblocked,
  * they reach the handler the application installed (pgckpt's save
- * handles SIGBUS from a source that shrinks).
+ * handles SIGBUS from a source that shrinks). Background work may run
+ * at a lower priority than the threads waiting for it (util_thread_nice).
  */
+#include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "util/util.h"
 
@@ -28,4 +32,17 @@ int util_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg)
 	ret = -pthread_create(tid, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return ret;
+}
+
+void util_thread_nice(int inc)
+{
+	int cur;
+
+	if (inc <= 0)
+		return;
+	errno = 0;
+	cur = getpriority(PRIO_PROCESS, (id_t)gettid());
+	if (cur == -1 && errno)
+		return;
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), cur + inc > 19 ? 19 : cur + inc);
 }

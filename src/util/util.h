@@ -27,6 +27,13 @@
  */
 int util_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 
+/*
+ * util_thread_nice - lower the calling thread's priority by @inc nice
+ * steps (Linux: nice is per thread); 0 leaves it. Best effort: raising a
+ * nice value needs no privilege, and failing only costs latency.
+ */
+void util_thread_nice(int inc);
+
 /* util_now_ns - CLOCK_MONOTONIC in nanoseconds. */
 uint64_t util_now_ns(void);
 

@@ -13,6 +13,8 @@ load helpers
 	assert_output --partial "save"
 	assert_output --partial "restore (eager)"
 	assert_output --partial "restore (background) ready"
+	assert_output --partial "lazy (a consumer process, median of 1): first access"
+	assert_output --partial "lazy working set touched"
 	run ls -d "$PWD"/pgckpt-bench.*
 	assert_failure
 }
@@ -25,14 +27,34 @@ import json, os
 d = json.load(open("out.json"))
 keys = {"file", "size", "mem_bytes", "image_bytes", "compress", "level", "block_size",
         "runs", "save_s", "restore_s", "ready_ms", "all_s", "accesses", "waits",
-        "p50_us", "p99_us", "max_us"}
+        "p50_us", "p99_us", "max_us", "lazy_first_ms", "lazy_p50_us", "lazy_p99_us",
+        "lazy_placed_ms", "lazy_all_ms", "ws_without_ms", "ws_with_ms"}
 assert set(d) == keys, set(d) ^ keys
+assert 0 < d["lazy_first_ms"] and 0 < d["lazy_p50_us"] <= d["lazy_p99_us"]
+assert 0 < d["lazy_placed_ms"] and 0 < d["lazy_all_ms"]
+assert 0 < d["ws_without_ms"] and 0 < d["ws_with_ms"]
 assert d["size"] == os.path.getsize("mem")
 assert d["compress"] == "zstd" and d["level"] == 3 and d["block_size"] == 256 * 1024
 assert d["runs"] == 2 and 0 < d["image_bytes"] < d["mem_bytes"] <= d["size"]
 assert d["save_s"] > 0 and d["restore_s"] > 0 and d["all_s"] > 0
 assert 0 <= d["p50_us"] <= d["p99_us"] <= d["max_us"]
 PY
+}
+
+@test "bench --no-lazy leaves the lazy keys out" {
+	mkmem mem 4M
+	pgckpt bench --json --runs 1 --accesses 20 --no-lazy --dir "$PWD" mem >out.json
+	python3 -c 'import json; d = json.load(open("out.json")); assert not [k for k in d if k.startswith(("lazy_", "ws_"))], d'
+}
+
+@test "bench measures lazy restores with a --dir too deep for a socket's name" {
+	mkmem mem 4M
+	deep="$PWD/$(printf 'd%.0s' $(seq 100))"
+	mkdir "$deep"
+	pgckpt bench --json --runs 1 --accesses 20 --dir "$deep" mem >out.json
+	python3 -c 'import json; d = json.load(open("out.json")); assert d["lazy_first_ms"] > 0, d'
+	run ls -A "$deep"
+	assert_output ""
 }
 
 @test "bench with raw images and usage errors" {

@@ -363,6 +363,50 @@ EOF
 	done
 }
 
+@test "lazy: ws-merge merges recordings of one image; another image's or a bad one is refused" {
+	mkmem mem 16M --seed 23
+	pgckpt save mem img
+	mkmem other 16M --seed 24
+	pgckpt save other img2
+	for i in 1 2; do
+		start_server img --once --timeout 10 --no-push --record-working-set "ws$i"
+		run consumer -n 30 -v mem --seed "$i"
+		assert_success
+		wait_server
+		[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	done
+	start_server img2 --once --timeout 10 --no-push --record-working-set wso
+	run consumer -n 10 -v other
+	assert_success
+	wait_server
+	run pgckpt ws-merge img merged ws1 ws2
+	assert_success
+	assert_output ""
+	[ "$(stat -c %s merged)" -ge "$(stat -c %s ws1)" ]
+	# The merged set is used as any recording is.
+	start_server img --once --timeout 10 --working-set merged
+	run consumer -n 30 -v mem
+	assert_success
+	assert_output --partial 'verified=yes'
+	wait_server
+	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	! grep -q 'ignored' server.log
+	run pgckpt ws-merge img bad ws1 wso
+	assert_failure 3
+	assert_output "pgckpt: ws-merge: wso: not a working set of img (another image's)"
+	: >empty
+	run pgckpt ws-merge img bad ws1 empty
+	assert_failure 3
+	run pgckpt ws-merge img bad ws1 missing
+	assert_failure 2
+	assert_output --partial "pgckpt: ws-merge: missing:"
+	[ ! -e bad ]
+	run pgckpt ws-merge img bad
+	assert_failure 1
+	run pgckpt ws-merge nope bad ws1
+	assert_failure 2
+}
+
 @test "lazy: --timeout with no consumer exits 2 and removes the socket" {
 	mkmem mem 1M
 	pgckpt save mem img

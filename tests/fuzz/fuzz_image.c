@@ -14,7 +14,9 @@
  * statefile.h (checked here; a violation aborts). Each block is then read
  * and decoded as stored (sf_image_read_block) and once more with its
  * checksum replaced by the stored bytes' own, so the zstd decoder sees
- * the mutated frames too, into one buffer and into per-run iovecs.
+ * the mutated frames too, into one buffer and into per-run iovecs, and in
+ * two parts as a waiter and a worker do (sf_block_decode_part: the same
+ * verdict and bytes as the whole decode, or it aborts).
  * Flag bit 1 also restores an accepted image (small enough: memory file
  * <= 1 TiB, stored memory <= 16 MiB) with pgc_load, eagerly and in the
  * background: the load must fail exactly when a block does not decode,
@@ -247,6 +249,24 @@ static void decode_unchecked(const struct sf_image *img, struct sf_codec *c, siz
 	}
 	if (sf_block_decode(c, &b, scratch, iov, (int)n) == -PGC_ECHECKSUM)
 		abort();
+	/* In two parts, as a waiter and a worker decode: the same verdict and bytes. */
+	if (img->compress == PGC_COMPRESS_ZSTD) {
+		uint8_t *part = malloc(b.mem_len ? b.mem_len : 1);
+		size_t pos = 0;
+		int whole, parts;
+
+		iov[0].iov_base = mem;
+		iov[0].iov_len = b.mem_len;
+		whole = sf_block_decode(c, &b, scratch, iov, 1);
+		if (!part)
+			return;
+		parts = sf_block_decode_part(c, &b, scratch, part, &pos, b.mem_len / 3);
+		if (!parts)
+			parts = sf_block_decode_part(c, &b, scratch, part, &pos, b.mem_len);
+		if ((whole == 0) != (parts == 0) || (!whole && memcmp(part, mem, b.mem_len)))
+			abort();   /* the partial decode disagrees with the whole one */
+		free(part);
+	}
 }
 
 /*

@@ -64,7 +64,7 @@ static void test_sizes_pinned(void)
 	PIN(pgc_accounting, 120, 56, 64);
 	PIN(pgc_load_stats, 128, 88, 40);      /* working_set_blocks, _error, demand_decodes took 3 words */
 	PIN(pgc_image_info, 128, 72, 56);      /* depth took 1 word */
-	PIN(pgc_lazy_stats, 168, 120, 48);     /* forks, bytes_prefetched took 1 word each */
+	PIN(pgc_lazy_stats, 168, 128, 40);     /* forks, bytes_prefetched, push_yields took 1 word each */
 #undef PIN
 	CHECK_EQ(sizeof(pgc_range), 16);
 	CHECK_EQ(sizeof(struct pgc_lazy_region), 24);

@@ -432,6 +432,47 @@ static void test_fault_during_push(void)
 }
 
 /*
+ * The push places its spans in slices and stops for a waiting fault: a
+ * fully loaded image pushed in 4 MiB spans while the consumer faults,
+ * page after page from the end, is cut short (stats.push_yields), and
+ * every byte arrives.
+ */
+static void test_push_slices(void)
+{
+	struct server sv = { 0 };
+	struct pgc_lazy_region reg;
+	unsigned char *mem;
+	pgc_memfile *mf;
+	uint64_t off;
+	int uffd;
+
+	mf = load_bg("img", 4);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_lazy_serve_opts_init(&sv.o);
+	sv.o.push_bytes = 4 * MIB;
+	server_start(&sv, mf);
+	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	if (uffd >= 0) {
+		/* Faults from the end while the push works from the start. */
+		for (off = SIZE - PAGE; off >= SIZE / 2; off -= 16 * PAGE)
+			(void)touch_ns(mem, off, whole.start);
+		CHECK_EQ(memgen_check(seed, whole.start, mem, SIZE), UINT64_MAX);
+		close(uffd);
+	}
+	server_join(&sv);
+	CHECK_EQ(sv.ret, 0);
+	printf("  %" PRIu64 " faults, %" PRIu64 " pushes cut short for one\n", sv.st.faults,
+	       sv.st.push_yields);
+	CHECK(sv.st.push_yields > 0);
+	munmap(mem, SIZE);
+	pgc_memfile_destroy(mf);
+}
+
+/*
  * One lazy session of a load of "img" (recording or replaying @ws): the
  * consumer touches the @n @pages (offsets), then every page, every byte
  * checked. A recording session does not push: every page read is demanded.
@@ -1110,6 +1151,7 @@ int main(int argc, char **argv)
 	make_image("img", SIZE);
 	TEST_RUN(test_lazy_restore);
 	TEST_RUN(test_fault_during_push);
+	TEST_RUN(test_push_slices);
 	TEST_RUN(test_working_set);
 	TEST_RUN(test_naive_and_remove);
 	TEST_RUN(test_two_regions_early_close);

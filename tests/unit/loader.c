@@ -12,9 +12,11 @@
  * wait with the error, and nothing hangs; save during a background load
  * waits for it; destroy in the middle of a load cancels it.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "engine/loader_int.h"
@@ -477,6 +479,263 @@ static void test_wait_decodes_itself(void)
 	CHECK_EQ(system("rm -rf img"), 0);
 }
 
+/*
+ * A background load of a fresh 16 MiB image whose only decode worker is
+ * stuck 1.5 s on block 0 (test hook), returned once the worker holds it
+ * (after 100 ms; it may have decoded the fill's next read first).
+ */
+static pgc_memfile *load_stuck_worker(void)
+{
+	pgc_memfile *mf;
+	int ret;
+
+	make_image("img", 16 * MIB, PGC_COMPRESS_ZSTD);
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "1500", 1);
+	mf = load_bg_jobs("img", 4, 1, &ret);
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(ret, 0);
+	usleep(100 * 1000);
+	return mf;
+}
+
+/* Let the load into @mf end, check every byte, destroy it and the image. */
+static void end_and_check(pgc_memfile *mf)
+{
+	struct iovec iov;
+
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_map_internal(mf, whole, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, whole.start, iov.iov_base, whole.end - whole.start),
+		 UINT64_MAX);
+	pgc_memfile_destroy(mf);
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
+/* The first page at or after @from (backwards: at or before) that is still loading. */
+static pgc_range pending_page(pgc_memfile *mf, uint64_t from, bool backwards)
+{
+	pgc_range r = { from, from + PAGE };
+	struct iovec iov;
+
+	while (r.start >= whole.start && r.end <= whole.end &&
+	       pgc_map_internal(mf, r, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1) == 1) {
+		r.start = backwards ? r.start - PAGE : r.start + PAGE;
+		r.end = r.start + PAGE;
+	}
+	return r;
+}
+
+/*
+ * A waiter decodes its block only as far as its pages and places them
+ * first; a decode worker ends the block. With the only worker stuck 1.5 s
+ * on block 0 (test hook), a wait for one page in the middle of the image
+ * and one for the last page return with just those pages loaded, and
+ * the load then ends with every byte right.
+ */
+static void test_wait_places_first(void)
+{
+	pgc_memfile *mf = load_stuck_worker();
+	struct pgc_load_stats st;
+	uint64_t before;
+	pgc_range mid, last;
+	struct iovec iov;
+
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	before = st.bytes_loaded;
+	mid = pending_page(mf, whole.start + 8 * MIB + 300 * 1024, false);
+	last = pending_page(mf, whole.end - PAGE, true);
+	CHECK(mid.end <= whole.end && last.start >= whole.start + 9 * MIB);
+
+	CHECK_EQ(pgc_load_wait(mf, mid), 0);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.demand_decodes, 1);
+	CHECK_EQ(st.bytes_loaded - before, PAGE);    /* not its whole block */
+	CHECK_EQ(pgc_map_internal(mf, mid, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, mid.start, iov.iov_base, PAGE), UINT64_MAX);
+	/* The last page of the last block: decoded to the end of the frame. */
+	CHECK_EQ(pgc_load_wait(mf, last), 0);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.demand_decodes, 2);
+	CHECK_EQ(st.bytes_loaded - before, 2 * PAGE);
+	CHECK_EQ(pgc_map_internal(mf, last, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, last.start, iov.iov_base, PAGE), UINT64_MAX);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.bytes_loaded + st.bytes_cancelled, st.bytes_total);
+	end_and_check(mf);
+}
+
+/*
+ * The first page of the first block of a read waiting in the workers'
+ * queue (only the worker is stuck, so it stays there), or an empty range.
+ */
+static pgc_range queued_block_page(pgc_memfile *mf)
+{
+	struct pgc_loader *l = loader_of(mf);
+	pgc_range r = { 0, 0 };
+	int tries;
+
+	for (tries = 0; l && tries < 200 && !r.end; tries++) {
+		pthread_mutex_lock(&l->mu);
+		if (l->work_head) {
+			const struct sf_block *b = &l->img->blocks[l->work_head->b0];
+
+			r.start = l->img->runs[b->first_run].off;
+			r.end = r.start + PAGE;
+		}
+		pthread_mutex_unlock(&l->mu);
+		if (!r.end)
+			usleep(10 * 1000);
+	}
+	return r;
+}
+
+/*
+ * A waiter takes a read of its range that waits for a decode worker:
+ * with the only worker stuck 1.5 s on block 0 (test hook), the fill's
+ * next read is read and queued; a wait for a page of it decodes it at
+ * once instead of queueing behind block 0.
+ */
+static void test_wait_takes_queued_read(void)
+{
+	pgc_memfile *mf = load_stuck_worker();
+	struct pgc_load_stats st;
+	struct iovec iov;
+	pgc_range r;
+	uint64_t t;
+
+	r = queued_block_page(mf);
+	CHECK(r.end != 0);
+	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), -EAGAIN);
+	t = test_now_ns();
+	CHECK_EQ(pgc_load_wait(mf, r), 0);
+	t = test_now_ns() - t;
+	printf("  wait for a queued read behind a stuck worker: %.1f ms\n", t / 1e6);
+	CHECK(t < 500000000ULL);
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	CHECK_EQ(st.demand_decodes, 1);
+	CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ, &iov, 1), 1);
+	CHECK_EQ(memgen_check(seed, r.start, iov.iov_base, PAGE), UINT64_MAX);
+	end_and_check(mf);
+}
+
+/* Another stored page of the block that stores @page (not @page), or an empty range. */
+static pgc_range block_neighbour(struct pgc_loader *l, uint64_t page)
+{
+	uint32_t b, i;
+
+	for (b = 0; b < l->img->nblocks; b++) {
+		const struct sf_block *sb = &l->img->blocks[b];
+		const struct sf_run *first = &l->img->runs[sb->first_run];
+		const struct sf_run *last = first + sb->nruns - 1;
+
+		if (page < first->off || page >= last->off + last->len)
+			continue;
+		for (i = 0; i < sb->nruns; i++) {
+			const struct sf_run *run = first + i;
+
+			if (run->off != page)
+				return (pgc_range){ run->off, run->off + PAGE };
+			if (run->len > PAGE)
+				return (pgc_range){ run->off + PAGE, run->off + 2 * PAGE };
+		}
+	}
+	return (pgc_range){ 0, 0 };
+}
+
+/*
+ * A waiter's writes never queue behind the workers' (write_mu, which a
+ * lower-priority worker may hold): with the only worker stuck on block 0,
+ * one waiter places its page and leaves the rest of its block queued; a
+ * second waiter, for another page of that block, takes that rest and
+ * places it while this thread holds write_mu.
+ */
+static void test_waiter_skips_write_lock(void)
+{
+	struct small_wait w = { .mf = load_stuck_worker() };
+	struct pgc_loader *l = loader_of(w.mf);
+	struct timespec until;
+	pgc_range mid;
+	int ret;
+
+	CHECK(l != NULL);
+	if (!l)
+		goto out;
+	mid = pending_page(w.mf, whole.start + 8 * MIB + 300 * 1024, false);
+	CHECK_EQ(pgc_load_wait(w.mf, mid), 0);
+	w.r = block_neighbour(l, mid.start);
+	CHECK(w.r.end != 0);
+	pthread_mutex_lock(&l->write_mu);
+	CHECK_EQ(pthread_create(&w.t, NULL, small_wait_main, &w), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	ret = pthread_timedjoin_np(w.t, NULL, &until);
+	pthread_mutex_unlock(&l->write_mu);
+	CHECK_EQ(ret, 0);   /* not ETIMEDOUT: the waiter did not take write_mu */
+	if (ret)
+		pthread_join(w.t, NULL);
+	CHECK_EQ(w.ret, 0);
+out:
+	end_and_check(w.mf);
+}
+
+/* How many of this process's threads run at nice value @nice. */
+static int threads_at_nice(int nice)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)) != NULL) {
+		long tid = strtol(e->d_name, NULL, 10);
+
+		errno = 0;
+		if (tid > 0 && getpriority(PRIO_PROCESS, (id_t)tid) == nice && !errno)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * A background load's decode workers run $PGCKPT_FILL_NICE (default 10)
+ * nice steps below the caller, so that waiting threads get the CPU
+ * first; 0 leaves them at the caller's. (Workers are alive: block 0
+ * decodes 300 ms late.)
+ */
+static void test_fill_workers_nice(void)
+{
+	int base = getpriority(PRIO_PROCESS, (id_t)gettid()), ret;
+	pgc_memfile *mf;
+
+	if (base > 12) {
+		printf("  skipped: the tests run at nice %d already\n", base);
+		return;
+	}
+	make_image("img", 4 * MIB, PGC_COMPRESS_ZSTD);
+	setenv("PGCKPT_LOADER_SLOW_BLOCK0_MS", "300", 1);
+	setenv("PGCKPT_FILL_NICE", "7", 1);
+	mf = load_bg_jobs("img", 4, 2, &ret);
+	CHECK_EQ(ret, 0);
+	usleep(50 * 1000);
+	CHECK_EQ(threads_at_nice(base + 7), 2);
+	CHECK_EQ(getpriority(PRIO_PROCESS, (id_t)gettid()), base);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+
+	setenv("PGCKPT_FILL_NICE", "0", 1);
+	mf = load_bg_jobs("img", 4, 2, &ret);
+	CHECK_EQ(ret, 0);
+	usleep(50 * 1000);
+	CHECK_EQ(threads_at_nice(base + 7), 0);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+	unsetenv("PGCKPT_FILL_NICE");
+	unsetenv("PGCKPT_LOADER_SLOW_BLOCK0_MS");
+	CHECK_EQ(system("rm -rf img"), 0);
+}
+
 static int segment_committed_fn(void *arg, const struct pgc_segment *seg)
 {
 	const pgc_range *r = arg;
@@ -701,6 +960,10 @@ int main(int argc, char **argv)
 	TEST_RUN(test_load_wait);
 	TEST_RUN(test_map_nowait);
 	TEST_RUN(test_wait_decodes_itself);
+	TEST_RUN(test_wait_places_first);
+	TEST_RUN(test_wait_takes_queued_read);
+	TEST_RUN(test_waiter_skips_write_lock);
+	TEST_RUN(test_fill_workers_nice);
 	TEST_RUN(test_decref_cancels);
 	TEST_RUN(test_decommit_during_load);
 	TEST_RUN(test_cancel_neighbour_blocks);

@@ -557,6 +557,127 @@ exit:
 	gen_free(&g);
 }
 
+/*
+ * sf_block_decode_part: a block decoded in parts equals the whole decode;
+ * a small part stops well before the block's end (what a waiter needs
+ * first); a damaged frame is refused at the end as by sf_block_decode.
+ */
+static void test_decode_part(void)
+{
+	struct sf_image *img = NULL;
+	struct sf_codec *c = NULL, *raw = NULL;
+	uint8_t *src = NULL, *whole = NULL, *part = NULL;
+	const struct sf_block *big = NULL;
+	struct sf_block b;
+	struct iovec iov;
+	size_t pos, i;
+	struct gen g;
+
+	CHECK_EQ(gen_image(&g, "dp", PGC_COMPRESS_ZSTD, 1, 1 << 20, 1024), 0);
+	CHECK_EQ(sf_image_open("dp", false, &img), 0);
+	CHECK_EQ(sf_codec_new(PGC_COMPRESS_ZSTD, 1, &c), 0);
+	CHECK_EQ(sf_codec_new(PGC_COMPRESS_NONE, 0, &raw), 0);
+	for (i = 0; img && i < img->nblocks; i++)
+		if (!big || img->blocks[i].mem_len > big->mem_len)
+			big = &img->blocks[i];
+	CHECK(big && big->mem_len >= (512u << 10));
+	if (!big || big->mem_len < (512u << 10))
+		goto exit;
+	b = *big;
+	src = malloc(b.stored_len + 1);
+	whole = malloc(b.mem_len);
+	part = malloc(b.mem_len);
+	CHECK_EQ(pread(img->pages_fd, src, b.stored_len, (off_t)b.file_off), b.stored_len);
+	iov = (struct iovec){ whole, b.mem_len };
+	CHECK_EQ(sf_block_decode(c, &b, src, &iov, 1), 0);
+
+	/* One page first: zstd stops after the zstd block holding it (<= 128 KiB). */
+	pos = 0;
+	memset(part, 0xa5, b.mem_len);
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, PAGE), 0);
+	CHECK(pos >= PAGE && pos <= PAGE + (128u << 10));
+	CHECK_EQ(memcmp(part, whole, pos), 0);
+	/* Then on, in uneven steps, to the end. */
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len / 2 + 123), 0);
+	CHECK(pos >= b.mem_len / 2 + 123);
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), 0);
+	CHECK_EQ(pos, b.mem_len);
+	CHECK_EQ(memcmp(part, whole, b.mem_len), 0);
+	/* A part that ends the block ends the frame too; a later call has nothing to do. */
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len - PAGE / 2), 0);
+	CHECK_EQ(pos, b.mem_len);
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), 0);
+	CHECK_EQ(pos, b.mem_len);
+	CHECK_EQ(memcmp(part, whole, b.mem_len), 0);
+	/* At once, like sf_block_decode; a new block starts again at pos 0. */
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), 0);
+	CHECK_EQ(memcmp(part, whole, b.mem_len), 0);
+
+	/* Random damage with a matching checksum: refused or decoded, in bounds (ASan). */
+	{
+		uint8_t *orig = malloc(b.stored_len);
+
+		memcpy(orig, src, b.stored_len);
+		for (int k = 0; k < 2000; k++) {
+			int r;
+
+			memcpy(src, orig, b.stored_len);
+			for (int j = 0; j <= k % 4; j++)
+				src[test_rand_below(b.stored_len)] ^= (uint8_t)(1 + test_rand_below(255));
+			b.checksum = sf_checksum(src, b.stored_len);
+			pos = 0;
+			r = sf_block_decode_part(c, &b, src, part, &pos, (size_t)test_rand_below(b.mem_len));
+			if (!r)
+				r = sf_block_decode_part(c, &b, src, part, &pos, b.mem_len);
+			CHECK(r == 0 || r == -PGC_ECORRUPT);
+			CHECK(pos <= b.mem_len);
+		}
+		memcpy(src, orig, b.stored_len);
+		b.checksum = big->checksum;
+		free(orig);
+	}
+	/* Bad calls. */
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(raw, &b, src, part, &pos, PAGE), -EINVAL);
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len + 1), -EINVAL);
+	pos = 2 * PAGE;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, PAGE), -EINVAL);
+	/* A wrong checksum is refused before anything is decoded. */
+	b.checksum ^= 1;
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, PAGE), -PGC_ECHECKSUM);
+	CHECK_EQ(pos, 0);
+	/* A short frame with a matching checksum: refused by the end at the latest. */
+	b.stored_len--;
+	b.checksum = sf_checksum(src, b.stored_len);
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, PAGE), 0);
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), -PGC_ECORRUPT);
+	/* Trailing garbage after the frame. */
+	b.stored_len += 2;
+	src[b.stored_len - 1] = 0;
+	b.checksum = sf_checksum(src, b.stored_len);
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, PAGE), 0);
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), -PGC_ECORRUPT);
+	/* The frame yields more than mem_len. */
+	b.stored_len--;
+	b.checksum = sf_checksum(src, b.stored_len);
+	b.mem_len -= PAGE;
+	pos = 0;
+	CHECK_EQ(sf_block_decode_part(c, &b, src, part, &pos, b.mem_len), -PGC_ECORRUPT);
+exit:
+	free(src);
+	free(whole);
+	free(part);
+	sf_codec_free(c);
+	sf_codec_free(raw);
+	sf_image_close(img);
+	gen_free(&g);
+}
+
 static void test_foreign(void)
 {
 	struct sf_image *img;
@@ -953,6 +1074,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_roundtrip);
 	TEST_RUN(test_corruption);
 	TEST_RUN(test_bad_pages);
+	TEST_RUN(test_decode_part);
 	TEST_RUN(test_foreign);
 	TEST_RUN(test_writer);
 	TEST_RUN(test_public);

@@ -133,9 +133,23 @@ static pgc_range mib(uint64_t i)
 }
 
 /* Record waits in order (NOWAIT maps do not count), then replay them. */
+/* The first page at or after @off that memgen fills with something other than zeros. */
+static uint64_t stored_page(uint64_t s, uint64_t off)
+{
+	static const unsigned char zero[PAGE];
+	unsigned char page[PAGE];
+
+	for (;; off += PAGE) {
+		memgen_page(s, off, page);
+		if (memcmp(page, zero, PAGE))
+			return off;
+	}
+}
+
 static void test_record_replay(void)
 {
 	static const uint64_t order[] = { 20, 3, 17, 9 };
+	uint64_t pg[4];
 	pgc_range r[8];
 	struct pgc_load_stats st;
 	struct iovec iov;
@@ -144,11 +158,13 @@ static void test_record_replay(void)
 
 	make_image("img", 24 * MIB, seed);
 	make_image("other", 24 * MIB, seed + 1);
+	/* A stored page in each MiB: a zero page between two blocks belongs to neither. */
+	for (i = 0; i < 4; i++)
+		pg[i] = stored_page(seed, mib(order[i]).start + PAGE);
 	mf = load("img", NULL, true);
 	CHECK_EQ(pgc_load_ws_write(mf, "ws"), -ENODATA);
 	for (i = 0; i < 4; i++) {
-		CHECK_EQ(pgc_load_wait(mf, (pgc_range){ mib(order[i]).start + PAGE,
-							mib(order[i]).start + 2 * PAGE }), 0);
+		CHECK_EQ(pgc_load_wait(mf, (pgc_range){ pg[i], pg[i] + PAGE }), 0);
 		if (i == 1) {
 			/* Again: not recorded twice. */
 			CHECK_EQ(pgc_load_wait(mf, (pgc_range){ mib(20).start + PAGE,
@@ -173,8 +189,8 @@ static void test_record_replay(void)
 	CHECK_EQ(pgc_load_working_set(mf, r, 8), 4);
 	/* Each range is the block that held the page demanded, in order. */
 	for (i = 0; i < 4; i++) {
-		CHECK(r[i].start <= mib(order[i]).start + PAGE);
-		CHECK(r[i].end >= mib(order[i]).start + 2 * PAGE);
+		CHECK(r[i].start <= pg[i]);
+		CHECK(r[i].end >= pg[i] + PAGE);
 	}
 	CHECK_EQ(pgc_load_working_set(mf, r, 1), 4);   /* the count, whatever @max */
 	CHECK_EQ(pgc_load_await(mf), 0);
@@ -201,11 +217,81 @@ static void test_record_replay(void)
 	CHECK_EQ(system("rm -rf img other ws"), 0);
 }
 
+/*
+ * pgc_ws_merge: blocks more recordings hold first, then by mean position,
+ * then by offset; every input must be a working set of the image (an
+ * input's error names its index, and nothing is written).
+ */
+static void test_merge(void)
+{
+	static const uint32_t a[] = { 3, 1, 5 }, b[] = { 1, 7, 3 }, c[] = { 2, 1 };
+	static const uint32_t want[] = { 1, 3, 2, 7, 5 };
+	const char *in[] = { "wa", "wb", "wc" };
+	struct sf_image *img = NULL, *other = NULL;
+	uint32_t *got = NULL;
+	size_t n = 0, bad = 99;
+	uint8_t *p;
+	size_t len;
+	int ret;
+
+	make_image("mimg", 16 * MIB, seed);
+	make_image("oimg", 16 * MIB, seed + 1);
+	CHECK_EQ(sf_image_open("mimg", false, &img), 0);
+	CHECK_EQ(sf_image_open("oimg", false, &other), 0);
+	if (!img || !other || img->nblocks < 8 || other->nblocks < 8)
+		goto exit;
+	CHECK_EQ(sf_ws_write("wa", img->identity, img->nblocks, a, 3), 0);
+	CHECK_EQ(sf_ws_write("wb", img->identity, img->nblocks, b, 3), 0);
+	CHECK_EQ(sf_ws_write("wc", img->identity, img->nblocks, c, 2), 0);
+	CHECK_EQ(pgc_ws_merge("mimg", in, 3, "wm", &bad), 0);
+	CHECK_EQ(bad, 3);
+	CHECK_EQ(sf_ws_read("wm", img->identity, img->nblocks, &got, &n), 0);
+	CHECK_EQ(n, 5);
+	CHECK(got && n == 5 && !memcmp(got, want, sizeof(want)));
+	free(got);
+	/* One recording merges into itself: the same order, written over it. */
+	CHECK_EQ(pgc_ws_merge("mimg", in, 1, "wa", NULL), 0);
+	CHECK_EQ(sf_ws_read("wa", img->identity, img->nblocks, &got, &n), 0);
+	CHECK(got && n == 3 && !memcmp(got, a, sizeof(a)));
+	free(got);
+
+	/* Another image's, damaged, missing: refused, naming the input; nothing written. */
+	CHECK_EQ(sf_ws_write("wo", other->identity, other->nblocks, a, 3), 0);
+	in[1] = "wo";
+	CHECK_EQ(pgc_ws_merge("mimg", in, 3, "wx", &bad), -ESTALE);
+	CHECK_EQ(bad, 1);
+	p = slurp("wb", &len);
+	p[len - 1] ^= 1;    /* the trailer's checksum */
+	spit("wd", p, len);
+	free(p);
+	in[1] = "wd";
+	ret = pgc_ws_merge("mimg", in, 3, "wx", &bad);
+	CHECK_EQ(ret, -PGC_ECHECKSUM);
+	CHECK_EQ(bad, 1);
+	in[2] = "missing";
+	in[1] = "wb";
+	CHECK_EQ(pgc_ws_merge("mimg", in, 3, "wx", &bad), -ENOENT);
+	CHECK_EQ(bad, 2);
+	CHECK_EQ(access("wx", F_OK), -1);
+	/* Bad calls and a bad image. */
+	CHECK_EQ(pgc_ws_merge("mimg", in, 0, "wx", &bad), -EINVAL);
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(pgc_ws_merge("mimg", in, PGC_WS_MERGE_MAX + 1, "wx", NULL), -EINVAL);
+	CHECK_EQ(pgc_ws_merge("mimg", in, 2, NULL, NULL), -EINVAL);
+	CHECK_EQ(pgc_ws_merge("nope", in, 2, "wx", &bad), -ENOENT);
+	CHECK_EQ(bad, 2);
+exit:
+	sf_image_close(img);
+	sf_image_close(other);
+	CHECK_EQ(system("rm -rf mimg oimg wa wb wc wd wm wo"), 0);
+}
+
 int main(int argc, char **argv)
 {
 	test_init(argc, argv);
 	seed = test_rand();
 	TEST_RUN(test_file);
 	TEST_RUN(test_record_replay);
+	TEST_RUN(test_merge);
 	return test_done();
 }
