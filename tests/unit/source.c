@@ -206,8 +206,12 @@ static void eager(enum pgc_compress c)
 static void test_eager_zstd(void) { eager(PGC_COMPRESS_ZSTD); }
 static void test_eager_raw(void) { eager(PGC_COMPRESS_NONE); }
 
-/* Background: a page waited for first is read alone, one block, at once. */
-static void test_background_demand(void)
+/*
+ * Background: a page waited for first is read alone, one block, at once;
+ * every block is handed to verified() once, the one the waiter decodes
+ * in parts (zstd) too.
+ */
+static void background_demand(enum pgc_compress c)
 {
 	struct pgc_pages_source src;
 	struct mem_source s;
@@ -218,9 +222,9 @@ static void test_background_demand(void)
 	unsigned i;
 	bool seen = false;
 
-	make_remote(&s, 64 * MIB, PGC_COMPRESS_NONE);
+	make_remote(&s, 64 * MIB, c);
 	s.delay_us = 20000;      /* a slow source: the fill is far behind */
-	src = (struct pgc_pages_source){ .read = mem_read, .arg = &s };
+	src = (struct pgc_pages_source){ .read = mem_read, .arg = &s, .verified = mem_verified };
 	pgc_load_opts_init(&lo);
 	lo.background = true;
 	lo.jobs = 2;
@@ -244,9 +248,14 @@ static void test_background_demand(void)
 	CHECK_EQ(pgc_load_await(mf), 0);
 	check_contents(mf);
 	CHECK(read_once(&s, 4 * MIB));
+	CHECK_EQ(s.verified, s.size);
+	CHECK_EQ(s.bad_verified, 0);
 	pgc_memfile_destroy(mf);
 	free_remote(&s);
 }
+
+static void test_background_demand(void) { background_demand(PGC_COMPRESS_NONE); }
+static void test_background_demand_zstd(void) { background_demand(PGC_COMPRESS_ZSTD); }
 
 /* A source's error is the load's; its wrong bytes are a checksum error. */
 static void test_source_errors(void)
@@ -375,6 +384,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_eager_zstd);
 	TEST_RUN(test_eager_raw);
 	TEST_RUN(test_background_demand);
+	TEST_RUN(test_background_demand_zstd);
 	TEST_RUN(test_source_errors);
 	TEST_RUN(test_chain_layers);
 	TEST_RUN(test_bad_options);
