@@ -143,35 +143,23 @@ static int export_block(const struct export_ctx *e, size_t *k, uint32_t b, const
 static int export_pages(const struct sf_image *img, int fd)
 {
 	struct export_ctx e = { 0 };
-	struct sf_codec *c = NULL;
-	uint8_t *scratch = NULL, *mem = NULL;
+	struct sf_block_reader r = { 0 };
 	size_t k = 0;
 	int ret;
 
 	ret = export_plan(img, &e);
 	if (!ret)
-		ret = sf_codec_new(img->compress, img->level, &c);
-	if (ret)
-		goto exit;
-	ret = -ENOMEM;
-	scratch = malloc(sf_encode_bound(img->compress, img->load_block));
-	mem = malloc(img->load_block);
-	if (!scratch || !mem)
-		goto exit;
-	ret = 0;
+		ret = sf_block_reader_init(&r, img);
 	while (k < img->npieces && !ret) {
 		uint32_t b = img->pieces[e.order[k]].block;
 
-		ret = sf_image_read_block(img, c, b, scratch, mem);
+		ret = sf_block_read(&r, b);
 		if (!ret)
-			ret = export_block(&e, &k, b, mem, fd);
+			ret = export_block(&e, &k, b, r.mem, fd);
 	}
 	if (!ret && fsync(fd) != 0)
 		ret = -errno;
-exit:
-	free(scratch);
-	free(mem);
-	sf_codec_free(c);
+	sf_block_reader_free(&r);
 	free(e.at);
 	free(e.order);
 	return ret;

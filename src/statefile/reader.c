@@ -235,24 +235,48 @@ void sf_image_close(struct sf_image *img)
 	free(img);
 }
 
-int sf_image_read_block(const struct sf_image *img, struct sf_codec *c, size_t i,
-			void *scratch, void *dst)
+int sf_block_reader_init(struct sf_block_reader *r, const struct sf_image *img)
+{
+	int ret;
+
+	*r = (struct sf_block_reader){ .img = img };
+	ret = sf_codec_new(img->compress, img->level, &r->codec);
+	if (ret)
+		return ret;
+	r->stored = malloc(sf_encode_bound(img->compress, img->load_block));
+	r->mem = malloc(img->load_block);
+	if (!r->stored || !r->mem) {
+		sf_block_reader_free(r);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void sf_block_reader_free(struct sf_block_reader *r)
+{
+	free(r->stored);
+	free(r->mem);
+	sf_codec_free(r->codec);
+	*r = (struct sf_block_reader){ 0 };
+}
+
+int sf_block_read(struct sf_block_reader *r, size_t i)
 {
 	const struct sf_block *b;
 	struct iovec iov;
 	ssize_t got;
 
-	if (i >= img->nblocks)
+	if (i >= r->img->nblocks)
 		return -EINVAL;
-	b = &img->blocks[i];
-	got = sf_pread_all(b->fd, scratch, b->stored_len, b->file_off);
+	b = &r->img->blocks[i];
+	got = sf_pread_all(b->fd, r->stored, b->stored_len, b->file_off);
 	if (got < 0)
 		return (int)got;
 	if ((size_t)got < b->stored_len)
 		return -PGC_ETRUNCATED;
-	iov.iov_base = dst;
+	iov.iov_base = r->mem;
 	iov.iov_len = b->mem_len;
-	return sf_block_decode(c, b, scratch, &iov, 1);
+	return sf_block_decode(r->codec, b, r->stored, &iov, 1);
 }
 
 /* ---- public read-only functions ----------------------------------------- */
@@ -283,29 +307,17 @@ int pgc_image_info(const char *path, struct pgc_image_info *out)
 int sf_image_each_block(const struct sf_image *img,
 			int (*fn)(void *arg, size_t i, const uint8_t *mem), void *arg)
 {
-	struct sf_codec *c = NULL;
-	uint8_t *scratch = NULL, *mem = NULL;
+	struct sf_block_reader r;
 	size_t i;
 	int ret;
 
-	ret = sf_codec_new(img->compress, img->level, &c);
-	if (ret)
-		return ret;
-	ret = -ENOMEM;
-	scratch = malloc(sf_encode_bound(img->compress, img->load_block));
-	mem = malloc(img->load_block);
-	if (!scratch || !mem)
-		goto exit;
-	ret = 0;
+	ret = sf_block_reader_init(&r, img);
 	for (i = 0; i < img->nblocks_own && !ret; i++) {
-		ret = sf_image_read_block(img, c, i, scratch, mem);
+		ret = sf_block_read(&r, i);
 		if (!ret)
-			ret = fn(arg, i, mem);
+			ret = fn(arg, i, r.mem);
 	}
-exit:
-	free(scratch);
-	free(mem);
-	sf_codec_free(c);
+	sf_block_reader_free(&r);
 	return ret;
 }
 

@@ -184,17 +184,33 @@ int sf_trailer_check(const uint8_t *p, size_t len, uint64_t *sum);
 /* ---- reader.c ----------------------------------------------------------- */
 
 /*
- * sf_image_read_block - read block @i of @img (opened without O_DIRECT)
- * into @scratch (>= stored_len bytes) and decode it into @dst (>= mem_len
- * bytes) with @c. Returns 0, -PGC_ETRUNCATED (pages.img shrank),
+ * A reader of whole blocks of one image (opened without O_DIRECT): its
+ * codec, a buffer for a block's stored bytes and one for its decoded
+ * bytes, mem (load_block bytes).
+ */
+struct sf_block_reader {
+	const struct sf_image *img;
+	struct sf_codec *codec;
+	uint8_t *stored;
+	uint8_t *mem;
+};
+
+/* sf_block_reader_init - set up @r for @img. Returns 0 or -ENOMEM. */
+int sf_block_reader_init(struct sf_block_reader *r, const struct sf_image *img);
+
+/*
+ * sf_block_read - read block @i of the image (of the chain's table) and
+ * decode it into r->mem. Returns 0, -PGC_ETRUNCATED (pages.img shrank),
  * -PGC_ECHECKSUM, -PGC_ECORRUPT, -EINVAL or -errno.
  */
-int sf_image_read_block(const struct sf_image *img, struct sf_codec *c, size_t i,
-			void *scratch, void *dst);
+int sf_block_read(struct sf_block_reader *r, size_t i);
+
+/* sf_block_reader_free - free what sf_block_reader_init allocated. */
+void sf_block_reader_free(struct sf_block_reader *r);
 
 /*
  * sf_image_each_block - read, check and decode every block of @img in
- * order (sf_image_read_block), calling @fn with the block's index and its
+ * order (sf_block_read), calling @fn with the block's index and its
  * mem_len decoded bytes. Stops at the first error or non-zero @fn value.
  * Returns 0, that value, -PGC_E*, -ENOMEM or -errno.
  */

@@ -12,7 +12,7 @@
  * written into a private temporary directory and opened with
  * sf_image_open(). An accepted image must satisfy every invariant of
  * statefile.h (checked here; a violation aborts). Each block is then read
- * and decoded as stored (sf_image_read_block) and once more with its
+ * and decoded as stored (sf_block_read) and once more with its
  * checksum replaced by the stored bytes' own, so the zstd decoder sees
  * the mutated frames too, into one buffer and into per-run iovecs, and in
  * two parts as a waiter and a worker do (sf_block_decode_part: the same
@@ -346,20 +346,18 @@ static void restore(const struct sf_image *img, const uint8_t *all, bool all_ok)
 
 static void exercise(const struct sf_image *img, bool do_restore)
 {
-	struct sf_codec *c = NULL;
-	uint8_t *scratch = NULL, *mem = NULL, *all = NULL;
+	struct sf_block_reader r = { 0 };
+	uint8_t *all = NULL;
 	struct iovec *iov = NULL;
 	struct sf_buf pm = { 0 };
 	bool all_ok = true;
 	size_t i, at = 0;
 
 	check_invariants(img);
-	if (sf_codec_new(img->compress, img->level, &c) != 0)
+	if (sf_block_reader_init(&r, img) != 0)
 		goto exit;
-	scratch = malloc(sf_encode_bound(img->compress, img->load_block));
-	mem = malloc(img->load_block);
 	iov = calloc(img->load_block / SF_PAGE_SIZE, sizeof(*iov));
-	if (!scratch || !mem || !iov)
+	if (!iov)
 		goto exit;
 	for (i = 0; i < img->nblocks; i++)
 		at += img->blocks[i].mem_len;
@@ -367,12 +365,14 @@ static void exercise(const struct sf_image *img, bool do_restore)
 		all = malloc(at ? at : 1);
 	at = 0;
 	for (i = 0; i < img->nblocks; i++) {
-		if (sf_image_read_block(img, c, i, scratch, all ? all + at : mem))
+		if (sf_block_read(&r, i))
 			all_ok = false;
+		else if (all)
+			memcpy(all + at, r.mem, img->blocks[i].mem_len);
 		at += img->blocks[i].mem_len;
 	}
 	for (i = 0; i < img->nblocks; i++)
-		decode_unchecked(img, c, i, scratch, mem, iov);
+		decode_unchecked(img, r.codec, i, r.stored, r.mem, iov);
 	if (sf_pagemap_encode(img->runs, img->nruns_own, &pm) == 0 && pm.len < 8)
 		abort();
 	if (all)
@@ -381,9 +381,7 @@ exit:
 	sf_buf_free(&pm);
 	free(all);
 	free(iov);
-	free(scratch);
-	free(mem);
-	sf_codec_free(c);
+	sf_block_reader_free(&r);
 }
 
 /* FUZZ_CHAIN: u32 P, the image's pages.img, u32 M2, the parent's files. */
