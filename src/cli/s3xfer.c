@@ -69,16 +69,20 @@ static int full_read(int fd, void *p, size_t n, off_t off)
 	return 0;
 }
 
-/* Fetch object NAME into stage/img/NAME; @etag (may be NULL) gets its ETag. */
-static int fetch(struct s3img *m, const struct s3where *w, const char *name, bool small,
-		 char etag[S3_ETAG_MAX])
+/*
+ * Fetch object NAME into stage/img/NAME with no HEAD: the first GET says
+ * its size and ETag, and the rest is asked for with If-Match on that ETag,
+ * so an object replaced meanwhile is refused, never mixed in.
+ */
+static int fetch(struct s3img *m, const struct s3where *w, const char *name, bool small)
 {
-	char key[1100], path[5500], now[S3_ETAG_MAX];
+	char key[1100], path[5500], etag[S3_ETAG_MAX];
 	uint64_t size, off;
+	size_t n;
 	int fd, ret;
 
 	object_key(w, name, key, sizeof(key));
-	ret = s3_head(m->s, w->bucket, key, &size, etag);
+	ret = s3_get_first(m->s, w->bucket, key, m->buf, S3IMG_PART, &n, &size, etag);
 	if (ret)
 		return s3x_fail(m, ret);
 	if (small && size > SMALL_MAX) {
@@ -89,32 +93,29 @@ static int fetch(struct s3img *m, const struct s3where *w, const char *name, boo
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return cli_fail(m->cmd, path, -errno);
-	for (off = 0; off < size; off += S3IMG_PART) {
-		size_t n = size - off < S3IMG_PART ? (size_t)(size - off) : S3IMG_PART;
-
-		ret = s3_get_range(m->s, w->bucket, key, off, m->buf, n);
-		if (ret) {
-			close(fd);
-			return s3x_fail(m, ret);
-		}
+	for (off = 0;;) {
 		ret = full_write(fd, m->buf, n, (off_t)off);
 		if (ret) {
 			close(fd);
 			return cli_fail(m->cmd, path, ret);
 		}
-	}
-	if (close(fd))
-		return cli_fail(m->cmd, path, -errno);
-	/* The same object from the first byte to the last. */
-	if (etag && etag[0]) {
-		ret = s3_head(m->s, w->bucket, key, &off, now);
-		if (ret)
-			return s3x_fail(m, ret);
-		if (strcmp(now, etag) || off != size) {
+		off += n;
+		if (off == size)
+			break;
+		n = size - off < S3IMG_PART ? (size_t)(size - off) : S3IMG_PART;
+		ret = s3_get_range_if(m->s, w->bucket, key, etag, off, m->buf, n);
+		if (ret == -ESTALE) {
+			close(fd);
 			cli_error(m->cmd, w->url, "%s changed while it was read; try again", name);
 			return EXIT_IO;
 		}
+		if (ret) {
+			close(fd);
+			return s3x_fail(m, ret);
+		}
 	}
+	if (close(fd))
+		return cli_fail(m->cmd, path, -errno);
 	return EXIT_OK;
 }
 
@@ -206,20 +207,19 @@ static int stay_remote(struct s3img *m, const struct s3where *w, bool with_sourc
 
 int s3x_fetch(struct s3img *m, const struct s3where *w, enum s3_pages pages)
 {
-	char etag[S3_ETAG_MAX];
 	int ret;
 
 	if (mkdir(w->dir, 0700))
 		return cli_fail(m->cmd, w->dir, -errno);
 	/* memfile.img first: it names the pages.img it goes with (pages_bytes,
 	 * checked with every block's checksum when the image is read). */
-	ret = fetch(m, w, "memfile.img", true, NULL);
+	ret = fetch(m, w, "memfile.img", true);
 	if (!ret)
-		ret = fetch(m, w, "pagemap.img", true, NULL);
+		ret = fetch(m, w, "pagemap.img", true);
 	if (ret)
 		return ret;
 	if (pages == S3_PAGES_WHOLE)
-		return fetch(m, w, "pages.img", false, etag);
+		return fetch(m, w, "pages.img", false);
 	return stay_remote(m, w, pages == S3_PAGES_SOURCE);
 }
 

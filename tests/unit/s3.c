@@ -729,17 +729,20 @@ static void t_cli_range_reads(void)
 	uint64_t total, pages, down, listen_ns;
 	char env[256];
 	pid_t ppid, srv, con;
-	int fd, port;
+	int fd, port, heads;
 
 	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rr", pgckpt), 0);
 	total = image_bytes(s, "cli/rr", &pages);
 	CHECK(pages > 12 * MiB);
+	setenv("SLOWPROXY_REQS", "1", 1);
 	port = proxy_start(0, 0, &ppid, &fd);
+	unsetenv("SLOWPROXY_REQS");
 	CHECK_EQ(run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s restore s3://" BUCKET "/cli/rr "
 		     "rr.mem && cmp -s src.mem rr.mem", port, pgckpt), 0);
 	usleep(300 * 1000);
-	CHECK(proxy_stop_down(ppid, fd, &down) >= 2);   /* several GETs in flight */
+	CHECK(proxy_stop_reqs(ppid, fd, &down, "HEAD ", &heads) >= 2); /* GETs in flight */
 	CHECK(down >= total && down < total + 256 * 1024);
+	CHECK_EQ(heads, 1);   /* pages.img's; memfile.img and pagemap.img: one GET each */
 
 	port = proxy_start(0, 2 * MiB, &ppid, &fd);
 	snprintf(env, sizeof(env), "AWS_ENDPOINT_URL=http://127.0.0.1:%d", port);
