@@ -759,6 +759,29 @@ static void t_cli_range_reads(void)
 	s3_client_free(s);
 }
 
+/*
+ * memfile.img is fetched beside pagemap.img and pages.img's HEAD: through
+ * a proxy holding each request 0.3 s, inspect takes two request times,
+ * not three (memfile.img, pagemap.img, then pages.img's HEAD).
+ */
+static void t_cli_metadata_beside(void)
+{
+	uint64_t t0, dt;
+	pid_t ppid;
+	int fd, port, heads;
+
+	setenv("SLOWPROXY_REQ_DELAY", "0.3", 1);
+	port = proxy_start(0, 0, &ppid, &fd);
+	unsetenv("SLOWPROXY_REQ_DELAY");
+	t0 = util_now_ns();
+	CHECK_EQ(run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s inspect s3://" BUCKET "/cli/rr "
+		     ">/dev/null", port, pgckpt), 0);
+	dt = util_now_ns() - t0;
+	CHECK_EQ(proxy_stop_reqs(ppid, fd, NULL, "HEAD ", &heads), 2);
+	CHECK_EQ(heads, 1);
+	CHECK(dt >= 600000000ull && dt < 850000000ull);   /* one after the other: 900 ms */
+}
+
 /* The server gone in the middle of a lazy restore: exit 2, saying which GET, no hang. */
 static void t_cli_lazy_server_gone(void)
 {
@@ -1031,6 +1054,7 @@ int main(int argc, char **argv)
 		TEST_RUN(t_cli_server_gone);
 		TEST_RUN(t_cli_lazy);
 		TEST_RUN(t_cli_range_reads);
+		TEST_RUN(t_cli_metadata_beside);
 		TEST_RUN(t_cli_lazy_server_gone);
 		TEST_RUN(t_cli_replaced_while_read);
 		TEST_RUN(t_cli_cache);
