@@ -817,7 +817,7 @@ static void t_cli_replaced_while_read(void)
 	unsigned char *p = NULL;
 	pid_t ppid, pid;
 	int fd, port;
-	char cmd[1024];
+	char cmd[1400];
 
 	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rp", pgckpt), 0);
 	image_bytes(s, "cli/rp", &pages);
