@@ -453,6 +453,16 @@ lazy row is a fresh \`pgckpt restore --background --listen s3://...\` per
 run with \`examples/lazy_consumer\` attached ($runs runs, median (worst);
 target: first access <= 10 ms).
 
+The ratio is bounded by this machine: radosgw and its OSD run on the same
+two cores as pgckpt, and a restore from S3 spends the CPU a local restore
+spends (the received bytes replace the pread) plus the server's (about
+0.07 s to serve the zstd image's 51 MB; 0.23 s for the raw image's 256
+MiB). The raw row cannot reach 2x here: "one GET of pages.img" (curl to
+/dev/null, nothing decoded) is the server's floor and is already 2.5-3x
+the local raw restore, which is a copy from page cache; a compressed image
+moves 5x fewer bytes through the server (docs/s3.md, "Where an eager
+restore's time goes" and "Raw images").
+
 $s3_table
 EOF
 	} >"$out"

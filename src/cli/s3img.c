@@ -502,6 +502,8 @@ int cli_s3_run(const char *cmd, int (*fn)(int, char **), int argc, char **argv)
 	}
 	cli_s3src_free(m->x.src);
 	s3_client_free(m->x.s);
+	s3_client_free(m->x.s2);
+	free(m->x.buf2);
 	memset(&m->x.cfg, 0, sizeof(m->x.cfg));   /* the secrets */
 	free(m->x.buf);
 	free(m);

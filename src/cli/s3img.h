@@ -20,6 +20,8 @@ struct s3img {
 	struct s3_client *s;
 	struct s3_config cfg;             /* for the pages source's and abort's clients */
 	unsigned char *buf;               /* S3IMG_PART bytes */
+	struct s3_client *s2;             /* s3x_fetch's second one, with ... */
+	unsigned char *buf2;              /* ... its S3IMG_PART bytes */
 	struct cli_s3src *src;            /* restore: pages.img objects by range */
 	const char *cache_dir;            /* restore --cache-dir, or NULL */
 	char up_bucket[64], up_key[1100], up_id[512]; /* the multipart upload in progress */

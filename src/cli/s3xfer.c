@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -69,53 +70,104 @@ static int full_read(int fd, void *p, size_t n, off_t off)
 	return 0;
 }
 
-/* Fetch object NAME into stage/img/NAME; @etag (may be NULL) gets its ETag. */
-static int fetch(struct s3img *m, const struct s3where *w, const char *name, bool small,
-		 char etag[S3_ETAG_MAX])
+/*
+ * How fetching one object ended, reported by report() (on the main
+ * thread: a fetch may run on a thread of its own, which prints nothing).
+ */
+struct got {
+	enum { GOT_OK, GOT_S3, GOT_FILE, GOT_TOO_BIG, GOT_CHANGED } how;
+	int err;                      /* -errno, GOT_S3 and GOT_FILE */
+	char text[512];               /* GOT_S3: the request that failed */
+	char path[5500];              /* GOT_FILE */
+	uint64_t size;                /* the object's */
+};
+
+static void got_s3(struct got *g, struct s3_client *s, int err)
 {
-	char key[1100], path[5500], now[S3_ETAG_MAX];
-	uint64_t size, off;
+	g->how = GOT_S3;
+	g->err = err;
+	snprintf(g->text, sizeof(g->text), "%s", s3_last_error(s));
+}
+
+/* Report @g (of object NAME of @w). Returns its exit status. */
+static int report(struct s3img *m, const struct s3where *w, const char *name,
+		  const struct got *g)
+{
+	switch (g->how) {
+	case GOT_OK:
+		return EXIT_OK;
+	case GOT_S3:
+		cli_error(m->cmd, m->url, "%s (%s)", g->text[0] ? g->text : strerror(-g->err),
+			  strerror(-g->err));
+		return EXIT_IO;
+	case GOT_FILE:
+		return cli_fail(m->cmd, g->path, g->err);
+	case GOT_TOO_BIG:
+		cli_error(m->cmd, w->url, "%s is %" PRIu64 " bytes: not a pgckpt image", name,
+			  g->size);
+		return EXIT_IMAGE;
+	default:
+		cli_error(m->cmd, w->url, "%s changed while it was read; try again", name);
+		return EXIT_IO;
+	}
+}
+
+/*
+ * Fetch object NAME of @w into @w->dir/NAME through @s, @buf (S3IMG_PART
+ * bytes), with no HEAD: the first GET says its size and ETag, and the
+ * rest is asked for with If-Match on that ETag, so an object replaced
+ * meanwhile is refused, never mixed in. A @small one (memfile.img,
+ * pagemap.img) may have SMALL_MAX bytes. Prints nothing.
+ */
+static void fetch(struct s3_client *s, unsigned char *buf, const struct s3where *w,
+		  const char *name, bool small, struct got *g)
+{
+	char key[1100], etag[S3_ETAG_MAX];
+	uint64_t off;
+	size_t n;
 	int fd, ret;
 
+	memset(g, 0, sizeof(*g));
 	object_key(w, name, key, sizeof(key));
-	ret = s3_head(m->s, w->bucket, key, &size, etag);
+	ret = s3_get_first(s, w->bucket, key, buf, S3IMG_PART, &n, &g->size, etag);
 	if (ret)
-		return s3x_fail(m, ret);
-	if (small && size > SMALL_MAX) {
-		cli_error(m->cmd, w->url, "%s is %" PRIu64 " bytes: not a pgckpt image", name, size);
-		return EXIT_IMAGE;
+		return got_s3(g, s, ret);
+	if (small && g->size > SMALL_MAX) {
+		g->how = GOT_TOO_BIG;
+		return;
 	}
-	snprintf(path, sizeof(path), "%s/%s", w->dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return cli_fail(m->cmd, path, -errno);
-	for (off = 0; off < size; off += S3IMG_PART) {
-		size_t n = size - off < S3IMG_PART ? (size_t)(size - off) : S3IMG_PART;
-
-		ret = s3_get_range(m->s, w->bucket, key, off, m->buf, n);
+	snprintf(g->path, sizeof(g->path), "%s/%s", w->dir, name);
+	fd = open(g->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		g->how = GOT_FILE;
+		g->err = -errno;
+		return;
+	}
+	for (off = 0;;) {
+		ret = full_write(fd, buf, n, (off_t)off);
 		if (ret) {
-			close(fd);
-			return s3x_fail(m, ret);
+			g->how = GOT_FILE;
+			g->err = ret;
+			break;
 		}
-		ret = full_write(fd, m->buf, n, (off_t)off);
+		off += n;
+		if (off == g->size)
+			break;
+		n = g->size - off < S3IMG_PART ? (size_t)(g->size - off) : S3IMG_PART;
+		ret = s3_get_range_if(s, w->bucket, key, etag, off, buf, n);
+		if (ret == -ESTALE) {
+			g->how = GOT_CHANGED;
+			break;
+		}
 		if (ret) {
-			close(fd);
-			return cli_fail(m->cmd, path, ret);
+			got_s3(g, s, ret);
+			break;
 		}
 	}
-	if (close(fd))
-		return cli_fail(m->cmd, path, -errno);
-	/* The same object from the first byte to the last. */
-	if (etag && etag[0]) {
-		ret = s3_head(m->s, w->bucket, key, &off, now);
-		if (ret)
-			return s3x_fail(m, ret);
-		if (strcmp(now, etag) || off != size) {
-			cli_error(m->cmd, w->url, "%s changed while it was read; try again", name);
-			return EXIT_IO;
-		}
+	if (close(fd) && g->how == GOT_OK) {
+		g->how = GOT_FILE;
+		g->err = -errno;
 	}
-	return EXIT_OK;
 }
 
 /* FNV-1a 64 of @len bytes at @p, continuing from @h. */
@@ -165,16 +217,13 @@ static int image_id(struct s3img *m, const struct s3where *w, const char *key,
  * copy (the image's size checks run on it; nothing reads its bytes) and,
  * for @with_source, the source the loader reads it from.
  */
-static int stay_remote(struct s3img *m, const struct s3where *w, bool with_source)
+static int stay_remote(struct s3img *m, const struct s3where *w, bool with_source,
+		       uint64_t size, const char *etag)
 {
-	char key[1100], path[5500], etag[S3_ETAG_MAX];
-	uint64_t size;
+	char key[1100], path[5500];
 	int fd, ret;
 
 	object_key(w, "pages.img", key, sizeof(key));
-	ret = s3_head(m->s, w->bucket, key, &size, etag);
-	if (ret)
-		return s3x_fail(m, ret);
 	snprintf(path, sizeof(path), "%s/pages.img", w->dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
@@ -204,23 +253,70 @@ static int stay_remote(struct s3img *m, const struct s3where *w, bool with_sourc
 	return ret ? cli_fail(m->cmd, m->cache_dir, ret) : EXIT_OK;
 }
 
+/* What the helper thread of s3x_fetch does beside memfile.img. */
+struct side {
+	struct s3img *m;
+	const struct s3where *w;
+	bool head_pages;              /* then pages.img's size and ETag */
+	struct got pagemap, pages;
+	char etag[S3_ETAG_MAX];
+};
+
+static void *side_run(void *arg)
+{
+	struct side *d = arg;
+	char key[1100];
+	int ret;
+
+	fetch(d->m->s2, d->m->buf2, d->w, "pagemap.img", true, &d->pagemap);
+	if (d->pagemap.how != GOT_OK || !d->head_pages)
+		return NULL;
+	object_key(d->w, "pages.img", key, sizeof(key));
+	ret = s3_head(d->m->s2, d->w->bucket, key, &d->pages.size, d->etag);
+	if (ret)
+		got_s3(&d->pages, d->m->s2, ret);
+	return NULL;
+}
+
 int s3x_fetch(struct s3img *m, const struct s3where *w, enum s3_pages pages)
 {
-	char etag[S3_ETAG_MAX];
+	struct side d = { .m = m, .w = w, .head_pages = pages != S3_PAGES_WHOLE };
+	struct got g;
+	pthread_t t;
+	bool threaded;
 	int ret;
 
 	if (mkdir(w->dir, 0700))
 		return cli_fail(m->cmd, w->dir, -errno);
-	/* memfile.img first: it names the pages.img it goes with (pages_bytes,
-	 * checked with every block's checksum when the image is read). */
-	ret = fetch(m, w, "memfile.img", true, NULL);
+	/*
+	 * memfile.img, and beside it, on a thread and client of their own,
+	 * pagemap.img and pages.img's HEAD: one round trip, not three. The
+	 * memfile.img names the pages.img it goes with (pages_bytes, every
+	 * block's checksum), and every GET of pages.img carries If-Match on
+	 * the ETag seen here, so a replaced image is never mixed in.
+	 */
+	if (!m->s2 && s3_client_new(&m->cfg, &m->s2))
+		return cli_fail(m->cmd, NULL, -ENOMEM);
+	if (!m->buf2 && !(m->buf2 = malloc(S3IMG_PART)))
+		return cli_fail(m->cmd, NULL, -ENOMEM);
+	threaded = pthread_create(&t, NULL, side_run, &d) == 0;
+	if (!threaded)
+		side_run(&d);          /* no thread: one after the other */
+	fetch(m->s, m->buf, w, "memfile.img", true, &g);
+	if (threaded)
+		pthread_join(t, NULL);
+	ret = report(m, w, "memfile.img", &g);
 	if (!ret)
-		ret = fetch(m, w, "pagemap.img", true, NULL);
+		ret = report(m, w, "pagemap.img", &d.pagemap);
+	if (!ret)
+		ret = report(m, w, "pages.img", &d.pages);
 	if (ret)
 		return ret;
-	if (pages == S3_PAGES_WHOLE)
-		return fetch(m, w, "pages.img", false, etag);
-	return stay_remote(m, w, pages == S3_PAGES_SOURCE);
+	if (pages == S3_PAGES_WHOLE) {
+		fetch(m->s, m->buf, w, "pages.img", false, &g);
+		return report(m, w, "pages.img", &g);
+	}
+	return stay_remote(m, w, pages == S3_PAGES_SOURCE, d.pages.size, d.etag);
 }
 
 /*

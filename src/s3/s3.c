@@ -9,23 +9,29 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "s3.h"
 
 struct s3_client {
 	struct s3_config cfg;
 	CURL *curl;
+	curl_socket_t fd;            /* the connection's socket (ack_headers) */
 	char sigv4[96];
 	char err[512];
 };
 
 /* One request: what to send, where the answer goes. */
 struct req {
+	struct s3_client *s;
 	CURL *curl;
 	const char *method;          /* GET HEAD PUT POST DELETE */
 	const char *bucket, *key;    /* key may be NULL (bucket request) */
@@ -38,11 +44,17 @@ struct req {
 	unsigned char *out;          /* answer body of a 2xx, up to out_cap */
 	size_t out_cap, out_len;
 	bool out_grow;               /* out is malloc'ed and grows (XML answers) */
+	bool announced_timeout;      /* time allowed by the length announced (on_progress) */
 	char errbody[512];           /* start of a non-2xx answer body */
 	size_t errlen;
 	char etag[S3_ETAG_MAX];
+	uint64_t total;              /* object size from Content-Range, or UINT64_MAX */
 	long status;
 	bool overflow;
+	bool acked;                  /* ack_headers done for this attempt */
+	bool timed_out;              /* on_progress ended the attempt */
+	struct timespec t0;          /* when the attempt started */
+	long timeout_ms;             /* before the answer's length is known */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -64,6 +76,7 @@ int s3_client_new(const struct s3_config *c, struct s3_client **out)
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *c;
+	s->fd = CURL_SOCKET_BAD;
 	s->curl = curl_easy_init();
 	if (!s->curl) {
 		free(s);
@@ -190,10 +203,31 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 	return n;
 }
 
+/*
+ * The first header line of an answer has arrived: ACK it now. A server
+ * that writes its headers and a small body separately (radosgw does)
+ * holds the body back (Nagle) until the headers are ACKed, and on a
+ * connection kept alive the kernel delays that ACK (40 ms): every GET of
+ * a small object took 40 ms longer. TCP_QUICKACK sends the pending ACK.
+ */
+static void ack_headers(struct req *r)
+{
+#ifdef TCP_QUICKACK
+	int one = 1;
+
+	if (r->s->fd != CURL_SOCKET_BAD)
+		(void)setsockopt(r->s->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+#endif
+	r->acked = true;
+}
+
 static size_t on_header(char *p, size_t sz, size_t nm, void *arg)
 {
 	struct req *r = arg;
 	size_t n = sz * nm, k;
+
+	if (!r->acked)
+		ack_headers(r);
 
 	if (n > 5 && strncasecmp(p, "ETag:", 5) == 0) {
 		const char *v = p + 5;
@@ -206,6 +240,18 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *arg)
 		if (k < sizeof(r->etag)) {
 			memcpy(r->etag, v, k);
 			r->etag[k] = '\0';
+		}
+	} else if (n > 14 && strncasecmp(p, "Content-Range:", 14) == 0) {
+		/* "bytes FIRST-LAST/TOTAL" */
+		const char *slash = memchr(p, '/', n);
+		char *end;
+		unsigned long long t;
+
+		if (slash && slash[1] >= '0' && slash[1] <= '9') {
+			errno = 0;
+			t = strtoull(slash + 1, &end, 10);
+			if (!errno && end <= p + n)
+				r->total = t;
 		}
 	}
 	return n;
@@ -285,6 +331,47 @@ static void sleep_ms(long ms)
 		;
 }
 
+/*
+ * A GET asked for more than it may get (s3_get_first): its timeout grows
+ * with the length the answer announces, not with what was asked for, so
+ * a silent server times out as soon as for a HEAD.
+ */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct req *r = arg;
+	struct timespec now;
+	long ms;
+
+	(void)dlnow, (void)ultotal, (void)ulnow;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (now.tv_sec - r->t0.tv_sec) * 1000L + (now.tv_nsec - r->t0.tv_nsec) / 1000000L;
+	if (ms <= r->timeout_ms + (long)((uint64_t)(dltotal > 0 ? dltotal : 0) >> 16) * 1000L)
+		return 0;
+	r->timed_out = true;
+	return 1;
+}
+
+/* The client's connection: its socket kept for ack_headers. */
+static curl_socket_t on_open(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct s3_client *s = arg;
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+
+	if (purpose == CURLSOCKTYPE_IPCXN && fd != CURL_SOCKET_BAD)
+		s->fd = fd;
+	return fd;
+}
+
+static int on_close(void *arg, curl_socket_t fd)
+{
+	struct s3_client *s = arg;
+
+	if (s->fd == fd)
+		s->fd = CURL_SOCKET_BAD;
+	return close(fd);
+}
+
 /* Set up the handle for one attempt of @r. Returns 0 or -errno. */
 static int prepare(struct s3_client *s, struct req *r, const char *url, struct curl_slist **hdrs)
 {
@@ -294,6 +381,7 @@ static int prepare(struct s3_client *s, struct req *r, const char *url, struct c
 
 	curl_easy_reset(c);
 	r->curl = c;
+	r->s = s;
 	/* No "Expect:" removal header here: libcurl 7.88 would sign it. */
 	h = curl_slist_append(h, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
 	if (h && s->cfg.session_token[0]) {
@@ -334,6 +422,17 @@ static int prepare(struct s3_client *s, struct req *r, const char *url, struct c
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	if (r->announced_timeout) {
+		r->timeout_ms = s->cfg.timeout_ms;
+		clock_gettime(CLOCK_MONOTONIC, &r->t0);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	}
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, s);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s);
 	if (r->range)
 		curl_easy_setopt(c, CURLOPT_RANGE, r->range);
 	if (strcmp(r->method, "HEAD") == 0) {
@@ -356,6 +455,7 @@ static int prepare(struct s3_client *s, struct req *r, const char *url, struct c
 
 static void set_error(struct s3_client *s, const struct req *r, CURLcode rc, int attempts)
 {
+	const char *words;
 	char code[64];
 
 	if (rc != CURLE_OK) {
@@ -365,12 +465,12 @@ static void set_error(struct s3_client *s, const struct req *r, CURLcode rc, int
 		return;
 	}
 	xml_code(r->errbody, code, sizeof(code));
-	if (!code[0] && (r->status == 403 || r->status == 404)) /* HEAD: no body */
-		snprintf(code, sizeof(code), "%s",
-			 r->status == 403 ? "(access denied)" : "(no such bucket or key)");
-	snprintf(s->err, sizeof(s->err), "%s s3://%s/%s: HTTP %ld%s%s (%d attempt%s)", r->method,
-		 r->bucket, r->key ? r->key : "", r->status, code[0] ? " " : "", code, attempts,
-		 attempts == 1 ? "" : "s");
+	/* In words too (a HEAD's answer has no body, so no code). */
+	words = r->status == 403 ? "access denied" : r->status == 404 ? "no such bucket or key" : "";
+	snprintf(s->err, sizeof(s->err), "%s s3://%s/%s: HTTP %ld%s%s%s%s%s (%d attempt%s)",
+		 r->method, r->bucket, r->key ? r->key : "", r->status, code[0] ? " " : "", code,
+		 words[0] ? (code[0] ? ", " : " (") : "", words, words[0] && !code[0] ? ")" : "",
+		 attempts, attempts == 1 ? "" : "s");
 }
 
 /* Run @r with retries. Returns 0 for a 2xx answer, else -errno. */
@@ -396,7 +496,10 @@ static int perform(struct s3_client *s, struct req *r)
 		r->errlen = 0;
 		r->errbody[0] = '\0';
 		r->etag[0] = '\0';
+		r->total = UINT64_MAX;
 		r->overflow = false;
+		r->acked = false;
+		r->timed_out = false;
 		ret = prepare(s, r, url, &h);
 		if (ret)
 			return ret;
@@ -404,6 +507,8 @@ static int perform(struct s3_client *s, struct req *r)
 		curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &r->status);
 		curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL);
 		curl_slist_free_all(h);
+		if (r->timed_out)
+			rc = CURLE_OPERATION_TIMEDOUT;
 		if (rc == CURLE_OK && r->status >= 200 && r->status < 300) {
 			s->err[0] = '\0';
 			return 0;
@@ -469,6 +574,47 @@ int s3_get_range_if(struct s3_client *s, const char *bucket, const char *key, co
 			 key, len, off, r.out_len, r.status);
 		return -EIO;
 	}
+	return 0;
+}
+
+int s3_get_first(struct s3_client *s, const char *bucket, const char *key, void *buf,
+		 size_t cap, size_t *got, uint64_t *size, char etag[S3_ETAG_MAX])
+{
+	char range[64];
+	struct req r = { .method = "GET", .bucket = bucket, .key = key, .range = range,
+			 .out = buf, .out_cap = cap, .announced_timeout = true };
+	int ret;
+
+	if (cap == 0)
+		return -EINVAL;
+	snprintf(range, sizeof(range), "0-%zu", cap - 1);
+	ret = perform(s, &r);
+	if (ret == -ERANGE) {            /* an empty object has no byte 0 */
+		ret = s3_head(s, bucket, key, size, etag);
+		if (!ret && *size) {
+			snprintf(s->err, sizeof(s->err), "GET s3://%s/%s: refused byte 0 of "
+				 "%" PRIu64, bucket, key, *size);
+			return -EIO;
+		}
+		*got = 0;
+		return ret;
+	}
+	if (ret)
+		return ret;
+	if (r.status == 200)             /* the whole object, the range ignored */
+		r.total = r.out_len;
+	if (r.status != 206 && r.status != 200)
+		r.total = UINT64_MAX;
+	if (r.total == UINT64_MAX || r.out_len != (r.total < cap ? r.total : cap)) {
+		snprintf(s->err, sizeof(s->err), "GET s3://%s/%s: asked bytes 0-%zu, got %zu of "
+			 "an object of unknown or other size (HTTP %ld)", bucket, key, cap - 1,
+			 r.out_len, r.status);
+		return -EIO;
+	}
+	*got = r.out_len;
+	*size = r.total;
+	if (etag)
+		memcpy(etag, r.etag, S3_ETAG_MAX);
 	return 0;
 }
 

@@ -94,6 +94,17 @@ int s3_get_range(struct s3_client *s, const char *bucket, const char *key,
 int s3_get_range_if(struct s3_client *s, const char *bucket, const char *key,
 		    const char *etag, uint64_t off, void *buf, size_t len);
 
+/*
+ * s3_get_first - the start of an object in one GET, with what a HEAD
+ * would say, so that no HEAD is needed: up to @cap bytes from byte 0 into
+ * @buf (*@got of them: all of it when it is at most @cap), its whole size
+ * (*@size, from Content-Range) and its ETag (quotes kept; may be NULL).
+ * Read the rest with s3_get_range_if and that ETag, so that a replaced
+ * object is never mixed in. @cap > 0. Returns 0 or -errno as below.
+ */
+int s3_get_first(struct s3_client *s, const char *bucket, const char *key, void *buf,
+		 size_t cap, size_t *got, uint64_t *size, char etag[S3_ETAG_MAX]);
+
 /* s3_put - store @len bytes as the object (replacing it); @etag may be NULL. */
 int s3_put(struct s3_client *s, const char *bucket, const char *key,
 	   const void *buf, size_t len, char etag[S3_ETAG_MAX]);

@@ -6,8 +6,13 @@
 # forwards at most RATE bytes a second each way, to play a slow S3 server
 # in tests/unit/s3.c. Prints its port on the first line of stdout, then
 # one line "conn N" per connection accepted and, when one closes, "down B"
-# with the bytes it carried from the server. Runs until killed.
+# with the bytes it carried from the server; with $SLOWPROXY_REQS set, also
+# "req METHOD PATH" for each request line a client sent (the tests count
+# GETs and HEADs; few enough lines for the pipe the test reads at the end);
+# with $SLOWPROXY_REQ_DELAY, each request is held that many seconds.
+# Runs until killed.
 # Usage: slowproxy.py DELAY TARGET_PORT [RATE]
+import os
 import socket
 import sys
 import threading
@@ -17,13 +22,30 @@ import time
 out_mu = threading.Lock()
 
 
-def pump(src, dst, rate):
+REQ_DELAY = float(os.environ.get("SLOWPROXY_REQ_DELAY") or 0)
+METHODS = (b"GET ", b"HEAD ", b"PUT ", b"POST ", b"DELETE ")
+
+
+def note_requests(b):
+    n = 0
+    for line in b.split(b"\r\n"):
+        if line.startswith(METHODS) and line.endswith(b" HTTP/1.1"):
+            n += 1
+            with out_mu:
+                sys.stdout.write("req %s\n" % line[:-9].decode("latin-1"))
+                sys.stdout.flush()
+    return n
+
+
+def pump(src, dst, rate, reqs=False):
     n = 0
     try:
         while True:
             b = src.recv(65536)
             if not b:
                 break
+            if reqs and note_requests(b) and REQ_DELAY:
+                time.sleep(REQ_DELAY)
             if rate:
                 time.sleep(len(b) / rate)
             dst.sendall(b)
@@ -45,7 +67,8 @@ def serve(conn, delay, port, rate):
     except OSError:
         conn.close()
         return
-    threading.Thread(target=pump, args=(conn, up, rate), daemon=True).start()
+    reqs = bool(os.environ.get("SLOWPROXY_REQS")) or bool(REQ_DELAY)
+    threading.Thread(target=pump, args=(conn, up, rate, reqs), daemon=True).start()
     n = pump(up, conn, rate)
     with out_mu:
         sys.stdout.write("down %d\n" % n)

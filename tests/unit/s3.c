@@ -334,6 +334,64 @@ static void t_slow_server(void)
 	CHECK_EQ(proxy_stop(pid, fd), 1);
 }
 
+/*
+ * s3_get_first: an object's start with its size and ETag in one GET, the
+ * rest refused by If-Match once it is replaced; small GETs on a
+ * connection kept alive are not held back by a delayed ACK (radosgw sends
+ * a small body only once its headers are ACKed: 40 ms a GET before
+ * ack_headers); a silent server times a GET out as soon as a HEAD,
+ * whatever it asked for.
+ */
+static void t_get_first(void)
+{
+	struct s3_client *s = client(&cfg), *slow = NULL;
+	unsigned char data[3000], *back = malloc(16 * MiB);
+	char etag[S3_ETAG_MAX], etag2[S3_ETAG_MAX];
+	struct s3_config c = cfg;
+	uint64_t size = 0, t0;
+	size_t got = 0;
+	pid_t pid;
+	int fd, i;
+
+	CHECK(s && back);
+	if (!s || !back)
+		goto out;
+	test_fill_random(data, sizeof(data));
+	CHECK_EQ(s3_put(s, BUCKET, "gf/small", data, sizeof(data), etag), 0);
+	CHECK_EQ(s3_get_first(s, BUCKET, "gf/small", back, 16 * MiB, &got, &size, etag2), 0);
+	CHECK(got == sizeof(data) && size == sizeof(data) && !strcmp(etag, etag2));
+	CHECK(memcmp(back, data, sizeof(data)) == 0);
+	CHECK_EQ(s3_get_first(s, BUCKET, "gf/small", back, 100, &got, &size, etag2), 0);
+	CHECK(got == 100 && size == sizeof(data) && memcmp(back, data, 100) == 0);
+	CHECK_EQ(s3_get_range_if(s, BUCKET, "gf/small", etag2, 100, back, 200), 0);
+	data[0] ^= 1;
+	CHECK_EQ(s3_put(s, BUCKET, "gf/small", data, sizeof(data), NULL), 0);
+	CHECK_EQ(s3_get_range_if(s, BUCKET, "gf/small", etag2, 100, back, 200), -ESTALE);
+	CHECK_EQ(s3_get_first(s, BUCKET, "rt/empty", back, 100, &got, &size, NULL), 0);
+	CHECK(got == 0 && size == 0);
+	CHECK_EQ(s3_get_first(s, BUCKET, "gf/none", back, 100, &got, &size, NULL), -ENOENT);
+	t0 = util_now_ns();
+	for (i = 0; i < 20; i++)
+		CHECK_EQ(s3_get_first(s, BUCKET, "gf/small", back, 4096, &got, &size, NULL), 0);
+	CHECK(util_now_ns() - t0 < 400000000ull);   /* 20 delayed ACKs: 800 ms */
+
+	if (!proxy_endpoint(3.0, &c, &pid, &fd))
+		goto out;
+	c.timeout_ms = 400;
+	c.retries = 0;
+	slow = client(&c);
+	t0 = util_now_ns();
+	CHECK_EQ(s3_get_first(slow, BUCKET, "gf/small", back, 16 * MiB, &got, &size, NULL),
+		 -ETIMEDOUT);
+	CHECK(util_now_ns() - t0 < 2000000000ull);  /* not 400 ms + 256 s for 16 MiB */
+	CHECK(strstr(s3_last_error(slow), "Timeout") != NULL);
+	proxy_stop(pid, fd);
+out:
+	s3_client_free(slow);
+	s3_client_free(s);
+	free(back);
+}
+
 /* Run the command line @fmt...; its exit status (-1 if it did not exit). */
 static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...)
@@ -671,17 +729,20 @@ static void t_cli_range_reads(void)
 	uint64_t total, pages, down, listen_ns;
 	char env[256];
 	pid_t ppid, srv, con;
-	int fd, port;
+	int fd, port, heads;
 
 	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rr", pgckpt), 0);
 	total = image_bytes(s, "cli/rr", &pages);
 	CHECK(pages > 12 * MiB);
+	setenv("SLOWPROXY_REQS", "1", 1);
 	port = proxy_start(0, 0, &ppid, &fd);
+	unsetenv("SLOWPROXY_REQS");
 	CHECK_EQ(run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s restore s3://" BUCKET "/cli/rr "
 		     "rr.mem && cmp -s src.mem rr.mem", port, pgckpt), 0);
 	usleep(300 * 1000);
-	CHECK(proxy_stop_down(ppid, fd, &down) >= 2);   /* several GETs in flight */
+	CHECK(proxy_stop_reqs(ppid, fd, &down, "HEAD ", &heads) >= 2); /* GETs in flight */
 	CHECK(down >= total && down < total + 256 * 1024);
+	CHECK_EQ(heads, 1);   /* pages.img's; memfile.img and pagemap.img: one GET each */
 
 	port = proxy_start(0, 2 * MiB, &ppid, &fd);
 	snprintf(env, sizeof(env), "AWS_ENDPOINT_URL=http://127.0.0.1:%d", port);
@@ -696,6 +757,29 @@ static void t_cli_range_reads(void)
 	proxy_stop_down(ppid, fd, &down);
 	CHECK(down >= total && down < total + 256 * 1024);
 	s3_client_free(s);
+}
+
+/*
+ * memfile.img is fetched beside pagemap.img and pages.img's HEAD: through
+ * a proxy holding each request 0.3 s, inspect takes two request times,
+ * not three (memfile.img, pagemap.img, then pages.img's HEAD).
+ */
+static void t_cli_metadata_beside(void)
+{
+	uint64_t t0, dt;
+	pid_t ppid;
+	int fd, port, heads;
+
+	setenv("SLOWPROXY_REQ_DELAY", "0.3", 1);
+	port = proxy_start(0, 0, &ppid, &fd);
+	unsetenv("SLOWPROXY_REQ_DELAY");
+	t0 = util_now_ns();
+	CHECK_EQ(run("AWS_ENDPOINT_URL=http://127.0.0.1:%d %s inspect s3://" BUCKET "/cli/rr "
+		     ">/dev/null", port, pgckpt), 0);
+	dt = util_now_ns() - t0;
+	CHECK_EQ(proxy_stop_reqs(ppid, fd, NULL, "HEAD ", &heads), 2);
+	CHECK_EQ(heads, 1);
+	CHECK(dt >= 600000000ull && dt < 850000000ull);   /* one after the other: 900 ms */
 }
 
 /* The server gone in the middle of a lazy restore: exit 2, saying which GET, no hang. */
@@ -733,7 +817,7 @@ static void t_cli_replaced_while_read(void)
 	unsigned char *p = NULL;
 	pid_t ppid, pid;
 	int fd, port;
-	char cmd[1024];
+	char cmd[1400];
 
 	CHECK_EQ(run("%s save -c none src.mem s3://" BUCKET "/cli/rp", pgckpt), 0);
 	image_bytes(s, "cli/rp", &pages);
@@ -963,12 +1047,14 @@ int main(int argc, char **argv)
 		TEST_RUN(t_missing_bucket);
 		TEST_RUN(t_refused);
 		TEST_RUN(t_slow_server);
+		TEST_RUN(t_get_first);
 		TEST_RUN(t_cli_roundtrip);
 		TEST_RUN(t_cli_corrupt);
 		TEST_RUN(t_cli_errors);
 		TEST_RUN(t_cli_server_gone);
 		TEST_RUN(t_cli_lazy);
 		TEST_RUN(t_cli_range_reads);
+		TEST_RUN(t_cli_metadata_beside);
 		TEST_RUN(t_cli_lazy_server_gone);
 		TEST_RUN(t_cli_replaced_while_read);
 		TEST_RUN(t_cli_cache);

@@ -2,7 +2,8 @@
 /*
  * s3proxy.h - tests/s3/slowproxy.py from the S3 tests (tests/unit/s3.c):
  * a TCP proxy in front of radosgw that delays each connection, limits
- * the rate, and counts the connections and the bytes the server sent.
+ * the rate, and counts the connections, the bytes the server sent and
+ * the requests by method and path.
  */
 #ifndef PGC_S3PROXY_H
 #define PGC_S3PROXY_H
@@ -55,27 +56,48 @@ static inline int proxy_start_in(const char *src_dir, double delay, long rate, p
 /*
  * Stop the proxy; the number of connections it accepted. @down (may be
  * NULL) gets the bytes it carried from the server on connections closed
- * by then.
+ * by then; @nreq (may be NULL) the requests whose line starts with @req
+ * ("HEAD ", "GET /bucket/key", ...).
  */
-static inline int proxy_stop_down(pid_t pid, int fd, uint64_t *down)
+static inline int proxy_stop_reqs(pid_t pid, int fd, uint64_t *down, const char *req, int *nreq)
 {
-	char buf[8192];
-	ssize_t n, total = 0;
+	size_t total = 0, cap = 1 << 16;
+	char *buf = malloc(cap), *p, *nb;
 	int conns = 0;
+	ssize_t n;
 
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	while ((n = read(fd, buf + total, sizeof(buf) - 1 - (size_t)total)) > 0)
-		total += n;
-	buf[total] = '\0';
-	for (char *p = buf; (p = strstr(p, "conn ")); p++)
-		conns++;
+	while (buf && (n = read(fd, buf + total, cap - 1 - total)) > 0) {
+		total += (size_t)n;
+		if (cap - 1 - total < 4096 && (nb = realloc(buf, cap * 2)) != NULL) {
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	close(fd);
 	if (down)
 		*down = 0;
-	for (char *p = buf; down && (p = strstr(p, "down ")); p++)
-		*down += strtoull(p + 5, NULL, 10);
-	close(fd);
+	if (nreq)
+		*nreq = 0;
+	if (!buf)
+		return -1;
+	buf[total] = '\0';
+	for (p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, "conn ", 5) == 0)
+			conns++;
+		else if (down && strncmp(p, "down ", 5) == 0)
+			*down += strtoull(p + 5, NULL, 10);
+		else if (nreq && strncmp(p, "req ", 4) == 0 && strncmp(p + 4, req, strlen(req)) == 0)
+			(*nreq)++;
+	}
+	free(buf);
 	return conns;
+}
+
+static inline int proxy_stop_down(pid_t pid, int fd, uint64_t *down)
+{
+	return proxy_stop_reqs(pid, fd, down, NULL, NULL);
 }
 
 static inline int proxy_stop(pid_t pid, int fd)
