@@ -74,8 +74,15 @@ struct ld_ws {
 	pthread_mutex_t mu;             /* recording: rec, nrec */
 	uint32_t *rec;                  /* blocks in order of first demand */
 	uint32_t nrec;
+	uint64_t mem_pages;             /* pages of the memory the image restores */
+	_Atomic uint64_t *pseen;        /* recording: a bit per page first demanded */
+	uint64_t *prec;                 /* recording: pages in order of first demand (under mu) */
+	uint64_t nprec;
+	atomic_bool pages_by_faults;    /* a lazy server notes the exact pages it is asked for */
 	uint32_t *replay;               /* the working set loaded first, in order */
 	size_t nreplay;
+	uint64_t *rpages;               /* the replayed pages, in order (none: blocks only) */
+	size_t nrpages;
 	size_t replay_next;             /* under l->mu: first entry not yet started */
 };
 
