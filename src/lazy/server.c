@@ -320,6 +320,12 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		     uint64_t p0, uint64_t p1, unsigned char *act)
 {
 	uint64_t end = off + (p1 - p0) * PAGE, pos = off;
+	/*
+	 * SEEK_HOLE walks the file's pages up to the next hole, however far
+	 * past @end (0.3 ms in a loaded 256 MiB memfd): a short span asks
+	 * SEEK_DATA page by page instead, which answers at once on data.
+	 */
+	bool page_by_page = p1 - p0 <= PUSH_SLICE;
 
 	while (pos < end) {
 		off_t d = lseek(s->datafd, (off_t)pos, SEEK_DATA);
@@ -335,7 +341,7 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 				act[(q - off) / PAGE] = ACT_ZERO;
 		if (ds >= end)
 			break;
-		h = lseek(s->datafd, (off_t)ds, SEEK_HOLE);
+		h = page_by_page ? (off_t)(ds + PAGE) : lseek(s->datafd, (off_t)ds, SEEK_HOLE);
 		de = h < 0 || (uint64_t)h > end ? end : (uint64_t)h;
 		if (de <= ds)
 			de = ds + PAGE;
