@@ -42,6 +42,7 @@ struct ld_read {
 	int fd;                         /* pages.img of the image storing them */
 	uint64_t file_off, len;
 	bool fill;                      /* started by the fill, not a waiter */
+	bool ws;                        /* a block of the replayed working set */
 	uint8_t *buf;                   /* zstd: the stored bytes */
 	uint8_t *scratch;               /* raw: cancelled pages, each block its own */
 	struct iovec *iov;              /* destinations, block after block */
