@@ -299,7 +299,7 @@ static void *worker_main(void *arg)
 		 * a replayed working set, what they ask for next, is decoded
 		 * before at full priority (raising nice is one-way).
 		 */
-		if (!niced && !rd->ws) {
+		if (!niced && rd->fill && !rd->ws) {
 			util_thread_nice(l->fill_nice);
 			niced = true;
 		}
