@@ -71,6 +71,8 @@ static void pages_rank(struct merge_pages *mp)
 {
 	size_t i, m = 0;
 
+	if (!mp->n)
+		return;   /* blocks-only recordings: mp->e is NULL, which qsort may not take */
 	qsort(mp->e, mp->n, sizeof(*mp->e), cmp_key);
 	for (i = 0; i < mp->n; i++) {
 		if (m && mp->e[m - 1].key == mp->e[i].key) {
