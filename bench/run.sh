@@ -24,8 +24,9 @@
 #
 # env: B (build dir), RUNS (3), SIZES ("256M 1G"), QUICK=1 (one 64M file),
 # INC_RUNS (11: alternated runs, median, of the incremental rows),
-# LAZY=0 (skip bench/lazy.sh), DISK_DIR (lazy.sh's disk runs), S3=0 (skip
-# bench/s3.sh)
+# LAZY=0 (skip bench/lazy.sh), DISK_DIR (lazy.sh's disk runs: by default
+# $B/bench-disk when the build dir is on a disk, not tmpfs, and the page
+# cache can be dropped; DISK_DIR= for none), S3=0 (skip bench/s3.sh)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 B=${B:-build}
@@ -227,13 +228,31 @@ rm -rf "$dir"/h[012] "$dir"/c[012] "$dir/full" "$dir/target"
 # Lazy restore for another process (bench/lazy.sh, the same $runs runs):
 # first access, fault p50/p99, every page placed, and a fixed working set
 # touched without and with a recorded one; on disk too if DISK_DIR is set.
+# The disk rows are REAP's case (the image on disk, the page cache dropped
+# before each run): DISK_DIR, by default a directory in the build dir when
+# that is on a disk and /proc/sys/vm/drop_caches is writable.
 lazy_table="(not run: LAZY=0)"
+disk_note=""
+if [ -z "${DISK_DIR+set}" ]; then
+	if d=$("$top/bench/diskdir.sh" "$top/$B"); then
+		DISK_DIR=$d
+	else
+		disk_note=$d
+	fi
+elif [ -z "$DISK_DIR" ]; then
+	disk_note="no disk rows: DISK_DIR is empty"
+fi
 if [ "${LAZY:-1}" != 0 ]; then
 	lazy_size=256M
 	[ "${QUICK:-0}" != 1 ] || lazy_size=64M
-	lazy_table=$(B=$B RUNS=$runs SIZE=$lazy_size BENCH_DIR="$dir/lazy" "$top/bench/lazy.sh" |
-		sed -n '/^| handler/,$p')
+	[ -z "$disk_note" ] || echo "bench: lazy: $disk_note" >&2
+	[ -z "${DISK_DIR:-}" ] || mkdir -p "$DISK_DIR"
+	lazy_table=$(B=$B RUNS=$runs SIZE=$lazy_size BENCH_DIR="$dir/lazy" DISK_DIR="${DISK_DIR:-}" \
+		"$top/bench/lazy.sh" | sed -n '/^| handler/,$p')
 	echo "$lazy_table"
+	[ -z "$disk_note" ] || lazy_table="$lazy_table
+
+($disk_note.)"
 fi
 
 # Restores from S3 (bench/s3.sh starts and stops its own Ceph): eager
@@ -437,8 +456,11 @@ placed); "working set touched" is the time until the consumer has touched
 400 random pages of the last 24 MiB, the end the fill reaches last (fixed
 seed), without (hot) and with
 (hot+ws) a working set recorded by an earlier server (hot and hot+ws run
-3 x $runs times, in pairs); disk- rows (with
-DISK_DIR) read the image from disk after dropping the page cache.
+3 x $runs times, in pairs). The disk- rows (REAP's case) read the image
+from a directory on a disk (\`DISK_DIR\`, by default \`$B/bench-disk\` when
+the build directory is on a disk and the page cache can be dropped; else
+the rows are left out and the reason printed), the page cache dropped
+before each run.
 
 $lazy_table
 

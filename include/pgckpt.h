@@ -580,9 +580,9 @@ int pgc_load_stats(pgc_memfile *mf, struct pgc_load_stats *out);
 
 /*
  * pgc_load_ws_write - write the working set the load into @mf recorded so
- * far (opts.record_working_set): the blocks demanded through
- * pgc_map_internal or pgc_load_wait (not PGC_ACCESS_NOWAIT), in the order
- * first demanded, as a working-set file bound to the image (docs/format.md).
+ * far (opts.record_working_set): the blocks and the pages demanded through
+ * pgc_map_internal, pgc_load_wait (not PGC_ACCESS_NOWAIT) or
+ * pgc_load_ws_demand, in the order first demanded, as a working-set file bound to the image (docs/format.md).
  * Atomic: @path is replaced whole or not at all.
  * Returns 0; -EINVAL (no load, or it does not record); -ENODATA (nothing
  * demanded yet, nothing written); -ENOMEM; -errno (-ENOSPC, -EIO, ...).
@@ -591,12 +591,27 @@ int pgc_load_ws_write(pgc_memfile *mf, const char *path);
 
 /*
  * pgc_load_working_set - the working set the load into @mf replays
- * (opts.working_set), as memory-file ranges in its order, one per block
- * (from its first stored page to its last): the first @max go to @out.
+ * (opts.working_set), as memory-file ranges in its order: its recorded
+ * pages (consecutive ones in one range), or for a working set written
+ * before pages were recorded, one range per block (from its first stored
+ * page to its last): the first @max go to @out.
  * For a lazy server, which places them before they are demanded.
  * Returns the number of ranges (0: none replayed), or -EINVAL.
  */
 int pgc_load_working_set(pgc_memfile *mf, pgc_range *out, size_t max);
+
+/*
+ * pgc_load_ws_demand - a demand that the load into @mf cannot see for
+ * itself: the page at memory-file offset @off was asked for (a lazy
+ * server calls it for each page a consumer faults on). A load that
+ * records a working set notes that exact page; from the first call on,
+ * what pgc_map_internal maps counts as a demand of its blocks only, not of
+ * each of its pages (a server maps more around a fault than was asked
+ * for). @off UINT64_MAX notes nothing and only asks.
+ * Returns 1 (the load records a working set), 0 (it does not, or @mf has
+ * no load), or -EINVAL (@mf NULL).
+ */
+int pgc_load_ws_demand(pgc_memfile *mf, uint64_t off);
 
 /* Image summary for inspect. */
 struct pgc_image_info {

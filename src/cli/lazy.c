@@ -174,13 +174,13 @@ static int report(struct server *srv, struct session *s)
 	cli_human_bytes(st->bytes_prefetched, pf, sizeof(pf));
 	cli_error(CMD, NULL, "consumer %u: done: %s in %" PRIu64 " region(s), %s after %.1f ms; %"
 		  PRIu64 " faults (mean %.1f us, max %.1f ms), %s copied, %s zero-filled, %s pushed"
-		  " (%s from the working set)",
+		  " (%s from the working set), %" PRIu64 " push(es) cut short for a fault",
 		  s->id, tot, st->regions,
 		  st->ns_all_placed ? "all placed" : "consumer went away",
 		  ms(st->ns_all_placed ? st->ns_all_placed : st->ns_session),
 		  st->faults,
 		  st->faults ? (double)st->fault_ns_total / (double)st->faults / 1e3 : 0.0,
-		  ms(st->fault_ns_max), cp, zr, pu, pf);
+		  ms(st->fault_ns_max), cp, zr, pu, pf, st->push_yields);
 	return EXIT_OK;
 }
 

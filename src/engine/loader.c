@@ -131,8 +131,14 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 		int64_t wb = ld_ws_next_locked(l);
 
 		/* A replayed working set goes first, block by block, in its order. */
-		if (wb >= 0)
-			return ld_read_start_locked(l, (uint32_t)wb, (uint32_t)wb + 1, true);
+		if (wb >= 0) {
+			struct ld_read *rd = ld_read_start_locked(l, (uint32_t)wb, (uint32_t)wb + 1,
+								  true);
+
+			if (rd)
+				rd->ws = true;
+			return rd;
+		}
 		while (l->fill_next < l->img->nblocks && l->bstate[l->fill_next] != BLK_UNSTARTED)
 			l->fill_next++;
 		if (l->fill_next >= l->img->nblocks)
@@ -254,11 +260,10 @@ static void *worker_main(void *arg)
 	struct pgc_loader *l = arg;
 	struct ld_decoder *dec = NULL;
 	struct ld_read *rd;
+	bool niced = false;
 	int ret;
 
 	ret = ld_decoder_new(l, &dec);
-	/* The fill yields the CPU to the threads that wait for pages. */
-	util_thread_nice(l->fill_nice);
 	pthread_mutex_lock(&l->mu);
 	if (ret)
 		ld_fail_locked(l, ret);
@@ -289,6 +294,15 @@ static void *worker_main(void *arg)
 		}
 		if (!rd)
 			break;
+		/*
+		 * The fill yields the CPU to the threads that wait for pages;
+		 * a replayed working set, what they ask for next, is decoded
+		 * before at full priority (raising nice is one-way).
+		 */
+		if (!niced && rd->fill && !rd->ws) {
+			util_thread_nice(l->fill_nice);
+			niced = true;
+		}
 		ret = rd->err;
 		if (!ret && !l->error && dec) {
 			pthread_mutex_unlock(&l->mu);

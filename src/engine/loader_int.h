@@ -42,6 +42,7 @@ struct ld_read {
 	int fd;                         /* pages.img of the image storing them */
 	uint64_t file_off, len;
 	bool fill;                      /* started by the fill, not a waiter */
+	bool ws;                        /* a block of the replayed working set */
 	uint8_t *buf;                   /* zstd: the stored bytes */
 	uint8_t *scratch;               /* raw: cancelled pages, each block its own */
 	struct iovec *iov;              /* destinations, block after block */
@@ -74,8 +75,15 @@ struct ld_ws {
 	pthread_mutex_t mu;             /* recording: rec, nrec */
 	uint32_t *rec;                  /* blocks in order of first demand */
 	uint32_t nrec;
+	uint64_t mem_pages;             /* pages of the memory the image restores */
+	_Atomic uint64_t *pseen;        /* recording: a bit per page first demanded */
+	uint64_t *prec;                 /* recording: pages in order of first demand (under mu) */
+	uint64_t nprec;
+	atomic_bool pages_by_faults;    /* a lazy server notes the exact pages it is asked for */
 	uint32_t *replay;               /* the working set loaded first, in order */
 	size_t nreplay;
+	uint64_t *rpages;               /* the replayed pages, in order (none: blocks only) */
+	size_t nrpages;
 	size_t replay_next;             /* under l->mu: first entry not yet started */
 };
 

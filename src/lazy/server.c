@@ -40,6 +40,8 @@
 #define PUSH_WAIT_NS    200000  /* poll period while the push waits for the loader */
 #define PUSH_YIELD      3       /* place_span: a push stopped for a waiting fault */
 #define PUSH_SLICE      16      /* pages a push places between looks for a fault */
+#define WS_LOOKAHEAD    64       /* working-set ranges still loading a burst passes over */
+#define WS_WAIT_NS      20000000 /* the push waits at most this long for the working set's next span */
 
 enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
 
@@ -71,8 +73,10 @@ struct session {
 	bool push_waiting;   /* the next span of the push is still loading */
 	pgc_range *ws;       /* the load's working set, placed first (memory-file offsets) */
 	size_t nws;
-	size_t ws_i, ws_j;   /* its next range, and the region (index in r) being placed */
-	uint64_t ws_page;
+	size_t ws_i;         /* its first range not placed whole */
+	bool ws_burst;       /* placing it: no wake per span (push_ws wakes once) */
+	uint64_t record_until; /* recording window (lazy.record_ms): faults page by page, no push */
+	uint64_t ws_wait_since; /* the push waits for the working set's next span since (ns) */
 	uint64_t pages_total;
 	uint64_t pages_done;
 	unsigned char *act;  /* per-page actions of one span */
@@ -316,6 +320,12 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		     uint64_t p0, uint64_t p1, unsigned char *act)
 {
 	uint64_t end = off + (p1 - p0) * PAGE, pos = off;
+	/*
+	 * SEEK_HOLE walks the file's pages up to the next hole, however far
+	 * past @end (0.3 ms in a loaded 256 MiB memfd): a short span asks
+	 * SEEK_DATA page by page instead, which answers at once on data.
+	 */
+	bool page_by_page = p1 - p0 <= PUSH_SLICE;
 
 	while (pos < end) {
 		off_t d = lseek(s->datafd, (off_t)pos, SEEK_DATA);
@@ -331,7 +341,7 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
 				act[(q - off) / PAGE] = ACT_ZERO;
 		if (ds >= end)
 			break;
-		h = lseek(s->datafd, (off_t)ds, SEEK_HOLE);
+		h = page_by_page ? (off_t)(ds + PAGE) : lseek(s->datafd, (off_t)ds, SEEK_HOLE);
 		de = h < 0 || (uint64_t)h > end ? end : (uint64_t)h;
 		if (de <= ds)
 			de = ds + PAGE;
@@ -414,7 +424,7 @@ static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_
 		p = q;
 	}
 	/* The runs went in without waking anyone (DONTWAKE): one wake for the span. */
-	if (placed) {
+	if (placed && !s->ws_burst) {
 		struct uffdio_range w = { .start = rg->base + p0 * PAGE, .len = (p1 - p0) * PAGE };
 
 		(void)ioctl(s->uffd, UFFDIO_WAKE, &w);
@@ -461,6 +471,12 @@ static int serve_fault(struct session *s, uint64_t addr)
 	if (!rg)
 		return 0;   /* not one of the handed-off regions: not ours to serve */
 	p = (addr - rg->base) / PAGE;
+	/* A recording load notes this page itself, not the range mapped around it. */
+	(void)pgc_load_ws_demand(s->mf, rg->offset + p * PAGE);
+	if (s->record_until && util_now_ns() < s->record_until) {
+		/* Recording: each page the consumer touches faults, and is seen. */
+		return place_span(s, rg, p, p + 1, p, false);
+	}
 	span_around(rg, p, s->o.fault_bytes, &p0, &p1);
 	ret = place_span(s, rg, p0, p1, p, false);
 	if (!ret)
@@ -590,44 +606,83 @@ static int push_span(struct session *s, struct region *rg, uint64_t *page)
 }
 
 /*
- * One span of the load's working set (pgc_load_working_set), in its
- * order, into every region that maps it. Returns 0 (placed one span),
- * PUSH_END (all placed), PUSH_NOT_LOADED, PUSH_YIELD, or as place_span.
+ * The pages of the working-set range @w in @rg that are not placed yet,
+ * in spans of push_bytes; *@placed is set once one is. Returns 0 (all
+ * placed), PUSH_NOT_LOADED, PUSH_YIELD, or as place_span.
+ */
+static int push_ws_range(struct session *s, pgc_range w, struct region *rg, bool *placed)
+{
+	uint64_t lo = w.start > rg->offset ? w.start : rg->offset;
+	uint64_t hi = w.end < rg->offset + rg->size ? w.end : rg->offset + rg->size;
+	uint64_t p, p1, q0, q1, before;
+	int ret;
+
+	if (hi <= lo)
+		return 0;
+	p = (lo - rg->offset) / PAGE;
+	p1 = (hi - rg->offset) / PAGE;
+	while ((p = next_clear(rg->done, p, p1)) < p1) {
+		span_around(rg, p, s->o.push_bytes, &q0, &q1);
+		q1 = q1 < p1 ? q1 : p1;
+		before = s->st->bytes_copied + s->st->bytes_zeroed;
+		ret = place_span(s, rg, p, q1, UINT64_MAX, true);
+		s->st->bytes_prefetched += s->st->bytes_copied + s->st->bytes_zeroed - before;
+		if (s->st->bytes_copied + s->st->bytes_zeroed != before)
+			*placed = true;
+		if (ret)
+			return ret;
+		p = q1;
+	}
+	return 0;
+}
+
+/*
+ * The load's working set (pgc_load_working_set), in its order, into every
+ * region that maps it, in one burst: every range whose pages are loaded
+ * now (one still loading is passed over, not waited for, up to
+ * WS_LOOKAHEAD of them: the loader reads them in this order), each placed
+ * without a wake (nobody waits for them: a fault on one arrives as a
+ * message and is served), then one wake per region. Returns 0 (placed
+ * some), PUSH_END (all placed), PUSH_NOT_LOADED (none loaded yet),
+ * PUSH_YIELD, or as place_span.
  */
 static int push_ws(struct session *s)
 {
-	while (s->ws_i < s->nws) {
-		pgc_range w = s->ws[s->ws_i];
-		struct region *rg;
-		uint64_t lo, hi, p, p1, q0, q1, before;
-		int ret;
+	bool placed = false, pending = false;
+	size_t i, j, skipped = 0;
+	int ret = 0;
 
-		if (s->ws_j >= s->nr) {
-			s->ws_i++;
-			s->ws_j = 0;
-			s->ws_page = 0;
-			continue;
+	s->ws_burst = true;
+	for (i = s->ws_i; i < s->nws && !ret && skipped < WS_LOOKAHEAD; i++) {
+		bool before = placed;
+
+		for (j = 0; j < s->nr && !ret; j++) {
+			ret = push_ws_range(s, s->ws[i], &s->r[j], &placed);
+			if (ret == PUSH_NOT_LOADED) {
+				pending = true;
+				skipped++;
+				ret = 0;
+			}
 		}
-		rg = &s->r[s->ws_j];
-		lo = w.start > rg->offset ? w.start : rg->offset;
-		hi = w.end < rg->offset + rg->size ? w.end : rg->offset + rg->size;
-		p1 = hi > lo ? (hi - rg->offset) / PAGE : 0;
-		p = hi > lo ? (lo - rg->offset) / PAGE : 0;
-		p = next_clear(rg->done, p > s->ws_page ? p : s->ws_page, p1);
-		if (p >= p1) {
-			s->ws_j++;
-			s->ws_page = 0;
-			continue;
+		if (!ret && !pending)
+			s->ws_i = i + 1;   /* everything up to here is placed */
+		/* A fault goes first: look for one after each range placed. */
+		if (!ret && placed != before && i + 1 < s->nws && msg_waiting(s)) {
+			s->st->push_yields++;
+			ret = PUSH_YIELD;
 		}
-		span_around(rg, p, s->o.push_bytes, &q0, &q1);
-		before = s->st->bytes_copied + s->st->bytes_zeroed;
-		ret = place_span(s, rg, p, q1 < p1 ? q1 : p1, UINT64_MAX, true);
-		s->st->bytes_prefetched += s->st->bytes_copied + s->st->bytes_zeroed - before;
-		if (!ret)
-			s->ws_page = q1 < p1 ? q1 : p1;
-		return ret;
 	}
-	return PUSH_END;
+	s->ws_burst = false;
+	for (j = 0; placed && j < s->nr; j++) {
+		struct uffdio_range w = { .start = s->r[j].base, .len = s->r[j].size };
+
+		(void)ioctl(s->uffd, UFFDIO_WAKE, &w);
+	}
+	if (ret)
+		return ret;
+	if (placed)
+		return 0;
+	return s->ws_i < s->nws ? PUSH_NOT_LOADED : PUSH_END;
 }
 
 /*
@@ -642,8 +697,25 @@ static int push_step(struct session *s)
 
 	s->push_waiting = false;
 	ret = push_ws(s);
-	if (ret != PUSH_END && ret != PUSH_NOT_LOADED)
+	if (ret != PUSH_END && ret != PUSH_NOT_LOADED) {
+		s->ws_wait_since = 0;
 		return ret == PUSH_YIELD ? 0 : ret;
+	}
+	/*
+	 * The loader reads the working set first, in this order: its next
+	 * pages come soon, and pushing others meanwhile would only take the
+	 * CPU from their decode. Waiting is bounded, in case they do not.
+	 */
+	if (ret == PUSH_NOT_LOADED) {
+		uint64_t now = util_now_ns();
+
+		if (!s->ws_wait_since)
+			s->ws_wait_since = now;
+		if (now - s->ws_wait_since < WS_WAIT_NS) {
+			s->push_waiting = true;
+			return 0;
+		}
+	}
 	while (s->near_left) {
 		ret = push_span(s, s->near, &s->near_page);
 		if (ret == PUSH_END || ret == PUSH_NOT_LOADED) {
@@ -700,7 +772,12 @@ static int serve_loop(struct session *s)
 		struct pollfd pfd[3];
 		struct timespec wait = { 0, 0 }, *tmo = NULL;
 		int np = 0, icancel = 0, ipid = 0, timeout, ret;
-		bool push_left = !s->o.no_push && s->push_i < s->nr;
+		uint64_t now = s->record_until ? util_now_ns() : 0;
+		bool push_left;
+
+		if (now >= s->record_until)
+			s->record_until = 0;   /* the recording window is over: push as usual */
+		push_left = !s->o.no_push && !s->record_until && s->push_i < s->nr;
 
 		if (s->nstalled) {
 			ret = retry_stalled(s);
@@ -721,6 +798,10 @@ static int serve_loop(struct session *s)
 			tmo = &wait;
 		} else if (timeout >= 0) {
 			wait.tv_nsec = (long)timeout * 1000000;
+			tmo = &wait;
+		} else if (s->record_until) {
+			wait.tv_sec = (time_t)((s->record_until - now) / 1000000000);
+			wait.tv_nsec = (long)((s->record_until - now) % 1000000000);
 			tmo = &wait;
 		}
 		pfd[np++] = (struct pollfd){ .fd = s->uffd, .events = POLLIN };
@@ -845,6 +926,8 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 	s->datafd = open_datafd(mf, &s->own_datafd);
 	if (!s->o.no_push)
 		load_ws(s);
+	if (pgc_load_ws_demand(mf, UINT64_MAX) == 1 && opt_env_int(OPT_LAZY_RECORD_MS) > 0)
+		s->record_until = s->t0 + (uint64_t)opt_env_int(OPT_LAZY_RECORD_MS) * 1000000;
 	ret = serve_loop(s);
 	if (ret == -ESRCH) {
 		stats->consumer_gone = true;

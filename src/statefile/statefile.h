@@ -322,6 +322,46 @@ void sf_writer_abort(struct sf_writer *w);
 
 /* ---- working sets (ws.c) ---------------------------------------------- */
 
+/* A working set: blocks in the order first demanded, and the pages (may be none). */
+struct sf_ws {
+	uint32_t *blocks;        /* distinct block numbers */
+	size_t n;
+	uint64_t *pages;         /* distinct page numbers (memory-file offset / 4096) */
+	size_t npages;
+};
+
+/* The pages of memory @img restores: what a working set's page numbers are below. */
+static inline uint64_t sf_ws_mem_pages(const struct sf_image *img)
+{
+	return (img->logical_size + 4095) / 4096;
+}
+
+/* The mem_pages of the block-only calls: any page number a file holds passes. */
+#define SF_WS_ANY_PAGES (UINT64_MAX / 4096)
+
+/*
+ * sf_ws_write_set - write @ws (at least one block; pages each below
+ * @mem_pages) as the working-set file @path, like sf_ws_write.
+ * Returns as sf_ws_write (-EINVAL also for a page out of range or repeated).
+ */
+int sf_ws_write_set(const char *path, uint64_t image_id, uint64_t nblocks, uint64_t mem_pages,
+		    const struct sf_ws *ws);
+
+/*
+ * sf_ws_decode_set - sf_ws_decode with the pages: each must be below
+ * @mem_pages and none repeated (else -PGC_ECORRUPT). *@ws is zeroed on
+ * error, else holds malloc'd arrays (sf_ws_free).
+ */
+int sf_ws_decode_set(const uint8_t *p, size_t len, uint64_t image_id, uint64_t nblocks,
+		     uint64_t mem_pages, struct sf_ws *ws);
+
+/* sf_ws_read_set - sf_ws_read with the pages, as sf_ws_decode_set. */
+int sf_ws_read_set(const char *path, uint64_t image_id, uint64_t nblocks, uint64_t mem_pages,
+		   struct sf_ws *ws);
+
+/* sf_ws_free - free @ws's arrays and zero it. */
+void sf_ws_free(struct sf_ws *ws);
+
 /*
  * sf_ws_write - write the working-set file @path: @n distinct block
  * numbers (each < @nblocks) of the image whose id is @image_id, in order.
@@ -336,7 +376,8 @@ int sf_ws_write(const char *path, uint64_t image_id, uint64_t nblocks,
 /*
  * sf_ws_decode - parse the working-set file in the @len bytes at @p for
  * the image @image_id of @nblocks blocks; *@blocks (malloc'd) and *@n get
- * its blocks in order. Never reads outside @p.
+ * its blocks in order (the pages of a page-granular file are checked,
+ * then dropped). Never reads outside @p.
  * Returns 0; -PGC_EFOREIGN (not a working-set file), -ESTALE (one of
  * another image), -ENODATA (no block, or an empty file), -PGC_ECORRUPT, -PGC_ECHECKSUM,
  * -PGC_ETRUNCATED, or -ENOMEM.

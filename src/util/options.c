@@ -89,6 +89,13 @@ static const struct opt_desc opts[OPT_COUNT] = {
 		.def = 1000, .min = -1, .max = INT_MAX,
 		.doc = "wait for a consumer's handoff message; -1: forever",
 	},
+	[OPT_LAZY_RECORD_MS] = {
+		.name = "lazy.record_ms", .env = "PGCKPT_WS_RECORD_MS",
+		.def = 250, .min = 0, .max = 60000,
+		.doc = "a recording session serves faults page by page without a push for "
+		       "this long after the handoff, so that every page the consumer touches "
+		       "is seen; 0: no such window",
+	},
 };
 
 static const struct hook_desc hooks[HOOK_COUNT] = {

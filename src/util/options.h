@@ -30,6 +30,7 @@ enum opt_id {
 	OPT_LAZY_PUSH_BYTES,
 	OPT_LAZY_ACCEPT_TIMEOUT_MS,
 	OPT_LAZY_HANDSHAKE_TIMEOUT_MS,
+	OPT_LAZY_RECORD_MS,           /* $PGCKPT_WS_RECORD_MS: page-exact recording window */
 	OPT_COUNT
 };
 

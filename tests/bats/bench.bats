@@ -71,3 +71,34 @@ PY
 	run pgckpt bench --dir "$PWD" missing
 	assert_failure 2
 }
+
+@test "bench/diskdir.sh: disk rows by default on a disk, a reason on tmpfs or without drop_caches" {
+	top="$BATS_TEST_DIRNAME/../.."
+	mkdir disk
+	if [ "$(stat -f -c %T disk)" = tmpfs ]; then
+		skip "the test directory is on tmpfs"
+	fi
+	touch drop
+	DROP_CACHES="$PWD/drop" run "$top/bench/diskdir.sh" "$PWD/disk"
+	assert_success
+	assert_output "$PWD/disk/bench-disk"
+	DROP_CACHES="$PWD/missing" run "$top/bench/diskdir.sh" "$PWD/disk"
+	assert_failure 1
+	assert_output "no disk rows: $PWD/missing is not writable (needs root)"
+	DROP_CACHES="$PWD/drop" run "$top/bench/diskdir.sh" /dev/shm
+	assert_failure 1
+	assert_output "no disk rows: /dev/shm is on tmpfs (set DISK_DIR to a directory on a disk)"
+}
+
+@test "bench/lazy.sh with DISK_DIR: disk rows, verified, and the disk ratio" {
+	top="$BATS_TEST_DIRNAME/../.."
+	mkdir disk
+	B="$PGCKPT_BUILD" RUNS=1 HOT_RUNS=1 SIZE=8M HOT_BYTES=2M HOT_PAGES=50 RANDOM_PAGES=50 \
+		BENCH_DIR="$PWD/shm" DISK_DIR="$PWD/disk" run "$top/bench/lazy.sh"
+	assert_success
+	assert_output --partial "| disk-hot |"
+	assert_output --partial "| disk-hot+ws |"
+	assert_output --regexp "working set with/without <= 0.35: [0-9.]+ \(disk: [0-9.]+\)"
+	run ls disk
+	assert_output ""
+}

@@ -475,10 +475,10 @@ static void test_push_slices(void)
 /*
  * One lazy session of a load of "img" (recording or replaying @ws): the
  * consumer touches the @n @pages (offsets), then every page, every byte
- * checked. A recording session does not push: every page read is demanded.
+ * checked; @no_push for the server.
  */
-static void ws_session(const char *ws, bool record, const uint64_t *pages, size_t n,
-		       struct pgc_lazy_stats *st)
+static void ws_session(const char *ws, bool record, bool no_push, const uint64_t *pages,
+		       size_t n, struct pgc_lazy_stats *st)
 {
 	struct server sv = { 0 };
 	struct pgc_lazy_region reg;
@@ -494,7 +494,7 @@ static void ws_session(const char *ws, bool record, const uint64_t *pages, size_
 	lo.record_working_set = record;
 	CHECK_EQ(pgc_load(mf, "img", &lo), 0);
 	pgc_lazy_serve_opts_init(&sv.o);
-	sv.o.no_push = record;   /* recording: every page read is a fault, so a demand */
+	sv.o.no_push = no_push;
 	server_start(&sv, mf);
 	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(mem != MAP_FAILED);
@@ -575,16 +575,55 @@ static void test_working_set(void)
 
 	for (i = 0; i < 6; i++)
 		in[i] = stored_page((SIZE / 6) * i, SIZE / 6 / PAGE);
-	ws_session("ws", true, in, 6, &st);
+	ws_session("ws", true, true, in, 6, &st);   /* no push: every page read is demanded */
 	CHECK_EQ(st.bytes_prefetched, 0);
 	ws_check_order(in, 6);
 	for (i = 0; i < 12; i++)
 		mixed[i] = i % 2 ? in[i / 2] : test_rand_below(SIZE / PAGE) * PAGE;
-	ws_session("ws", false, mixed, 12, &st);
+	ws_session("ws", false, false, mixed, 12, &st);
 	printf("  working set: %.1f MiB placed before any fault asked\n",
 	       st.bytes_prefetched / (double)MIB);
 	CHECK(st.bytes_prefetched > 0);
 	CHECK_EQ(st.bytes_copied + st.bytes_zeroed, SIZE);
+	unlink("ws");
+}
+
+/*
+ * A recording session, push on: for its first lazy.record_ms it serves
+ * each fault alone and pushes nothing, so every page the consumer touches
+ * is a fault and is recorded, in order, the page right after a touched one
+ * too (a 64 KiB fault span or the push would have placed it unasked).
+ * The replay hands exactly those pages to the server, and places them.
+ */
+static void test_record_window(void)
+{
+	uint64_t pages[12];
+	struct pgc_lazy_stats st;
+	pgc_memfile *mf;
+	struct pgc_load_opts lo;
+	pgc_range r[8];
+	size_t i;
+	int n;
+
+	for (i = 0; i < 6; i++) {
+		pages[2 * i] = (SIZE / 6 / PAGE * i + test_rand_below(SIZE / 6 / PAGE - 1)) * PAGE;
+		pages[2 * i + 1] = pages[2 * i] + PAGE;
+	}
+	ws_session("ws", true, false, pages, 12, &st);
+	mf = memgen_memfile();
+	pgc_load_opts_init(&lo);
+	lo.background = true;
+	lo.working_set = "ws";
+	CHECK_EQ(pgc_load(mf, "img", &lo), 0);
+	n = pgc_load_working_set(mf, r, 8);
+	CHECK(n >= 6);
+	for (i = 0; i < 6 && n >= 6; i++)
+		CHECK(r[i].start == whole.start + pages[2 * i] &&
+		      r[i].end == whole.start + pages[2 * i] + 2 * PAGE);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+	ws_session("ws", false, false, pages, 12, &st);
+	CHECK(st.bytes_prefetched >= 12 * PAGE);
 	unlink("ws");
 }
 
@@ -1153,6 +1192,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_fault_during_push);
 	TEST_RUN(test_push_slices);
 	TEST_RUN(test_working_set);
+	TEST_RUN(test_record_window);
 	TEST_RUN(test_naive_and_remove);
 	TEST_RUN(test_two_regions_early_close);
 	TEST_RUN(test_two_consumers);
