@@ -62,9 +62,10 @@ static const struct opt_desc opts[OPT_COUNT] = {
 	},
 	[OPT_LOAD_FILL_NICE] = {
 		.name = "load.fill_nice", .env = "PGCKPT_FILL_NICE",
-		.def = 10, .min = 0, .max = 19,
+		.def = 20, .min = 0, .max = 20,
 		.doc = "nice value of a background load's decode workers, so that the "
-		       "threads that wait for pages get the CPU first; 0: the caller's",
+		       "threads that wait for pages get the CPU first; 0: the caller's; "
+		       "20: the idle class (SCHED_IDLE)",
 	},
 	[OPT_LAZY_FAULT_BYTES] = {
 		.name = "lazy.fault_bytes", .field = "pgc_lazy_serve_opts.fault_bytes",

@@ -11,6 +11,7 @@
  * at a lower priority than the threads waiting for it (util_thread_nice).
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -40,6 +41,12 @@ void util_thread_nice(int inc)
 
 	if (inc <= 0)
 		return;
+	if (inc >= UTIL_NICE_IDLE) {
+		struct sched_param sp = { 0 };
+
+		(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+		return;
+	}
 	errno = 0;
 	cur = getpriority(PRIO_PROCESS, (id_t)gettid());
 	if (cur == -1 && errno)

@@ -29,9 +29,12 @@ int util_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 
 /*
  * util_thread_nice - lower the calling thread's priority by @inc nice
- * steps (Linux: nice is per thread); 0 leaves it. Best effort: raising a
- * nice value needs no privilege, and failing only costs latency.
+ * steps (Linux: nice is per thread); 0 leaves it, and UTIL_NICE_IDLE or
+ * more puts it in the idle class (SCHED_IDLE: it runs on CPU time no
+ * other thread wants, and any other thread's wakeup preempts it). Best
+ * effort: neither needs privilege, and failing only costs latency.
  */
+#define UTIL_NICE_IDLE 20
 void util_thread_nice(int inc);
 
 /* util_now_ns - CLOCK_MONOTONIC in nanoseconds. */

@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -698,11 +699,29 @@ static int threads_at_nice(int nice)
 	return n;
 }
 
+/* How many of this process's threads are in the idle class (SCHED_IDLE). */
+static int threads_idle(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)) != NULL) {
+		long tid = strtol(e->d_name, NULL, 10);
+
+		if (tid > 0 && sched_getscheduler((pid_t)tid) == SCHED_IDLE)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 /*
- * A background load's decode workers run $PGCKPT_FILL_NICE (default 10)
- * nice steps below the caller, so that waiting threads get the CPU
- * first; 0 leaves them at the caller's. (Workers are alive: block 0
- * decodes 300 ms late.)
+ * A background load's decode workers run in the idle class by default
+ * ($PGCKPT_FILL_NICE 20), or $PGCKPT_FILL_NICE nice steps below the
+ * caller, so that waiting threads get the CPU first; 0 leaves them at
+ * the caller's. (Workers are alive: block 0 decodes 300 ms late.)
  */
 static void test_fill_workers_nice(void)
 {
@@ -724,11 +743,21 @@ static void test_fill_workers_nice(void)
 	CHECK_EQ(pgc_load_await(mf), 0);
 	pgc_memfile_destroy(mf);
 
+	unsetenv("PGCKPT_FILL_NICE");
+	mf = load_bg_jobs("img", 4, 2, &ret);
+	CHECK_EQ(ret, 0);
+	usleep(50 * 1000);
+	CHECK_EQ(threads_idle(), 2);
+	CHECK(sched_getscheduler(0) != SCHED_IDLE);
+	CHECK_EQ(pgc_load_await(mf), 0);
+	pgc_memfile_destroy(mf);
+
 	setenv("PGCKPT_FILL_NICE", "0", 1);
 	mf = load_bg_jobs("img", 4, 2, &ret);
 	CHECK_EQ(ret, 0);
 	usleep(50 * 1000);
 	CHECK_EQ(threads_at_nice(base + 7), 0);
+	CHECK_EQ(threads_idle(), 0);
 	CHECK_EQ(pgc_load_await(mf), 0);
 	pgc_memfile_destroy(mf);
 	unsetenv("PGCKPT_FILL_NICE");
