@@ -427,8 +427,8 @@ one block at a time; that extra decoding is most of its extra time.
 4 KiB \`pgc_map_internal\` + read accesses made one after another while
 the load runs ("waited" of them had to wait for their block; the others
 found it loaded). A waiting access decodes its block itself, only as far
-as its page, and the fill's decode workers run at nice 10
-(\`\$PGCKPT_FILL_NICE\`; docs/design.md, "Waiting"); the accessing thread
+as its page, and the fill's decode workers run in the idle class,
+SCHED_IDLE (\`\$PGCKPT_FILL_NICE\`; docs/design.md, "Waiting"); the accessing thread
 spins through its accesses, so "all loaded" is the fill on what CPU that
 thread leaves.
 
