@@ -30,7 +30,7 @@
  * kernel access to a missing page (read(2) into the memory, KVM) fails
  * with EFAULT instead of waiting.
  */
-static int uffd_open(void)
+int lazy_uffd_open(void)
 {
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 
@@ -44,7 +44,7 @@ static int uffd_create(void)
 	struct uffdio_api api = { .api = UFFD_API };
 	int fd, ret;
 
-	fd = uffd_open();
+	fd = lazy_uffd_open();
 	if (fd < 0)
 		return fd;
 	/* Ask what is there, then enable REMOVE events if the kernel has them. */
@@ -53,7 +53,7 @@ static int uffd_create(void)
 		goto fail;
 	}
 	close(fd);
-	fd = uffd_open();
+	fd = lazy_uffd_open();
 	if (fd < 0)
 		return fd;
 	api.features &= UFFD_FEATURE_EVENT_REMOVE;

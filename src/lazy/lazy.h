@@ -87,6 +87,13 @@ int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, enum pgc_laz
 			    char *buf, size_t size);
 
 /*
+ * lazy_uffd_open - a userfaultfd (O_CLOEXEC | O_NONBLOCK), user-mode-only
+ * when the process lacks the privilege to handle kernel-mode faults (the
+ * kind pgc_lazy_attach hands over). Returns the fd or -errno.
+ */
+int lazy_uffd_open(void);
+
+/*
  * pgc_lazy_attach_form - pgc_lazy_attach (pgckpt.h), sending the handoff
  * in the form @form; for tests and the example consumer, which show that
  * the server takes every form. Returns what pgc_lazy_attach returns.

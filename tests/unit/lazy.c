@@ -287,23 +287,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-
-/* A userfaultfd, user-mode-only without the privilege, as pgc_lazy_attach makes. */
-static int uffd_open(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	if (fd < 0 && errno == EPERM)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	return fd;
-}
-
 static bool uffd_available(void)
 {
-	int fd = uffd_open();
+	int fd = lazy_uffd_open();
 
 	if (fd < 0)
 		return false;
@@ -886,7 +872,7 @@ static void test_bad_handoff(void)
 	pgc_memfile *mf = load_bg("img", 8);
 	struct pgc_lazy_serve_opts o;
 	char ok[256], out[256];
-	int uffd = uffd_open();
+	int uffd = lazy_uffd_open();
 	int lfd;
 
 	snprintf(ok, sizeof(ok),
