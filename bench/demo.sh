@@ -20,12 +20,8 @@
 # the end. env: B (build dir), SIZE (256M), RECORDS (400000)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-B=${B:-build}
-case $B in /*) bdir=$B ;; *) bdir=$top/$B ;; esac
-bin="$bdir/pgckpt"
-mkmem="$bdir/bench/mkmem"
+. "$top/bench/paths.sh"
 kv="$bdir/examples/kvstore"
-consumer="$bdir/examples/lazy_consumer"
 dir=${DEMO_DIR:-/dev/shm/pgckpt-demo}
 size=${SIZE:-256M}
 records=${RECORDS:-400000}

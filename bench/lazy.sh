@@ -38,11 +38,7 @@
 # (/dev/shm/pgckpt-lazy-bench), DISK_DIR (unset: no disk runs)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-B=${B:-build}
-case $B in /*) bdir=$B ;; *) bdir=$top/$B ;; esac
-bin="$bdir/pgckpt"
-consumer="$bdir/examples/lazy_consumer"
-mkmem="$bdir/bench/mkmem"
+. "$top/bench/paths.sh"
 dir=${BENCH_DIR:-/dev/shm/pgckpt-lazy-bench}
 runs=${RUNS:-5}
 hot_runs=${HOT_RUNS:-$((3 * runs))}

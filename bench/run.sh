@@ -29,10 +29,8 @@
 # cache can be dropped; DISK_DIR= for none), S3=0 (skip bench/s3.sh)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-B=${B:-build}
-bin="$top/$B/pgckpt"
-probe="$top/$B/bench/memprobe"
-mkmem="$top/$B/bench/mkmem"
+. "$top/bench/paths.sh"
+probe="$bdir/bench/memprobe"
 dir=${BENCH_DIR:-/dev/shm/pgckpt-bench}
 runs=${RUNS:-3}
 inc_runs=${INC_RUNS:-11}
@@ -234,7 +232,7 @@ rm -rf "$dir"/h[012] "$dir"/c[012] "$dir/full" "$dir/target"
 lazy_table="(not run: LAZY=0)"
 disk_note=""
 if [ -z "${DISK_DIR+set}" ]; then
-	if d=$("$top/bench/diskdir.sh" "$top/$B"); then
+	if d=$("$top/bench/diskdir.sh" "$bdir"); then
 		DISK_DIR=$d
 	else
 		disk_note=$d

@@ -22,11 +22,7 @@
 # under /tmp, BlueStore wants O_DIRECT)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-B=${B:-build}
-case $B in /*) bdir=$B ;; *) bdir=$top/$B ;; esac
-bin="$bdir/pgckpt"
-consumer="$bdir/examples/lazy_consumer"
-mkmem="$bdir/bench/mkmem"
+. "$top/bench/paths.sh"
 runs=${RUNS:-3}
 size=${SIZE:-256M}
 nrand=${RANDOM_PAGES:-1000}
