@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -680,27 +681,18 @@ out:
 	end_and_check(w.mf);
 }
 
-/* How many of this process's threads run at nice value @nice. */
-static int threads_at_nice(int nice)
+/* A thread's nice value, or INT_MIN if it cannot be read. */
+static int thread_nice(pid_t tid)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
+	int n;
 
-	while (d && (e = readdir(d)) != NULL) {
-		long tid = strtol(e->d_name, NULL, 10);
-
-		errno = 0;
-		if (tid > 0 && getpriority(PRIO_PROCESS, (id_t)tid) == nice && !errno)
-			n++;
-	}
-	if (d)
-		closedir(d);
-	return n;
+	errno = 0;
+	n = getpriority(PRIO_PROCESS, (id_t)tid);
+	return errno ? INT_MIN : n;
 }
 
-/* How many of this process's threads are in the idle class (SCHED_IDLE). */
-static int threads_idle(void)
+/* How many of this process's threads have @prop(tid) == @want. */
+static int threads_with(int (*prop)(pid_t), int want)
 {
 	DIR *d = opendir("/proc/self/task");
 	struct dirent *e;
@@ -709,7 +701,7 @@ static int threads_idle(void)
 	while (d && (e = readdir(d)) != NULL) {
 		long tid = strtol(e->d_name, NULL, 10);
 
-		if (tid > 0 && sched_getscheduler((pid_t)tid) == SCHED_IDLE)
+		if (tid > 0 && prop((pid_t)tid) == want)
 			n++;
 	}
 	if (d)
@@ -738,7 +730,7 @@ static void test_fill_workers_nice(void)
 	mf = load_bg_jobs("img", 4, 2, &ret);
 	CHECK_EQ(ret, 0);
 	usleep(50 * 1000);
-	CHECK_EQ(threads_at_nice(base + 7), 2);
+	CHECK_EQ(threads_with(thread_nice, base + 7), 2);
 	CHECK_EQ(getpriority(PRIO_PROCESS, (id_t)gettid()), base);
 	CHECK_EQ(pgc_load_await(mf), 0);
 	pgc_memfile_destroy(mf);
@@ -747,7 +739,7 @@ static void test_fill_workers_nice(void)
 	mf = load_bg_jobs("img", 4, 2, &ret);
 	CHECK_EQ(ret, 0);
 	usleep(50 * 1000);
-	CHECK_EQ(threads_idle(), 2);
+	CHECK_EQ(threads_with(sched_getscheduler, SCHED_IDLE), 2);
 	CHECK(sched_getscheduler(0) != SCHED_IDLE);
 	CHECK_EQ(pgc_load_await(mf), 0);
 	pgc_memfile_destroy(mf);
@@ -756,8 +748,8 @@ static void test_fill_workers_nice(void)
 	mf = load_bg_jobs("img", 4, 2, &ret);
 	CHECK_EQ(ret, 0);
 	usleep(50 * 1000);
-	CHECK_EQ(threads_at_nice(base + 7), 0);
-	CHECK_EQ(threads_idle(), 0);
+	CHECK_EQ(threads_with(thread_nice, base + 7), 0);
+	CHECK_EQ(threads_with(sched_getscheduler, SCHED_IDLE), 0);
 	CHECK_EQ(pgc_load_await(mf), 0);
 	pgc_memfile_destroy(mf);
 	unsetenv("PGCKPT_FILL_NICE");
