@@ -287,6 +287,23 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * A consumer's memory for the whole test file (SIZE bytes at whole.start),
+ * mapped and handed to the server at SOCK: the uffd, or < 0 (checked).
+ */
+static int attach_whole(unsigned char **mem)
+{
+	struct pgc_lazy_region reg;
+	int uffd;
+
+	*mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(*mem != MAP_FAILED);
+	reg = (struct pgc_lazy_region){ *mem, SIZE, whole.start };
+	uffd = pgc_lazy_attach(SOCK, &reg, 1);
+	CHECK(uffd >= 0);
+	return uffd;
+}
+
 static bool uffd_available(void)
 {
 	int fd = lazy_uffd_open();
@@ -300,7 +317,6 @@ static bool uffd_available(void)
 static void test_lazy_restore(void)
 {
 	struct server sv = { 0 };
-	struct pgc_lazy_region reg;
 	struct pgc_load_stats ls;
 	uint64_t pages = SIZE / PAGE, lat[256], t, first, bad = 0, i;
 	unsigned char *mem;
@@ -310,11 +326,7 @@ static void test_lazy_restore(void)
 	mf = load_bg("img", 2);
 	pgc_lazy_serve_opts_init(&sv.o);
 	server_start(&sv, mf);
-	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	CHECK(mem != MAP_FAILED);
-	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
-	uffd = pgc_lazy_attach(SOCK, &reg, 1);
-	CHECK(uffd >= 0);
+	uffd = attach_whole(&mem);
 	if (uffd < 0) {
 		server_join(&sv);   /* times out waiting for a consumer */
 		goto unmap;
@@ -389,7 +401,6 @@ static uint64_t touch_ns(unsigned char *mem, uint64_t off, uint64_t base)
 static void test_fault_during_push(void)
 {
 	struct server sv = { 0 };
-	struct pgc_lazy_region reg;
 	unsigned char *mem;
 	uint64_t dt;
 	pgc_memfile *mf;
@@ -398,11 +409,7 @@ static void test_fault_during_push(void)
 	mf = load_slow_block0();
 	pgc_lazy_serve_opts_init(&sv.o);
 	server_start(&sv, mf);
-	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	CHECK(mem != MAP_FAILED);
-	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
-	uffd = pgc_lazy_attach(SOCK, &reg, 1);
-	CHECK(uffd >= 0);
+	uffd = attach_whole(&mem);
 	if (uffd >= 0) {
 		usleep(100 * 1000);   /* the push is at block 0 by now */
 		dt = touch_ns(mem, SIZE - 5 * PAGE, whole.start);
@@ -426,7 +433,6 @@ static void test_fault_during_push(void)
 static void test_push_slices(void)
 {
 	struct server sv = { 0 };
-	struct pgc_lazy_region reg;
 	unsigned char *mem;
 	pgc_memfile *mf;
 	uint64_t off;
@@ -437,11 +443,7 @@ static void test_push_slices(void)
 	pgc_lazy_serve_opts_init(&sv.o);
 	sv.o.push_bytes = 4 * MIB;
 	server_start(&sv, mf);
-	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	CHECK(mem != MAP_FAILED);
-	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
-	uffd = pgc_lazy_attach(SOCK, &reg, 1);
-	CHECK(uffd >= 0);
+	uffd = attach_whole(&mem);
 	if (uffd >= 0) {
 		/* Faults from the end while the push works from the start. */
 		for (off = SIZE - PAGE; off >= SIZE / 2; off -= 16 * PAGE)
@@ -467,7 +469,6 @@ static void ws_session(const char *ws, bool record, bool no_push, const uint64_t
 		       size_t n, struct pgc_lazy_stats *st)
 {
 	struct server sv = { 0 };
-	struct pgc_lazy_region reg;
 	struct pgc_load_opts lo;
 	unsigned char *mem;
 	pgc_memfile *mf = memgen_memfile();
@@ -482,11 +483,7 @@ static void ws_session(const char *ws, bool record, bool no_push, const uint64_t
 	pgc_lazy_serve_opts_init(&sv.o);
 	sv.o.no_push = no_push;
 	server_start(&sv, mf);
-	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	CHECK(mem != MAP_FAILED);
-	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
-	uffd = pgc_lazy_attach(SOCK, &reg, 1);
-	CHECK(uffd >= 0);
+	uffd = attach_whole(&mem);
 	for (i = 0; uffd >= 0 && i < n; i++)
 		CHECK_EQ(memgen_check(seed, whole.start + pages[i], mem + pages[i], PAGE),
 			 UINT64_MAX);
@@ -618,7 +615,6 @@ static void test_naive_and_remove(void)
 {
 	static const unsigned char zero[PAGE];
 	struct server sv = { 0 };
-	struct pgc_lazy_region reg;
 	uint64_t p = 0;
 	unsigned char *mem;
 	pgc_memfile *mf;
@@ -629,11 +625,7 @@ static void test_naive_and_remove(void)
 	sv.o.no_push = true;
 	sv.o.fault_bytes = PAGE;
 	server_start(&sv, mf);
-	mem = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	CHECK(mem != MAP_FAILED);
-	reg = (struct pgc_lazy_region){ mem, SIZE, whole.start };
-	uffd = pgc_lazy_attach(SOCK, &reg, 1);
-	CHECK(uffd >= 0);
+	uffd = attach_whole(&mem);
 	/* A non-zero page: read it, drop it, read zeros. */
 	while (!memcmp(mem + p * PAGE, zero, PAGE))
 		p++;
