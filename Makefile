@@ -161,7 +161,7 @@ $(B)/fuzz/obj/gen/%.o: $(B)/gen/%.c
 $(B)/fuzz/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZCC  $<"
-	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_OPT) $(WARN) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_OPT) $(WARN) -MMD -MP -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZERS): $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
 	@echo "  FUZZLD  $@"
