@@ -384,24 +384,26 @@ exit:
 	sf_block_reader_free(&r);
 }
 
+/* Take a u32 length off the front of @data (what is there of it), capped at what follows. */
+static size_t take_len(const uint8_t **data, size_t *size)
+{
+	size_t len = *size >= 4 ? sf_get_u32(*data) : 0, head = *size >= 4 ? 4 : *size;
+
+	*data += head;
+	*size -= head;
+	return len > *size ? *size : len;
+}
+
 /* FUZZ_CHAIN: u32 P, the image's pages.img, u32 M2, the parent's files. */
 static void write_chain(const uint8_t *data, size_t size)
 {
 	size_t plen, mlen;
 
-	plen = size >= 4 ? sf_get_u32(data) : 0;
-	data += size >= 4 ? 4 : size;
-	size -= size >= 4 ? 4 : size;
-	if (plen > size)
-		plen = size;
+	plen = take_len(&data, &size);
 	write_file("c", SF_PAGES_NAME, data, plen);
 	data += plen;
 	size -= plen;
-	mlen = size >= 4 ? sf_get_u32(data) : 0;
-	data += size >= 4 ? 4 : size;
-	size -= size >= 4 ? 4 : size;
-	if (mlen > size)
-		mlen = size;
+	mlen = take_len(&data, &size);
 	write_file("p", SF_MEMFILE_NAME, data, mlen);
 	write_file("p", SF_PAGES_NAME, data + mlen, size - mlen);
 }
