@@ -128,6 +128,14 @@ int cli_opt_block_size(const char *cmd, const char *arg, struct pgc_save_opts *s
 void cli_json_string(FILE *f, const char *s);
 
 /*
+ * cli_pread_full / cli_pwrite_full - read or write all @n bytes at @off
+ * of @fd, again after a short transfer or EINTR. Return 0, -EIO at an
+ * end of file (the file shrank, or nothing was written), or -errno.
+ */
+int cli_pread_full(int fd, void *p, size_t n, off_t off);
+int cli_pwrite_full(int fd, const void *p, size_t n, off_t off);
+
+/*
  * cli_open_source - open the memory file @path read-only for save or
  * bench without blocking (a FIFO is refused, never waited on) and check
  * that it is a regular file no larger than PGC_MAX_FILE_SIZE. Returns

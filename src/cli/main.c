@@ -302,6 +302,40 @@ int cli_bad_option(const char *cmd, int opt, char **argv)
 	return cli_usage(cmd, "unknown option '%s'", arg);
 }
 
+/* ---- files ----------------------------------------------------------------- */
+
+int cli_pread_full(int fd, void *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t r = pread(fd, p, n, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		p = (char *)p + r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+int cli_pwrite_full(int fd, const void *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p = (const char *)p + w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
 /* ---- parsing --------------------------------------------------------------- */
 
 int cli_parse_size(const char *s, uint64_t *out)

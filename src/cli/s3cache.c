@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "s3cache.h"
 
 #define IDX_MAGIC "PGCKPTC1"
@@ -197,29 +198,18 @@ int cli_s3cache_open(const char *dir, const char *id, uint64_t size, struct cli_
 
 ssize_t cli_s3cache_read(struct cli_s3cache *c, void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
 	bool hit;
 
 	pthread_mutex_lock(&c->mu);
 	hit = ext_covers_locked(c, off, len);
 	pthread_mutex_unlock(&c->mu);
-	if (!hit)
-		return 0;
-	while (done < len) {
-		ssize_t n = pread(c->fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return 0;   /* a miss: S3 has it */
-		done += (size_t)n;
-	}
+	if (!hit || cli_pread_full(c->fd, buf, len, (off_t)off))
+		return 0;   /* a miss: S3 has it */
 	return (ssize_t)len;
 }
 
 void cli_s3cache_put(struct cli_s3cache *c, const void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
 	bool have;
 
 	if (off > c->size || len > c->size - off)
@@ -227,17 +217,10 @@ void cli_s3cache_put(struct cli_s3cache *c, const void *buf, size_t len, uint64_
 	pthread_mutex_lock(&c->mu);
 	have = ext_covers_locked(c, off, len);
 	pthread_mutex_unlock(&c->mu);
-	while (!have && done < len) {
-		ssize_t n = pwrite(c->fd, (const char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;   /* ENOSPC and the like: not kept, nothing else lost */
-		done += (size_t)n;
-	}
 	if (have)
 		return;
+	if (cli_pwrite_full(c->fd, buf, len, (off_t)off))
+		return;   /* ENOSPC and the like: not kept, nothing else lost */
 	pthread_mutex_lock(&c->mu);
 	if (!ext_add_locked(c, off, off + len))
 		c->dirty = true;

@@ -38,38 +38,6 @@ static void object_key(const struct s3where *w, const char *name, char *key, siz
 	snprintf(key, len, "%s%s%s", w->prefix, w->prefix[0] ? "/" : "", name);
 }
 
-static int full_write(int fd, const void *p, size_t n, off_t off)
-{
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		p = (const char *)p + w;
-		n -= (size_t)w;
-		off += w;
-	}
-	return 0;
-}
-
-static int full_read(int fd, void *p, size_t n, off_t off)
-{
-	while (n) {
-		ssize_t r = pread(fd, p, n, off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO; /* the file shrank */
-		p = (char *)p + r;
-		n -= (size_t)r;
-		off += r;
-	}
-	return 0;
-}
-
 /*
  * How fetching one object ended, reported by report() (on the main
  * thread: a fetch may run on a thread of its own, which prints nothing).
@@ -144,7 +112,7 @@ static void fetch(struct s3_client *s, unsigned char *buf, const struct s3where 
 		return;
 	}
 	for (off = 0;;) {
-		ret = full_write(fd, buf, n, (off_t)off);
+		ret = cli_pwrite_full(fd, buf, n, (off_t)off);
 		if (ret) {
 			g->how = GOT_FILE;
 			g->err = ret;
@@ -399,7 +367,7 @@ static int push(struct s3img *m, const struct s3where *w, const char *name, bool
 			ret = EXIT_IO;
 			goto out;
 		}
-		ret = full_read(fd, m->buf, (size_t)st.st_size, 0);
+		ret = cli_pread_full(fd, m->buf, (size_t)st.st_size, 0);
 		if (ret) {
 			ret = cli_fail(m->cmd, path, ret);
 			goto out;
@@ -419,7 +387,7 @@ static int push(struct s3img *m, const struct s3where *w, const char *name, bool
 		size_t n = (uint64_t)st.st_size - off < S3IMG_PART ? (size_t)((uint64_t)st.st_size - off)
 								 : S3IMG_PART;
 
-		ret = full_read(fd, m->buf, n, (off_t)off);
+		ret = cli_pread_full(fd, m->buf, n, (off_t)off);
 		if (ret) {
 			upload_end(u, true);
 			ret = cli_fail(m->cmd, path, ret);
