@@ -465,8 +465,37 @@ static void test_push_slices(void)
  * consumer touches the @n @pages (offsets), then every page, every byte
  * checked; @no_push for the server.
  */
-static void ws_session(const char *ws, bool record, bool no_push, const uint64_t *pages,
-		       size_t n, struct pgc_lazy_stats *st)
+/*
+ * Wait (up to 10 s) until the server has placed each of @pages in @mem
+ * without being asked: mincore sees a page table entry once UFFDIO_COPY
+ * put it there, and reading it does not fault.
+ */
+static bool await_placed(const unsigned char *mem, const uint64_t *pages, size_t n)
+{
+	uint64_t until = test_now_ns() + 10000000000ull;
+	unsigned char in;
+	size_t i = 0;
+
+	while (i < n) {
+		CHECK_EQ(mincore((void *)(mem + pages[i]), PAGE, &in), 0);
+		if (in & 1)
+			i++;
+		else if (test_now_ns() > until)
+			return false;
+		else
+			usleep(200);
+	}
+	return true;
+}
+
+/*
+ * One lazy session of "img" whose consumer reads @pages, then everything.
+ * @record: record a working set into @ws; otherwise replay @ws. @await:
+ * the consumer first waits until the replay has placed all of @pages, so
+ * none of them is a fault however the threads are scheduled.
+ */
+static void ws_session(const char *ws, bool record, bool no_push, bool await,
+		       const uint64_t *pages, size_t n, struct pgc_lazy_stats *st)
 {
 	struct server sv = { 0 };
 	struct pgc_load_opts lo;
@@ -484,6 +513,8 @@ static void ws_session(const char *ws, bool record, bool no_push, const uint64_t
 	sv.o.no_push = no_push;
 	server_start(&sv, mf);
 	uffd = attach_whole(&mem);
+	if (uffd >= 0 && await)
+		CHECK(await_placed(mem, pages, n));
 	for (i = 0; uffd >= 0 && i < n; i++)
 		CHECK_EQ(memgen_check(seed, whole.start + pages[i], mem + pages[i], PAGE),
 			 UINT64_MAX);
@@ -558,12 +589,12 @@ static void test_working_set(void)
 
 	for (i = 0; i < 6; i++)
 		in[i] = stored_page((SIZE / 6) * i, SIZE / 6 / PAGE);
-	ws_session("ws", true, true, in, 6, &st);   /* no push: every page read is demanded */
+	ws_session("ws", true, true, false, in, 6, &st);   /* no push: every page read is demanded */
 	CHECK_EQ(st.bytes_prefetched, 0);
 	ws_check_order(in, 6);
 	for (i = 0; i < 12; i++)
 		mixed[i] = i % 2 ? in[i / 2] : test_rand_below(SIZE / PAGE) * PAGE;
-	ws_session("ws", false, false, mixed, 12, &st);
+	ws_session("ws", false, false, false, mixed, 12, &st);
 	printf("  working set: %.1f MiB placed before any fault asked\n",
 	       st.bytes_prefetched / (double)MIB);
 	CHECK(st.bytes_prefetched > 0);
@@ -592,7 +623,7 @@ static void test_record_window(void)
 		pages[2 * i] = (SIZE / 6 / PAGE * i + test_rand_below(SIZE / 6 / PAGE - 1)) * PAGE;
 		pages[2 * i + 1] = pages[2 * i] + PAGE;
 	}
-	ws_session("ws", true, false, pages, 12, &st);
+	ws_session("ws", true, false, false, pages, 12, &st);
 	mf = memgen_memfile();
 	pgc_load_opts_init(&lo);
 	lo.background = true;
@@ -605,7 +636,7 @@ static void test_record_window(void)
 		      r[i].end == whole.start + pages[2 * i] + 2 * PAGE);
 	CHECK_EQ(pgc_load_await(mf), 0);
 	pgc_memfile_destroy(mf);
-	ws_session("ws", false, false, pages, 12, &st);
+	ws_session("ws", false, false, true, pages, 12, &st);
 	CHECK(st.bytes_prefetched >= 12 * PAGE);
 	unlink("ws");
 }
