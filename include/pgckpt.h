@@ -572,7 +572,8 @@ struct pgc_load_stats {
 	int working_set_error;     /* why opts.working_set was ignored: -PGC_E*, -ESTALE
 				      (another image's), -ENODATA (empty), -errno; 0 if used */
 	uint64_t demand_decodes;   /* blocks a waiter read and decoded itself, not queued */
-	uint64_t reserved[5];      /* zero; "Structs that grow" (top) */
+	uint64_t demand_partial;   /* of those, decoded only up to its pages (a worker ends them) */
+	uint64_t reserved[4];      /* zero; "Structs that grow" (top) */
 };
 
 /* pgc_load_stats - statistics of the current or last load. Returns 0. */

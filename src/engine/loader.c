@@ -255,6 +255,16 @@ static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
 	read_release_locked(l, rd);
 }
 
+/* @rd's block is ended: the decoder a waiter left with it goes back to the pool. */
+static void read_drop_decoder_locked(struct pgc_loader *l, struct ld_read *rd)
+{
+	if (!rd->dec)
+		return;
+	l->partials--;
+	ld_decoder_put_locked(l, rd->dec);
+	rd->dec = NULL;
+}
+
 static void *worker_main(void *arg)
 {
 	struct pgc_loader *l = arg;
@@ -316,8 +326,7 @@ static void *worker_main(void *arg)
 			}
 			pthread_mutex_lock(&l->mu);
 		}
-		ld_decoder_put_locked(l, rd->dec);
-		rd->dec = NULL;
+		read_drop_decoder_locked(l, rd);
 		read_end_locked(l, rd, ret);
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -514,9 +523,7 @@ static void *loader_main(void *arg)
 static void loader_free(struct pgc_loader *l)
 {
 	ld_decoders_free_locked(l);
-	while (l->npool)
-		free(l->pool[--l->npool]);
-	free(l->pool);
+	ld_pool_free(l);
 	rs_clear(&l->unloaded);
 	free(l->bstate);
 	free(l->workers);
@@ -606,9 +613,10 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	/* A pages source is slow to answer: every worker keeps a read in flight. */
 	if (opts->pages_source && l->max_reads < (unsigned)engine_jobs(opts->jobs) + 1)
 		l->max_reads = (unsigned)engine_jobs(opts->jobs) + 1;
-	ret = -ENOMEM;
-	l->pool = calloc(l->max_reads, sizeof(*l->pool));
-	if (!l->pool)
+	/* Waiters' reads, a block placed in part each, or one whole each (2 waiters). */
+	l->pool_cap = l->max_reads + LD_PARTIAL_MAX + 2;
+	ret = ld_pool_init(l);
+	if (ret)
 		goto fail;
 	ret = aio_parse_backend(opts->aio, &backend);
 	if (ret)
@@ -778,12 +786,12 @@ static struct ld_read *work_take_locked(struct pgc_loader *l, pgc_range r)
 
 /*
  * Decode @rd for waiter @w (without l->mu; @fresh: not read yet): the
- * rest of a block placed in part, else as far as @w's pages (one block),
- * else every block. *@dec is the decoder used, taken from the pool or
- * made. Returns as ld_read_decode_first.
+ * rest of a block placed in part, else as far as @w's pages (one block,
+ * if @part), else every block. *@dec is the decoder used, taken from the
+ * pool or made. Returns as ld_read_decode_first.
  */
 static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read *rd, bool fresh,
-		       struct ld_decoder **dec)
+		       bool part, struct ld_decoder **dec)
 {
 	int ret = fresh ? ld_read_sync(l, rd) : rd->err;
 
@@ -795,7 +803,7 @@ static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read
 	if (ret)
 		return ret;
 	slow_block0(l, rd);
-	if (rd->b1 == rd->b0 + 1)
+	if (part && rd->b1 == rd->b0 + 1)
 		return ld_read_decode_first(l, rd, w->r, *dec);
 	return ld_read_decode(l, rd, (*dec)->codec, (*dec)->scratch);
 }
@@ -806,14 +814,15 @@ static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read
  * or else takes a read of its range that waits for a decode worker. It
  * decodes a block only as far as its pages and places them first; a
  * decode worker ends the block (that read goes to the head of their
- * queue). Caller holds l->mu, dropped meanwhile. Returns whether it
+ * queue). While LD_PARTIAL_MAX blocks wait for that, it decodes its
+ * block whole. Caller holds l->mu, dropped meanwhile. Returns whether it
  * decoded anything.
  */
 static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 {
 	struct ld_decoder *dec;
 	struct ld_read *rd;
-	bool fresh = true;
+	bool fresh = true, part;
 	int64_t b;
 	int ret;
 
@@ -831,19 +840,24 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 		fresh = false;
 	}
 	l->stats.demand_decodes++;
+	part = l->partials < LD_PARTIAL_MAX;
+	if (part)
+		l->partials++;   /* reserved: its decoder may stay with the block */
 	dec = ld_decoder_get_locked(l);
 	pthread_mutex_unlock(&l->mu);
-	ret = wait_decode(l, w, rd, fresh, &dec);
+	ret = wait_decode(l, w, rd, fresh, part, &dec);
 	pthread_mutex_lock(&l->mu);
 	if (ret == 1 && !l->error) {
 		read_release_early_locked(l, rd);
 		rd->dec = dec;
+		l->stats.demand_partial++;
 		queue_work_locked(l, rd);
 		return true;
 	}
+	if (part)
+		l->partials--;
 	ld_decoder_put_locked(l, dec);
-	ld_decoder_put_locked(l, rd->dec);
-	rd->dec = NULL;
+	read_drop_decoder_locked(l, rd);
 	read_end_locked(l, rd, ret == 1 ? 0 : ret);
 	return true;
 }
@@ -983,8 +997,7 @@ void loader_retire(struct pgc_loader *l)
 	pthread_mutex_lock(&l->mu);
 	rs_clear(&l->unloaded);
 	update_lowest_locked(l);
-	while (l->npool)
-		free(l->pool[--l->npool]);
+	ld_pool_free(l);
 	pthread_mutex_unlock(&l->mu);
 	sf_image_close(l->img);
 	l->img = NULL;

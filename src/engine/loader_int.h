@@ -27,6 +27,17 @@ enum { BLK_UNSTARTED = 0, BLK_STARTED, BLK_DONE };
 /* Memory for compressed reads in flight. */
 #define LOADER_BUFFER_BYTES (8u << 20)
 
+/*
+ * Blocks a waiter placed in part (ld_read_decode_first) that may wait for
+ * a decode worker to end them at once; each holds a decoder (a block of
+ * scratch) and its read's buffer meanwhile. The fill's workers yield the
+ * CPU to the waiters, so under a storm of faults these would pile up, a
+ * block's worth of memory each (measured: 50 MiB for 2000 random reads of
+ * a 256 MiB image), allocated as the faults come. Past the limit a waiter
+ * decodes its block whole (about 1 ms for 1 MiB).
+ */
+#define LD_PARTIAL_MAX 4
+
 /* A decoder: a codec and, for zstd, one block of scratch (loader.c). */
 struct ld_decoder {
 	struct ld_decoder *next;        /* the pool of demand decoders (under mu) */
@@ -118,12 +129,15 @@ struct pgc_loader {
 	struct ld_waiter *rr;           /* whose turn it is */
 	struct ld_read *work_head, *work_tail;
 	struct ld_read *submitted;      /* in the aio queue, not yet reaped */
-	void **pool;                    /* free read buffers of pool_size bytes */
+	uint8_t *arena;                 /* pool_cap read buffers of pool_size bytes */
+	void **pool;                    /* the free ones */
 	unsigned npool;
+	unsigned pool_cap;              /* max_reads + the waiters' */
 	size_t pool_size;
 	unsigned max_reads;             /* reads in flight (buffers bound memory) */
 	unsigned reads;                 /* reads started, not yet decoded */
 	unsigned fill_reads;
+	unsigned partials;              /* reads holding a decoder mid-block (LD_PARTIAL_MAX) */
 	bool stopping;                  /* workers: exit when the queue is empty */
 	bool ended;                     /* the loader thread has finished */
 	int error;
@@ -251,6 +265,16 @@ void ld_decoders_free_locked(struct pgc_loader *l);
  */
 struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t b1,
 				     bool fill);
+
+/*
+ * ld_pool_init - map the read buffers, l->pool_cap of l->pool_size bytes,
+ * in one mapping (its pages are touched as reads first use them).
+ * Returns 0 or -ENOMEM.
+ */
+int ld_pool_init(struct pgc_loader *l);
+
+/* ld_pool_free - unmap them (every read has ended); again, nothing. */
+void ld_pool_free(struct pgc_loader *l);
 
 /* ld_buf_put_locked - give @rd's buffer back to the pool. Caller holds l->mu. */
 void ld_buf_put_locked(struct pgc_loader *l, struct ld_read *rd);

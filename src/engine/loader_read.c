@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -179,9 +180,50 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 	return 0;
 }
 
+/* ---- read buffers -------------------------------------------------------- */
+
+int ld_pool_init(struct pgc_loader *l)
+{
+	size_t len = l->pool_cap * l->pool_size;
+	unsigned i;
+
+	l->pool = calloc(l->pool_cap, sizeof(*l->pool));
+	if (!l->pool)
+		return -ENOMEM;
+	l->arena = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (l->arena == MAP_FAILED) {
+		l->arena = NULL;
+		return -ENOMEM;
+	}
+	/* Taken from the end of the array: the first buffers go first. */
+	for (i = 0; i < l->pool_cap; i++)
+		l->pool[l->npool++] = l->arena + (size_t)(l->pool_cap - 1 - i) * l->pool_size;
+	return 0;
+}
+
+void ld_pool_free(struct pgc_loader *l)
+{
+	if (l->arena)
+		munmap(l->arena, l->pool_cap * l->pool_size);
+	l->arena = NULL;
+	free(l->pool);
+	l->pool = NULL;
+	l->npool = 0;
+}
+
+static bool in_arena(const struct pgc_loader *l, const uint8_t *buf)
+{
+	return l->arena && buf >= l->arena && buf < l->arena + l->pool_cap * l->pool_size;
+}
+
 /*
- * Read buffers are recycled: a fresh malloc of this size is a fresh
- * mmap, and faulting its pages in costs more than the read itself.
+ * Read buffers come from one mapping made when the load starts
+ * (ld_pool_init), recycled: a malloc per read was a fresh mmap or brk
+ * each time, and each of those takes the address space's lock for
+ * writing, which the threads waiting for pages then queue behind. Only a
+ * read longer than pool_size, or one more than pool_cap in flight, gets
+ * memory of its own.
  */
 static void *buf_get_locked(struct pgc_loader *l, size_t len)
 {
@@ -195,7 +237,7 @@ static void *buf_get_locked(struct pgc_loader *l, size_t len)
 
 void ld_buf_put_locked(struct pgc_loader *l, struct ld_read *rd)
 {
-	if (rd->buf && rd->len <= l->pool_size && l->npool < l->max_reads)
+	if (in_arena(l, rd->buf))
 		l->pool[l->npool++] = rd->buf;
 	else
 		free(rd->buf);
@@ -206,7 +248,6 @@ void ld_read_free(struct ld_read *rd)
 {
 	if (!rd)
 		return;
-	free(rd->buf);
 	free(rd->scratch);
 	free(rd->iov);
 	free(rd->ioff);

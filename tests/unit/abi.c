@@ -62,7 +62,7 @@ static void test_sizes_pinned(void)
 	PIN(pgc_pages_source, 64, 24, 40);   /* verified took 1 word */
 	PIN(pgc_lazy_serve_opts, 96, 48, 48);  /* allow_uids, nallow_uids took 2 words */
 	PIN(pgc_accounting, 120, 56, 64);
-	PIN(pgc_load_stats, 128, 88, 40);      /* working_set_blocks, _error, demand_decodes took 3 words */
+	PIN(pgc_load_stats, 128, 96, 32);      /* working_set_blocks, _error, demand_decodes, demand_partial took 4 words */
 	PIN(pgc_image_info, 128, 72, 56);      /* depth took 1 word */
 	PIN(pgc_lazy_stats, 168, 128, 40);     /* forks, bytes_prefetched, push_yields took 1 word each */
 #undef PIN

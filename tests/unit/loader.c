@@ -568,6 +568,48 @@ static void test_wait_places_first(void)
 }
 
 /*
+ * Blocks placed in part wait for a worker to end them, each holding a
+ * decoder and a buffer; at most LD_PARTIAL_MAX at once. With the only
+ * worker stuck on block 0, waits for a page in each of the last ten blocks:
+ * the first LD_PARTIAL_MAX load one page each, the others their whole
+ * block, and every byte is right in the end.
+ */
+static void test_partial_bounded(void)
+{
+	pgc_memfile *mf = load_stuck_worker();
+	struct pgc_load_stats st;
+	uint64_t before, whole_blocks = 0;
+	pgc_range r;
+	struct iovec iov;
+	int i;
+
+	CHECK_EQ(pgc_load_stats(mf, &st), 0);
+	before = st.bytes_loaded;
+	for (i = 0; i < 10; i++) {
+		const struct sf_image *img = loader_of(mf)->img;
+		const struct sf_block *sb = &img->blocks[img->nblocks - 1 - i];
+
+		/* The first page of one of the last ten blocks: ten different blocks. */
+		r.start = img->runs[sb->first_run].off;
+		r.end = r.start + PAGE;
+		CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1),
+			 -EAGAIN);
+		CHECK_EQ(pgc_load_wait(mf, r), 0);
+		CHECK_EQ(pgc_map_internal(mf, r, PGC_ACCESS_READ | PGC_ACCESS_NOWAIT, &iov, 1), 1);
+		CHECK_EQ(memgen_check(seed, r.start, iov.iov_base, PAGE), UINT64_MAX);
+		CHECK_EQ(pgc_load_stats(mf, &st), 0);
+		if (i >= LD_PARTIAL_MAX)
+			whole_blocks += st.bytes_loaded - before;
+		before = st.bytes_loaded;
+	}
+	CHECK_EQ(st.demand_decodes, 10);
+	CHECK_EQ(st.demand_partial, LD_PARTIAL_MAX);
+	CHECK_EQ(loader_of(mf)->partials, LD_PARTIAL_MAX);
+	CHECK(whole_blocks > (10 - LD_PARTIAL_MAX) * 64 * PAGE);   /* whole blocks, not pages */
+	end_and_check(mf);
+}
+
+/*
  * The first page of the first block of a read waiting in the workers'
  * queue (only the worker is stuck, so it stays there), or an empty range.
  */
@@ -982,6 +1024,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_map_nowait);
 	TEST_RUN(test_wait_decodes_itself);
 	TEST_RUN(test_wait_places_first);
+	TEST_RUN(test_partial_bounded);
 	TEST_RUN(test_wait_takes_queued_read);
 	TEST_RUN(test_waiter_skips_write_lock);
 	TEST_RUN(test_fill_workers_nice);
