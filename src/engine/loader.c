@@ -573,12 +573,22 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 	if (ret)
 		goto fail;
 
-	/* A demand decoder ready, its scratch in memory, before the first waiter. */
-	if (opts->background && img->compress == PGC_COMPRESS_ZSTD) {
-		ret = ld_decoder_new(l, &l->decoders);
+	/*
+	 * The demand decoders made now, not as faults come (an allocation
+	 * then takes the address space's lock for writing): one per block
+	 * placed in part and one more; the first taken (the last made) with
+	 * its scratch in memory.
+	 */
+	for (i = 0; opts->background && img->compress == PGC_COMPRESS_ZSTD &&
+		    i <= LD_PARTIAL_MAX; i++) {
+		struct ld_decoder *d;
+
+		ret = ld_decoder_new(l, &d);
 		if (ret)
 			goto fail;
-		memset(l->decoders->scratch, 0, img->load_block);
+		if (i == LD_PARTIAL_MAX)
+			memset(d->scratch, 0, img->load_block);
+		ld_decoder_put_locked(l, d);
 	}
 	ret = -ENOMEM;
 	l->bstate = calloc(img->nblocks ? img->nblocks : 1, 1);
