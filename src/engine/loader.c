@@ -18,7 +18,7 @@
  *   reads in flight, so a waiter's read never queues behind a deep fill.
  *   An eager load uses no queue: each decode worker picks its own read
  *   the same way and does it synchronously (ld_read_sync).
- *   Reads land in recycled buffers, 8 MiB in flight at most.
+ *   Reads land in recycled buffers of one mapping, 8 MiB for the fill.
  *   A load from a pages source (pgc_load_opts.pages_source: an image
  *   read by range from elsewhere, such as S3) reads like an eager one,
  *   background or not: each worker blocks in its own source read, so
