@@ -16,7 +16,7 @@
  *                 [--handoff-form page_size|kib|both] SOCKET
  *
  * --handoff-form picks the page-size key(s) of the handoff as each
- * Firecracker version writes them; it uses pgc_lazy_attach_form, an
+ * Firecracker version writes them; it uses lazy_attach_form, an
  * internal hook of the library (src/lazy/lazy.h) kept for this test use.
  * A program of your own needs only pgc_lazy_attach (pgckpt.h).
  *
@@ -216,7 +216,7 @@ int main(int argc, char **argv)
 	uint64_t stop_after = UINT64_MAX, hot = 0, hot_pages, t_rand;
 	uint64_t nregions = 1, pages, t0, t_attach, t_first, t_all, i, mismatches = 0;
 	uint64_t first_bad = UINT64_MAX, *lat = NULL;
-	enum pgc_lazy_form form = PGC_LAZY_FORM_PAGE_SIZE;
+	enum lazy_form form = LAZY_FORM_PAGE_SIZE;
 	int opt, uffd = -1, vfd = -1, ret = 2;
 	size_t k;
 
@@ -269,11 +269,11 @@ int main(int argc, char **argv)
 			break;
 		case 'F':
 			if (!strcmp(optarg, "page_size")) {
-				form = PGC_LAZY_FORM_PAGE_SIZE;
+				form = LAZY_FORM_PAGE_SIZE;
 			} else if (!strcmp(optarg, "kib")) {
-				form = PGC_LAZY_FORM_KIB;
+				form = LAZY_FORM_KIB;
 			} else if (!strcmp(optarg, "both")) {
-				form = PGC_LAZY_FORM_BOTH;
+				form = LAZY_FORM_BOTH;
 			} else {
 				fprintf(stderr, "lazy_consumer: bad handoff form '%s'\n", optarg);
 				return 1;
@@ -356,7 +356,7 @@ int main(int argc, char **argv)
 	}
 
 	t0 = now_ns();
-	uffd = pgc_lazy_attach_form(sock, lr, nregions, form);
+	uffd = lazy_attach_form(sock, lr, nregions, form);
 	if (uffd < 0) {
 		fprintf(stderr, "lazy_consumer: %s: %s\n", sock, pgc_strerror(uffd));
 		goto exit;

@@ -159,7 +159,7 @@ static bool before(const struct region *a, const struct region *b)
 }
 
 /* Validate the regions against @mf and build the session's tables. */
-static int setup_regions(struct session *s, const struct pgc_lazy_map *m, size_t n)
+static int setup_regions(struct session *s, const struct lazy_map *m, size_t n)
 {
 	uint64_t fsize = pgc_total_size(s->mf);
 	size_t i;
@@ -198,7 +198,7 @@ static int setup_regions(struct session *s, const struct pgc_lazy_map *m, size_t
 	s->st->regions = n;
 	for (i = 0; i < n; i++)
 		s->st->bytes_total += s->r[i].size;
-	/* Insertion sort (n <= PGC_LAZY_MAX_REGIONS): qsort has no context. */
+	/* Insertion sort (n <= LAZY_MAX_REGIONS): qsort has no context. */
 	for (i = 0; i < n; i++) {
 		size_t j = i, v = i;
 
