@@ -112,20 +112,13 @@ static int send_handoff(int sock, const char *json, size_t len, int uffd)
 int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regions,
 		    size_t nregions)
 {
-	return lazy_attach_form(socket_path, regions, nregions, LAZY_FORM_PAGE_SIZE);
-}
-
-int lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *regions,
-		     size_t nregions, enum lazy_form form)
-{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct lazy_map *maps = NULL;
 	char *json = NULL;
 	int uffd = -1, sock = -1, ret, len;
 	size_t i;
 
-	if (!socket_path || !regions || nregions == 0 || nregions > LAZY_MAX_REGIONS ||
-	    form > LAZY_FORM_BOTH)
+	if (!socket_path || !regions || nregions == 0 || nregions > LAZY_MAX_REGIONS)
 		return -EINVAL;
 	if (strlen(socket_path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -145,9 +138,9 @@ int lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *regi
 			goto exit;
 		}
 		maps[i] = (struct lazy_map){ a, regions[i].size, regions[i].offset,
-						 PGC_PAGE_SIZE };
+					     PGC_PAGE_SIZE };
 	}
-	len = lazy_format_regions(maps, nregions, form, json, LAZY_MAX_MSG);
+	len = lazy_format_regions(maps, nregions, LAZY_FORM_PAGE_SIZE, json, LAZY_MAX_MSG);
 	if (len < 0) {
 		ret = len;
 		goto exit;

@@ -73,7 +73,7 @@ int lazy_parse_regions(const char *buf, size_t len, struct lazy_map *out,
 
 /* Which page-size key(s) a handoff carries, as Firecracker versions write it. */
 enum lazy_form {
-	LAZY_FORM_PAGE_SIZE,   /* "page_size" (pgc_lazy_attach's default) */
+	LAZY_FORM_PAGE_SIZE,   /* "page_size": what pgc_lazy_attach sends */
 	LAZY_FORM_KIB,         /* "page_size_kib" only: Firecracker 1.0-1.6 */
 	LAZY_FORM_BOTH,        /* both, equal: Firecracker 1.7 and later */
 };
@@ -92,13 +92,5 @@ int lazy_format_regions(const struct lazy_map *m, size_t n, enum lazy_form form,
  * kind pgc_lazy_attach hands over). Returns the fd or -errno.
  */
 int lazy_uffd_open(void);
-
-/*
- * lazy_attach_form - pgc_lazy_attach (pgckpt.h), sending the handoff
- * in the form @form; for tests and the example consumer, which show that
- * the server takes every form. Returns what pgc_lazy_attach returns.
- */
-int lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *regions,
-		     size_t nregions, enum lazy_form form);
 
 #endif /* PGC_LAZY_H */
