@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lazy.h - lazy restore for other processes over userfaultfd: the page
- * server (server.c), the listening socket and the receipt of a handoff
- * (handshake.c), the handoff message codec (handoff.c) and, declared
- * in pgckpt.h, the consumer helper pgc_lazy_attach (client.c).
+ * server (server.c, its push in push.c, both sharing server_int.h), the
+ * listening socket and the receipt of a handoff (handshake.c), the
+ * handoff message codec (handoff.c) and, declared in pgckpt.h, the
+ * consumer helper pgc_lazy_attach (client.c).
  *
  * The wire protocol is Firecracker's snapshot UFFD handoff: the consumer
  * connects to a unix stream socket and sends one message, a JSON array of
