@@ -10,6 +10,7 @@
 #                                          unit tests, not into the library
 #   tests/unit/*.c                      -> $(B)/tests/NAME (one program per area)
 #   bench/*.c, examples/*.c             -> $(B)/bench/NAME, $(B)/examples/NAME
+#                                          (examples with include/ only)
 # Variants: `make DEBUG=1` (assertions, -O0), `make asan`, `make tsan`
 # (each builds into its own directory and runs the whole test suite).
 # Quiet unless V=1; WERROR=1 (set by CI) adds -Werror.
@@ -92,6 +93,14 @@ $(B)/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# An example sees only include/pgckpt.h, as a program of yours would:
+# no -Isrc (tests/static/layering.sh checks its #includes too).
+EX_CPPFLAGS := $(filter-out -Isrc -I$(B)/gen,$(CPPFLAGS))
+$(B)/examples/%.o: examples/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(EX_CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(B)/gen/%.o: $(B)/gen/%.c
 	@echo "  CC      $<"

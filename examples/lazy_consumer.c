@@ -5,39 +5,52 @@
  * file, hand it to the page server with pgc_lazy_attach, then read random
  * pages and then every page, optionally comparing each byte with the
  * original memory file. Prints one line of key=value figures on stdout:
- * attach_ms (pgc_lazy_attach: uffd, registration, connect, handoff),
- * first_access_ms (the first touch of a page: fault to byte read),
- * p50_us/p99_us (the random first touches), random_ms (from before the
- * attach until the random pages were read: with --hot and a fixed --seed,
- * the time to touch a fixed working set), all_ms (from before the
- * attach until every page was read and verified).
+ * attach_ms (uffd, registration, connect, handoff), first_access_ms (the
+ * first touch of a page: fault to byte read), p50_us/p99_us (the random
+ * first touches), random_ms (from before the attach until the random
+ * pages were read: with --hot and a fixed --seed, the time to touch a
+ * fixed working set), all_ms (from before the attach until every page was
+ * read and verified).
  *
  *   lazy_consumer [-s SIZE | -i IMAGE] [-r N] [-n N] [-v FILE]
  *                 [--handoff-form page_size|kib|both] SOCKET
  *
- * --handoff-form picks the page-size key(s) of the handoff as each
- * Firecracker version writes them; it uses pgc_lazy_attach_form, an
- * internal hook of the library (src/lazy/lazy.h) kept for this test use.
- * A program of your own needs only pgc_lazy_attach (pgckpt.h).
+ * It uses only the public header pgckpt.h. With --handoff-form it does
+ * not call pgc_lazy_attach but does the consumer's half of the handoff
+ * itself (attach_by_hand below), as Firecracker does: a userfaultfd, its
+ * regions registered, and one message on the unix socket, a JSON array of
+ * regions with the uffd attached, whose page-size key(s) are those of
+ * the Firecracker version chosen. That is a second client of the
+ * protocol, written apart from the library's, and tests/bats/lazy.bats
+ * runs it against the server in each form. A program of your own needs
+ * only pgc_lazy_attach.
  *
  * Exit status: 0 ok, 1 usage or a byte that does not match, 2 system error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/userfaultfd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "lazy/lazy.h"
 #include "pgckpt.h"
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1   /* Linux 5.11 */
+#endif
 
 #define PAGE PGC_PAGE_SIZE
 #define MAX_REGIONS 64
@@ -57,8 +70,9 @@ static const char usage[] =
 	"      --hot S         draw the random pages from the last S bytes only, the\n"
 	"                      end the background load reaches last (a fixed working\n"
 	"                      set: the same --seed, the same pages)\n"
-	"      --handoff-form F  page-size key(s) of the handoff: page_size (default),\n"
-	"                      kib (page_size_kib only: Firecracker 1.0-1.6) or both\n"
+	"      --handoff-form F  do the handoff here, not with pgc_lazy_attach, with the\n"
+	"                      page-size key(s) F: page_size (as pgc_lazy_attach), kib\n"
+	"                      (page_size_kib only: Firecracker 1.0-1.6) or both\n"
 	"                      (Firecracker 1.7 and later)\n"
 	"      --kill-after N  SIGKILL this process after N random pages (for tests)\n"
 	"      --stop-after N  SIGSTOP this process after N random pages (for tests)\n"
@@ -72,6 +86,14 @@ struct region {
 	unsigned char *addr;
 	uint64_t size;
 	uint64_t offset;
+};
+
+/* How to attach: pgc_lazy_attach, or by hand with these page-size keys. */
+enum form {
+	FORM_LIBRARY,     /* pgc_lazy_attach (no --handoff-form) */
+	FORM_PAGE_SIZE,   /* "page_size" */
+	FORM_KIB,         /* "page_size_kib" only (bytes, despite the name): Firecracker 1.0-1.6 */
+	FORM_BOTH,        /* both: Firecracker 1.7 and later */
 };
 
 static uint64_t now_ns(void)
@@ -192,6 +214,135 @@ static bool page_matches(const unsigned char *page, uint64_t off, const unsigned
 	return n == PAGE || memcmp(page + n, zero, PAGE - n) == 0;
 }
 
+/*
+ * A userfaultfd, non-blocking (the server polls it) and closed on exec.
+ * Where unprivileged users may only handle faults from user mode
+ * (vm.unprivileged_userfaultfd = 0), a user-mode-only one: a system call
+ * that touches a page not yet in place then fails with EFAULT.
+ */
+static int uffd_open(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Connect to @path and send @json with @uffd attached, in one sendmsg. */
+static int send_handoff(const char *path, const char *json, size_t len, int uffd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = (void *)json, .iov_len = len };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *cm;
+	ssize_t n;
+	int sock, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	memset(&ctl, 0, sizeof(ctl));
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &uffd, sizeof(int));
+
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return -errno;
+	if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		goto exit;
+	}
+	n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	ret = n < 0 ? -errno : (size_t)n == len ? 0 : -EIO;
+exit:
+	/* Nothing comes back: from now on only the uffd ties us to the server. */
+	close(sock);
+	return ret;
+}
+
+/*
+ * The consumer's half of the Firecracker UFFD handoff, done by hand: the
+ * regions as a JSON array of {"base_host_virt_addr", "size", "offset",
+ * and "page_size" and/or "page_size_kib"} objects, as @form wants; a
+ * userfaultfd (with remove events, which Firecracker asks for too) with
+ * every region registered for missing pages; the JSON sent with the uffd.
+ * Returns the uffd, which must stay open as long as the regions are
+ * mapped, or -errno.
+ */
+static int attach_by_hand(const char *sock, const struct region *rg, size_t n, enum form form)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
+	char *json = NULL;
+	size_t len = 0, k;
+	FILE *f;
+	int uffd = -1, ret;
+
+	f = open_memstream(&json, &len);
+	if (!f)
+		return -errno;
+	fputc('[', f);
+	for (k = 0; k < n; k++) {
+		fprintf(f, "%s{\"base_host_virt_addr\":%" PRIuPTR ",\"size\":%" PRIu64
+			",\"offset\":%" PRIu64, k ? "," : "", (uintptr_t)rg[k].addr, rg[k].size,
+			rg[k].offset);
+		if (form != FORM_KIB)
+			fprintf(f, ",\"page_size\":%llu", PAGE);
+		if (form != FORM_PAGE_SIZE)
+			fprintf(f, ",\"page_size_kib\":%llu", PAGE);
+		fputc('}', f);
+	}
+	fputc(']', f);
+	if (fclose(f) != 0) {
+		ret = -ENOMEM;
+		goto exit;
+	}
+
+	uffd = uffd_open();
+	if (uffd < 0) {
+		ret = uffd;
+		goto exit;
+	}
+	if (ioctl(uffd, UFFDIO_API, &api) < 0) {
+		ret = -errno;
+		goto exit;
+	}
+	for (k = 0; k < n; k++) {
+		struct uffdio_register reg = {
+			.range = { .start = (uintptr_t)rg[k].addr, .len = rg[k].size },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+
+		if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+			ret = -errno;
+			goto exit;
+		}
+	}
+	ret = send_handoff(sock, json, len, uffd);
+	if (ret == 0) {
+		ret = uffd;
+		uffd = -1;
+	}
+exit:
+	/* Closing the uffd unregisters the regions again. */
+	if (uffd >= 0)
+		close(uffd);
+	free(json);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -216,7 +367,7 @@ int main(int argc, char **argv)
 	uint64_t stop_after = UINT64_MAX, hot = 0, hot_pages, t_rand;
 	uint64_t nregions = 1, pages, t0, t_attach, t_first, t_all, i, mismatches = 0;
 	uint64_t first_bad = UINT64_MAX, *lat = NULL;
-	enum pgc_lazy_form form = PGC_LAZY_FORM_PAGE_SIZE;
+	enum form form = FORM_LIBRARY;
 	int opt, uffd = -1, vfd = -1, ret = 2;
 	size_t k;
 
@@ -269,11 +420,11 @@ int main(int argc, char **argv)
 			break;
 		case 'F':
 			if (!strcmp(optarg, "page_size")) {
-				form = PGC_LAZY_FORM_PAGE_SIZE;
+				form = FORM_PAGE_SIZE;
 			} else if (!strcmp(optarg, "kib")) {
-				form = PGC_LAZY_FORM_KIB;
+				form = FORM_KIB;
 			} else if (!strcmp(optarg, "both")) {
-				form = PGC_LAZY_FORM_BOTH;
+				form = FORM_BOTH;
 			} else {
 				fprintf(stderr, "lazy_consumer: bad handoff form '%s'\n", optarg);
 				return 1;
@@ -356,7 +507,10 @@ int main(int argc, char **argv)
 	}
 
 	t0 = now_ns();
-	uffd = pgc_lazy_attach_form(sock, lr, nregions, form);
+	if (form == FORM_LIBRARY)
+		uffd = pgc_lazy_attach(sock, lr, nregions);
+	else
+		uffd = attach_by_hand(sock, rg, nregions, form);
 	if (uffd < 0) {
 		fprintf(stderr, "lazy_consumer: %s: %s\n", sock, pgc_strerror(uffd));
 		goto exit;

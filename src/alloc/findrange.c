@@ -83,8 +83,8 @@ static int find_top_down(const struct rangeset *usage, uint64_t file_size,
 	}
 }
 
-int pgc_find_range(const struct rangeset *usage, uint64_t file_size, uint64_t length,
-		   uint64_t alignment, enum pgc_direction dir, pgc_range *out)
+int find_range(const struct rangeset *usage, uint64_t file_size, uint64_t length,
+	       uint64_t alignment, enum pgc_direction dir, pgc_range *out)
 {
 	if (!length || !alignment || (alignment & (alignment - 1)))
 		return -EINVAL;

@@ -13,7 +13,7 @@
 #include "rangeset.h"
 
 /*
- * pgc_find_range - find @length bytes (non-zero) aligned to @alignment (a
+ * find_range - find @length bytes (non-zero) aligned to @alignment (a
  * power of two) outside every segment of @usage, for a file currently
  * @file_size bytes long.
  * Bottom-up: the lowest fit in the first large-enough gap. Top-down: the
@@ -25,7 +25,7 @@
  * Returns 0 and *@out, or -ENOMEM when no range fits within int64 offsets
  * (-EINVAL for a zero length or a bad alignment).
  */
-int pgc_find_range(const struct rangeset *usage, uint64_t file_size, uint64_t length,
-		   uint64_t alignment, enum pgc_direction dir, pgc_range *out);
+int find_range(const struct rangeset *usage, uint64_t file_size, uint64_t length,
+	       uint64_t alignment, enum pgc_direction dir, pgc_range *out);
 
 #endif /* PGC_FINDRANGE_H */

@@ -544,7 +544,7 @@ static int alloc_range(struct pgc_memfile *mf, uint64_t length,
 		goto exit;
 	}
 	size = atomic_load_explicit(&mf->file_size, memory_order_relaxed);
-	ret = pgc_find_range(&mf->usage, size, length, align, o->dir, &fr);
+	ret = find_range(&mf->usage, size, length, align, o->dir, &fr);
 	if (ret)
 		goto exit;
 	if (fr.end > size) {

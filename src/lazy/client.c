@@ -112,26 +112,19 @@ static int send_handoff(int sock, const char *json, size_t len, int uffd)
 int pgc_lazy_attach(const char *socket_path, const struct pgc_lazy_region *regions,
 		    size_t nregions)
 {
-	return pgc_lazy_attach_form(socket_path, regions, nregions, PGC_LAZY_FORM_PAGE_SIZE);
-}
-
-int pgc_lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *regions,
-			 size_t nregions, enum pgc_lazy_form form)
-{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct pgc_lazy_map *maps = NULL;
+	struct lazy_map *maps = NULL;
 	char *json = NULL;
 	int uffd = -1, sock = -1, ret, len;
 	size_t i;
 
-	if (!socket_path || !regions || nregions == 0 || nregions > PGC_LAZY_MAX_REGIONS ||
-	    form > PGC_LAZY_FORM_BOTH)
+	if (!socket_path || !regions || nregions == 0 || nregions > LAZY_MAX_REGIONS)
 		return -EINVAL;
 	if (strlen(socket_path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
 	maps = calloc(nregions, sizeof(*maps));
-	json = malloc(PGC_LAZY_MAX_MSG);
+	json = malloc(LAZY_MAX_MSG);
 	if (!maps || !json) {
 		ret = -ENOMEM;
 		goto exit;
@@ -144,10 +137,10 @@ int pgc_lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *
 			ret = -EINVAL;
 			goto exit;
 		}
-		maps[i] = (struct pgc_lazy_map){ a, regions[i].size, regions[i].offset,
-						 PGC_PAGE_SIZE };
+		maps[i] = (struct lazy_map){ a, regions[i].size, regions[i].offset,
+					     PGC_PAGE_SIZE };
 	}
-	len = pgc_lazy_format_regions(maps, nregions, form, json, PGC_LAZY_MAX_MSG);
+	len = lazy_format_regions(maps, nregions, LAZY_FORM_PAGE_SIZE, json, LAZY_MAX_MSG);
 	if (len < 0) {
 		ret = len;
 		goto exit;

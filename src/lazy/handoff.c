@@ -307,7 +307,7 @@ static int key_index(const char *s, size_t len)
 }
 
 /* The region from the values @vals of the keys in @seen (both indexed by K_*). */
-static int finish_region(unsigned seen, const uint64_t *vals, struct pgc_lazy_map *m)
+static int finish_region(unsigned seen, const uint64_t *vals, struct lazy_map *m)
 {
 	unsigned need = BIT(K_BASE) | BIT(K_SIZE) | BIT(K_OFFSET);
 	bool page = seen & BIT(K_PAGE), kib = seen & BIT(K_PAGE_KIB);
@@ -324,7 +324,7 @@ static int finish_region(unsigned seen, const uint64_t *vals, struct pgc_lazy_ma
 	return 0;
 }
 
-static int parse_object(struct cursor *c, struct pgc_lazy_map *m)
+static int parse_object(struct cursor *c, struct lazy_map *m)
 {
 	uint64_t vals[K_COUNT] = { 0 };
 	unsigned seen = 0;
@@ -375,11 +375,11 @@ static int parse_object(struct cursor *c, struct pgc_lazy_map *m)
 	return finish_region(seen, vals, m);
 }
 
-int pgc_lazy_parse_regions(const char *buf, size_t len, struct pgc_lazy_map *out,
-			   size_t max, size_t *n)
+int lazy_parse_regions(const char *buf, size_t len, struct lazy_map *out,
+		   size_t max, size_t *n)
 {
 	struct cursor c = { buf, buf + len };
-	struct pgc_lazy_map m;
+	struct lazy_map m;
 	size_t count = 0;
 	int ret;
 
@@ -443,8 +443,8 @@ static int append(char *buf, size_t size, size_t *used, const char *fmt, ...)
 	return 0;
 }
 
-int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, enum pgc_lazy_form form,
-			    char *buf, size_t size)
+int lazy_format_regions(const struct lazy_map *m, size_t n, enum lazy_form form,
+		    char *buf, size_t size)
 {
 	size_t used = 0, i;
 	int ret;
@@ -457,10 +457,10 @@ int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, enum pgc_laz
 		ret = append(buf, size, &used, "%s{\"base_host_virt_addr\":%" PRIu64 ",\"size\":%"
 			     PRIu64 ",\"offset\":%" PRIu64, i ? "," : "", m[i].base, m[i].size,
 			     m[i].offset);
-		if (!ret && form != PGC_LAZY_FORM_KIB)
+		if (!ret && form != LAZY_FORM_KIB)
 			ret = append(buf, size, &used, ",\"page_size\":%" PRIu64, m[i].page_size);
 		/* Firecracker's older name; it carries bytes, not KiB. */
-		if (!ret && form != PGC_LAZY_FORM_PAGE_SIZE)
+		if (!ret && form != LAZY_FORM_PAGE_SIZE)
 			ret = append(buf, size, &used, ",\"page_size_kib\":%" PRIu64, m[i].page_size);
 		if (!ret)
 			ret = append(buf, size, &used, "}");

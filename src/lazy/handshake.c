@@ -32,9 +32,9 @@
 #define RENAME_NOREPLACE (1 << 0)
 #endif
 
-/* The longest handoff the client formats for PGC_LAZY_MAX_REGIONS regions must fit. */
-_Static_assert(PGC_LAZY_MAX_REGIONS * PGC_LAZY_REGION_JSON_MAX + 2 <= PGC_LAZY_MAX_MSG,
-	       "PGC_LAZY_MAX_MSG must hold PGC_LAZY_MAX_REGIONS regions");
+/* The longest handoff the client formats for LAZY_MAX_REGIONS regions must fit. */
+_Static_assert(LAZY_MAX_REGIONS * LAZY_REGION_JSON_MAX + 2 <= LAZY_MAX_MSG,
+	       "LAZY_MAX_MSG must hold LAZY_MAX_REGIONS regions");
 
 /* ---- the listening socket ------------------------------------------------ */
 
@@ -250,7 +250,7 @@ static int take_fds(pgc_lazy_conn *c, struct msghdr *msg)
 	return bad || (msg->msg_flags & MSG_CTRUNC) ? -EPROTO : 0;
 }
 
-/* Room for more bytes: grow the buffer up to PGC_LAZY_MAX_MSG. */
+/* Room for more bytes: grow the buffer up to LAZY_MAX_MSG. */
 static int make_room(pgc_lazy_conn *c)
 {
 	size_t cap;
@@ -258,11 +258,11 @@ static int make_room(pgc_lazy_conn *c)
 
 	if (c->len < c->cap)
 		return 0;
-	if (c->cap >= PGC_LAZY_MAX_MSG)
-		return -EINVAL;   /* no complete message in PGC_LAZY_MAX_MSG bytes */
+	if (c->cap >= LAZY_MAX_MSG)
+		return -EINVAL;   /* no complete message in LAZY_MAX_MSG bytes */
 	cap = c->cap ? c->cap * 2 : 4096;
-	if (cap > PGC_LAZY_MAX_MSG)
-		cap = PGC_LAZY_MAX_MSG;
+	if (cap > LAZY_MAX_MSG)
+		cap = LAZY_MAX_MSG;
 	b = realloc(c->buf, cap);
 	if (!b)
 		return -ENOMEM;
@@ -277,13 +277,13 @@ static int try_parse(pgc_lazy_conn *c)
 	int ret;
 
 	if (!c->maps) {
-		c->maps = calloc(PGC_LAZY_MAX_REGIONS, sizeof(*c->maps));
+		c->maps = calloc(LAZY_MAX_REGIONS, sizeof(*c->maps));
 		if (!c->maps)
 			return -ENOMEM;
 	}
-	ret = pgc_lazy_parse_regions(c->buf, c->len, c->maps, PGC_LAZY_MAX_REGIONS, &c->nmaps);
+	ret = lazy_parse_regions(c->buf, c->len, c->maps, LAZY_MAX_REGIONS, &c->nmaps);
 	if (ret == -ENODATA)
-		return c->len < PGC_LAZY_MAX_MSG ? 0 : -EINVAL;
+		return c->len < LAZY_MAX_MSG ? 0 : -EINVAL;
 	if (ret)
 		return ret == -E2BIG ? -EINVAL : ret;
 	if (c->uffd < 0 || !is_userfaultfd(c->uffd))

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lazy.h - lazy restore for other processes over userfaultfd: the page
- * server (server.c), the listening socket and the receipt of a handoff
- * (handshake.c), the handoff message codec (handoff.c) and, declared
- * in pgckpt.h, the consumer helper pgc_lazy_attach (client.c).
+ * server (server.c, its push in push.c, both sharing server_int.h), the
+ * listening socket and the receipt of a handoff (handshake.c), the
+ * handoff message codec (handoff.c) and, declared in pgckpt.h, the
+ * consumer helper pgc_lazy_attach (client.c).
  *
  * The wire protocol is Firecracker's snapshot UFFD handoff: the consumer
  * connects to a unix stream socket and sends one message, a JSON array of
@@ -24,18 +25,18 @@
 
 #include "pgckpt.h"
 
-#define PGC_LAZY_MAX_REGIONS 1024
-#define PGC_LAZY_MAX_MSG     (256 * 1024)  /* bytes of JSON in one handoff */
+#define LAZY_MAX_REGIONS 1024
+#define LAZY_MAX_MSG     (256 * 1024)  /* bytes of JSON in one handoff */
 /*
- * The longest region pgc_lazy_format_regions writes (the form with both
+ * The longest region lazy_format_regions writes (the form with both
  * page_size and page_size_kib): five keys, five 20-digit values, braces
- * and a comma. PGC_LAZY_MAX_MSG holds PGC_LAZY_MAX_REGIONS of them
+ * and a comma. LAZY_MAX_MSG holds LAZY_MAX_REGIONS of them
  * (checked in handshake.c).
  */
-#define PGC_LAZY_REGION_JSON_MAX 173
+#define LAZY_REGION_JSON_MAX 173
 
 /* One region of the handoff, as it travels on the wire. */
-struct pgc_lazy_map {
+struct lazy_map {
 	uint64_t base;        /* base_host_virt_addr: consumer address */
 	uint64_t size;        /* bytes */
 	uint64_t offset;      /* memory-file offset of the region's first byte */
@@ -47,16 +48,16 @@ struct pgc_lazy_conn {
 	int fd;               /* the connected socket */
 	long pid;             /* SO_PEERCRED */
 	uint32_t uid;
-	char *buf;            /* JSON so far, grown up to PGC_LAZY_MAX_MSG */
+	char *buf;            /* JSON so far, grown up to LAZY_MAX_MSG */
 	size_t len, cap;
 	int uffd;             /* the fd that came with the message, or -1 */
-	struct pgc_lazy_map *maps;  /* the regions, once complete */
+	struct lazy_map *maps; /* the regions, once complete */
 	size_t nmaps;
 	bool done;            /* a complete, well-formed handoff */
 };
 
 /*
- * pgc_lazy_parse_regions - parse the handoff JSON in @buf (@len bytes, no
+ * lazy_parse_regions - parse the handoff JSON in @buf (@len bytes, no
  * terminator needed) into at most @max entries of @out; *@n gets the count.
  * Strict: one array of one or more objects. The known keys take unsigned
  * decimal integers and may not repeat; "base_host_virt_addr", "size" and
@@ -68,23 +69,23 @@ struct pgc_lazy_conn {
  * may complete it); -E2BIG for more than @max regions; -EINVAL otherwise.
  * Never reads outside @buf. Values are not range-checked here.
  */
-int pgc_lazy_parse_regions(const char *buf, size_t len, struct pgc_lazy_map *out,
-			   size_t max, size_t *n);
+int lazy_parse_regions(const char *buf, size_t len, struct lazy_map *out,
+		   size_t max, size_t *n);
 
 /* Which page-size key(s) a handoff carries, as Firecracker versions write it. */
-enum pgc_lazy_form {
-	PGC_LAZY_FORM_PAGE_SIZE,   /* "page_size" (pgc_lazy_attach's default) */
-	PGC_LAZY_FORM_KIB,         /* "page_size_kib" only: Firecracker 1.0-1.6 */
-	PGC_LAZY_FORM_BOTH,        /* both, equal: Firecracker 1.7 and later */
+enum lazy_form {
+	LAZY_FORM_PAGE_SIZE,   /* "page_size": what pgc_lazy_attach sends */
+	LAZY_FORM_KIB,         /* "page_size_kib" only: Firecracker 1.0-1.6 */
+	LAZY_FORM_BOTH,        /* both, equal: Firecracker 1.7 and later */
 };
 
 /*
- * pgc_lazy_format_regions - write @n regions as handoff JSON of form
+ * lazy_format_regions - write @n regions as handoff JSON of form
  * @form into @buf (@size bytes, NUL-terminated). Returns the length
  * without the NUL, or -ENOBUFS if @buf is too small.
  */
-int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, enum pgc_lazy_form form,
-			    char *buf, size_t size);
+int lazy_format_regions(const struct lazy_map *m, size_t n, enum lazy_form form,
+		    char *buf, size_t size);
 
 /*
  * lazy_uffd_open - a userfaultfd (O_CLOEXEC | O_NONBLOCK), user-mode-only
@@ -92,13 +93,5 @@ int pgc_lazy_format_regions(const struct pgc_lazy_map *m, size_t n, enum pgc_laz
  * kind pgc_lazy_attach hands over). Returns the fd or -errno.
  */
 int lazy_uffd_open(void);
-
-/*
- * pgc_lazy_attach_form - pgc_lazy_attach (pgckpt.h), sending the handoff
- * in the form @form; for tests and the example consumer, which show that
- * the server takes every form. Returns what pgc_lazy_attach returns.
- */
-int pgc_lazy_attach_form(const char *socket_path, const struct pgc_lazy_region *regions,
-			 size_t nregions, enum pgc_lazy_form form);
 
 #endif /* PGC_LAZY_H */

@@ -7,11 +7,10 @@
  * faulting page is mapped with pgc_map_internal (which makes the loader
  * fetch it next) and placed with UFFDIO_COPY, holes and zero pages with
  * UFFDIO_ZEROPAGE, every run without a wake and then one wake for the span.
- * Between faults the push places pages, but only those already loaded
- * (PGC_ACCESS_NOWAIT), so a fault never waits behind it: first the load's
- * working set (pgc_load_working_set), then the spans after the last fault
- * (access is local), then memory-file offset order. One thread per
- * session, no locks: a bitmap per region records placed pages.
+ * Between faults the push (push.c) places pages, but only those already
+ * loaded (PGC_ACCESS_NOWAIT), so a fault never waits behind it. One
+ * thread per session, no locks: a bitmap per region records placed pages.
+ * The session and what the two files share are in server_int.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,63 +27,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lazy/lazy.h"
+#include "lazy/server_int.h"
 #include "util/options.h"
 #include "util/util.h"
 
-#define PAGE        PGC_PAGE_SIZE
-#define UFFD_BATCH   64
-#define PUSH_NEAR    4          /* spans pushed from a fault's before the offset order */
-#define PUSH_END        1       /* push_span: nothing left in the region */
-#define PUSH_NOT_LOADED 2       /* push_span: the next span is still loading */
+#define UFFD_BATCH      64
 #define PUSH_WAIT_NS    200000  /* poll period while the push waits for the loader */
-#define PUSH_YIELD      3       /* place_span: a push stopped for a waiting fault */
 #define PUSH_SLICE      16      /* pages a push places between looks for a fault */
-#define WS_LOOKAHEAD    64       /* working-set ranges still loading a burst passes over */
-#define WS_WAIT_NS      20000000 /* the push waits at most this long for the working set's next span */
 
 enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
-
-struct region {
-	uint64_t base;
-	uint64_t size;
-	uint64_t offset;
-	uint64_t pages;
-	uint64_t *done;     /* page placed, or nothing left to place (removed) */
-	uint64_t *removed;  /* page removed by the consumer: serve zeros */
-};
-
-struct session {
-	pgc_memfile *mf;
-	struct pgc_lazy_serve_opts o;
-	struct pgc_lazy_stats *st;
-	int uffd;
-	int datafd;          /* for SEEK_DATA / SEEK_HOLE on the memory file */
-	bool own_datafd;
-	int pidfd;           /* the peer process, when it is another one */
-	struct region *r;    /* sorted by base */
-	size_t nr;
-	size_t *order;       /* region indices by memory-file offset: push order */
-	size_t push_i;       /* the offset-order push: s->order[push_i], from push_page */
-	uint64_t push_page;
-	struct region *near; /* the push near the last fault, while near_left */
-	uint64_t near_page;
-	unsigned near_left;
-	bool push_waiting;   /* the next span of the push is still loading */
-	pgc_range *ws;       /* the load's working set, placed first (memory-file offsets) */
-	size_t nws;
-	size_t ws_i;         /* its first range not placed whole */
-	bool ws_burst;       /* placing it: no wake per span (push_ws wakes once) */
-	uint64_t record_until; /* recording window (lazy.record_ms): faults page by page, no push */
-	uint64_t ws_wait_since; /* the push waits for the working set's next span since (ns) */
-	uint64_t pages_total;
-	uint64_t pages_done;
-	unsigned char *act;  /* per-page actions of one span */
-	uint64_t *stalled;   /* fault addresses to retry after EAGAIN */
-	size_t nstalled;
-	size_t stall_cap;
-	uint64_t t0;
-};
 
 static bool bit_test(const uint64_t *b, uint64_t i)
 {
@@ -99,19 +50,6 @@ static bool bit_set(uint64_t *b, uint64_t i)
 
 	b[i / 64] |= m;
 	return !was;
-}
-
-static uint64_t next_clear(const uint64_t *b, uint64_t from, uint64_t n)
-{
-	while (from < n) {
-		uint64_t w = ~b[from / 64] >> (from % 64);
-
-		if (w)
-			return from + (uint64_t)__builtin_ctzll(w) < n ?
-			       from + (uint64_t)__builtin_ctzll(w) : n;
-		from = (from / 64 + 1) * 64;
-	}
-	return n;
 }
 
 static void mark_done(struct session *s, struct region *rg, uint64_t p0, uint64_t p1)
@@ -159,7 +97,7 @@ static bool before(const struct region *a, const struct region *b)
 }
 
 /* Validate the regions against @mf and build the session's tables. */
-static int setup_regions(struct session *s, const struct pgc_lazy_map *m, size_t n)
+static int setup_regions(struct session *s, const struct lazy_map *m, size_t n)
 {
 	uint64_t fsize = pgc_total_size(s->mf);
 	size_t i;
@@ -198,7 +136,7 @@ static int setup_regions(struct session *s, const struct pgc_lazy_map *m, size_t
 	s->st->regions = n;
 	for (i = 0; i < n; i++)
 		s->st->bytes_total += s->r[i].size;
-	/* Insertion sort (n <= PGC_LAZY_MAX_REGIONS): qsort has no context. */
+	/* Insertion sort (n <= LAZY_MAX_REGIONS): qsort has no context. */
 	for (i = 0; i < n; i++) {
 		size_t j = i, v = i;
 
@@ -307,14 +245,6 @@ static int place_run(struct session *s, struct region *rg, uint64_t p, uint64_t 
 	return 0;
 }
 
-/* Whether a uffd message (a fault) is waiting to be read. */
-static bool msg_waiting(const struct session *s)
-{
-	struct pollfd p = { .fd = s->uffd, .events = POLLIN };
-
-	return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
-}
-
 /* Mark pages [@p, @p1) of a mapped span (file offset @off) as copy or zero. */
 static void classify(struct session *s, uint64_t off, const unsigned char *map,
 		     uint64_t p0, uint64_t p1, unsigned char *act)
@@ -364,8 +294,8 @@ static void classify(struct session *s, uint64_t off, const unsigned char *map,
  * nothing placed), PUSH_YIELD (push: a fault waits; the pages placed so
  * far are marked), or as place_run.
  */
-static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
-		       uint64_t force, bool push)
+int lazy_place_span(struct session *s, struct region *rg, uint64_t p0, uint64_t p1,
+		    uint64_t force, bool push)
 {
 	unsigned char *act = s->act;
 	const unsigned char *map = NULL;
@@ -432,35 +362,6 @@ static int place_span(struct session *s, struct region *rg, uint64_t p0, uint64_
 	return ret;
 }
 
-/* The @span-aligned (in memory-file offsets) pages around page @p of @rg. */
-static void span_around(const struct region *rg, uint64_t p, uint64_t span,
-			 uint64_t *p0, uint64_t *p1)
-{
-	uint64_t off = rg->offset + p * PAGE;
-	uint64_t cs = off & ~(span - 1), ce = cs + span;
-
-	if (cs < rg->offset)
-		cs = rg->offset;
-	if (ce > rg->offset + rg->size)
-		ce = rg->offset + rg->size;
-	*p0 = (cs - rg->offset) / PAGE;
-	*p1 = (ce - rg->offset) / PAGE;
-}
-
-/*
- * After a fault at page @p of @rg, the push goes on from the span that
- * holds it (its block is loaded now) for PUSH_NEAR spans: access is local.
- */
-static void push_near(struct session *s, struct region *rg, uint64_t p)
-{
-	uint64_t p0, p1;
-
-	span_around(rg, p, s->o.push_bytes, &p0, &p1);
-	s->near = rg;
-	s->near_page = p0;
-	s->near_left = PUSH_NEAR;
-}
-
 /* Serve a fault at @addr. Returns 0, -EAGAIN (retry later) or an error. */
 static int serve_fault(struct session *s, uint64_t addr)
 {
@@ -475,12 +376,12 @@ static int serve_fault(struct session *s, uint64_t addr)
 	(void)pgc_load_ws_demand(s->mf, rg->offset + p * PAGE);
 	if (s->record_until && util_now_ns() < s->record_until) {
 		/* Recording: each page the consumer touches faults, and is seen. */
-		return place_span(s, rg, p, p + 1, p, false);
+		return lazy_place_span(s, rg, p, p + 1, p, false);
 	}
 	span_around(rg, p, s->o.fault_bytes, &p0, &p1);
-	ret = place_span(s, rg, p0, p1, p, false);
+	ret = lazy_place_span(s, rg, p0, p1, p, false);
 	if (!ret)
-		push_near(s, rg, p);
+		lazy_push_near(s, rg, p);
 	return ret;
 }
 
@@ -584,177 +485,6 @@ static int handle_msgs(struct session *s)
 	return ret;
 }
 
-/*
- * Push the next span of @rg from page *@page on, if the loader has it
- * already: the push never waits for the loader, so a fault never waits
- * behind it. Returns 0 (a span placed, *@page past it), PUSH_END (nothing
- * left in @rg from *@page), PUSH_NOT_LOADED, PUSH_YIELD (part of the span
- * placed, *@page where it was), or as place_span.
- */
-static int push_span(struct session *s, struct region *rg, uint64_t *page)
-{
-	uint64_t p = next_clear(rg->done, *page, rg->pages), p0, p1;
-	int ret;
-
-	if (p >= rg->pages)
-		return PUSH_END;
-	span_around(rg, p, s->o.push_bytes, &p0, &p1);
-	ret = place_span(s, rg, p, p1, UINT64_MAX, true);
-	if (!ret)
-		*page = p1;
-	return ret;
-}
-
-/*
- * The pages of the working-set range @w in @rg that are not placed yet,
- * in spans of push_bytes; *@placed is set once one is. Returns 0 (all
- * placed), PUSH_NOT_LOADED, PUSH_YIELD, or as place_span.
- */
-static int push_ws_range(struct session *s, pgc_range w, struct region *rg, bool *placed)
-{
-	uint64_t lo = w.start > rg->offset ? w.start : rg->offset;
-	uint64_t hi = w.end < rg->offset + rg->size ? w.end : rg->offset + rg->size;
-	uint64_t p, p1, q0, q1, before;
-	int ret;
-
-	if (hi <= lo)
-		return 0;
-	p = (lo - rg->offset) / PAGE;
-	p1 = (hi - rg->offset) / PAGE;
-	while ((p = next_clear(rg->done, p, p1)) < p1) {
-		span_around(rg, p, s->o.push_bytes, &q0, &q1);
-		q1 = q1 < p1 ? q1 : p1;
-		before = s->st->bytes_copied + s->st->bytes_zeroed;
-		ret = place_span(s, rg, p, q1, UINT64_MAX, true);
-		s->st->bytes_prefetched += s->st->bytes_copied + s->st->bytes_zeroed - before;
-		if (s->st->bytes_copied + s->st->bytes_zeroed != before)
-			*placed = true;
-		if (ret)
-			return ret;
-		p = q1;
-	}
-	return 0;
-}
-
-/*
- * The load's working set (pgc_load_working_set), in its order, into every
- * region that maps it, in one burst: every range whose pages are loaded
- * now (one still loading is passed over, not waited for, up to
- * WS_LOOKAHEAD of them: the loader reads them in this order), each placed
- * without a wake (nobody waits for them: a fault on one arrives as a
- * message and is served), then one wake per region. Returns 0 (placed
- * some), PUSH_END (all placed), PUSH_NOT_LOADED (none loaded yet),
- * PUSH_YIELD, or as place_span.
- */
-static int push_ws(struct session *s)
-{
-	bool placed = false, pending = false;
-	size_t i, j, skipped = 0;
-	int ret = 0;
-
-	s->ws_burst = true;
-	for (i = s->ws_i; i < s->nws && !ret && skipped < WS_LOOKAHEAD; i++) {
-		bool before = placed;
-
-		for (j = 0; j < s->nr && !ret; j++) {
-			ret = push_ws_range(s, s->ws[i], &s->r[j], &placed);
-			if (ret == PUSH_NOT_LOADED) {
-				pending = true;
-				skipped++;
-				ret = 0;
-			}
-		}
-		if (!ret && !pending)
-			s->ws_i = i + 1;   /* everything up to here is placed */
-		/* A fault goes first: look for one after each range placed. */
-		if (!ret && placed != before && i + 1 < s->nws && msg_waiting(s)) {
-			s->st->push_yields++;
-			ret = PUSH_YIELD;
-		}
-	}
-	s->ws_burst = false;
-	for (j = 0; placed && j < s->nr; j++) {
-		struct uffdio_range w = { .start = s->r[j].base, .len = s->r[j].size };
-
-		(void)ioctl(s->uffd, UFFDIO_WAKE, &w);
-	}
-	if (ret)
-		return ret;
-	if (placed)
-		return 0;
-	return s->ws_i < s->nws ? PUSH_NOT_LOADED : PUSH_END;
-}
-
-/*
- * One push step: the working set first, then the spans near the last
- * fault, then memory-file offset order; the first of them that is loaded.
- * Returns 0 (placed one span, or all are still loading: s->push_waiting),
- * 1 when nothing is left to push, else as place_span.
- */
-static int push_step(struct session *s)
-{
-	int ret;
-
-	s->push_waiting = false;
-	ret = push_ws(s);
-	if (ret != PUSH_END && ret != PUSH_NOT_LOADED) {
-		s->ws_wait_since = 0;
-		return ret == PUSH_YIELD ? 0 : ret;
-	}
-	/*
-	 * The loader reads the working set first, in this order: its next
-	 * pages come soon, and pushing others meanwhile would only take the
-	 * CPU from their decode. Waiting is bounded, in case they do not.
-	 */
-	if (ret == PUSH_NOT_LOADED) {
-		uint64_t now = util_now_ns();
-
-		if (!s->ws_wait_since)
-			s->ws_wait_since = now;
-		if (now - s->ws_wait_since < WS_WAIT_NS) {
-			s->push_waiting = true;
-			return 0;
-		}
-	}
-	while (s->near_left) {
-		ret = push_span(s, s->near, &s->near_page);
-		if (ret == PUSH_END || ret == PUSH_NOT_LOADED) {
-			/* A neighbour still loading is dropped: the offset order takes it. */
-			s->near_left = 0;
-			break;
-		}
-		if (!ret)
-			s->near_left--;
-		return ret == PUSH_YIELD ? 0 : ret;
-	}
-	while (s->push_i < s->nr) {
-		ret = push_span(s, &s->r[s->order[s->push_i]], &s->push_page);
-		if (ret == PUSH_END) {
-			s->push_i++;
-			s->push_page = 0;
-			continue;
-		}
-		if (ret == PUSH_NOT_LOADED) {
-			s->push_waiting = true;
-			return 0;
-		}
-		return ret == PUSH_YIELD ? 0 : ret;
-	}
-	return 1;
-}
-
-/* The load's working set, to place first; none if it has none (or no memory). */
-static void load_ws(struct session *s)
-{
-	int n = pgc_load_working_set(s->mf, NULL, 0);
-
-	if (n <= 0)
-		return;
-	s->ws = malloc((size_t)n * sizeof(*s->ws));
-	if (s->ws && pgc_load_working_set(s->mf, s->ws, (size_t)n) == n)
-		s->nws = (size_t)n;
-}
-
 static void unregister_all(struct session *s)
 {
 	size_t i;
@@ -828,7 +558,7 @@ static int serve_loop(struct session *s)
 		if (pfd[0].revents & POLLIN) {
 			ret = handle_msgs(s);
 		} else if (push_left) {
-			ret = push_step(s);
+			ret = lazy_push_step(s);
 			if (ret == 1 || ret == -EAGAIN)
 				ret = 0;
 		}
@@ -925,7 +655,7 @@ int pgc_lazy_serve_ready(pgc_memfile *mf, pgc_lazy_conn *c,
 		goto exit;
 	s->datafd = open_datafd(mf, &s->own_datafd);
 	if (!s->o.no_push)
-		load_ws(s);
+		lazy_load_ws(s);
 	if (pgc_load_ws_demand(mf, UINT64_MAX) == 1 && opt_env_int(OPT_LAZY_RECORD_MS) > 0)
 		s->record_until = s->t0 + (uint64_t)opt_env_int(OPT_LAZY_RECORD_MS) * 1000000;
 	ret = serve_loop(s);

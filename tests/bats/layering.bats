@@ -3,7 +3,7 @@
 #
 # layering.bats - tests/static/layering.sh (run on the real tree by
 # tests/run-all.sh) must fail for each kind of forbidden #include: it is
-# run here on a copy of src/ with one bad line added.
+# run here on a copy of src/ (and examples/) with one bad line added.
 
 load helpers
 
@@ -72,5 +72,32 @@ check_with() {
 	assert_output --partial 'src/statefile may not depend on src/s3'
 	rm -rf src
 	check_with cli/main.c '#include "s3/s3.h"'
+	assert_success
+}
+
+@test "layering: an example includes pgckpt.h and system headers, no header of src/" {
+	cp -r "$SRC" src
+	cp -r "$BATS_TEST_DIRNAME/../../examples" examples
+	run "$CHECK" "$PWD/src"
+	assert_success
+	assert_line 'ok layering: examples (pgckpt.h and system headers only)'
+	cp examples/kvstore.c kvstore.c
+	printf '#include "lazy/lazy.h"\n' >>examples/kvstore.c
+	run "$CHECK" "$PWD/src"
+	assert_failure
+	assert_line 'not ok layering: examples'
+	assert_output --partial 'kvstore.c: #include "lazy/lazy.h": a header of src/, not the public API'
+	cp kvstore.c examples/kvstore.c
+	printf '#include <util/util.h>\n' >>examples/kvstore.c
+	run "$CHECK" "$PWD/src" "$PWD/examples"
+	assert_failure
+	assert_output --partial 'kvstore.c: #include <util/util.h>: a header of src/, not the public API'
+	cp kvstore.c examples/kvstore.c
+	printf '#include "kv.h"\n' >>examples/kvstore.c
+	run "$CHECK" "$PWD/src"
+	assert_failure
+	assert_output --partial 'kvstore.c: #include "kv.h": quoted, but not pgckpt.h or a header of examples/'
+	touch examples/kv.h
+	run "$CHECK" "$PWD/src"
 	assert_success
 }

@@ -161,6 +161,7 @@ EOF
 	mkmem mem 8M --seed 11
 	pgckpt save mem img
 	local form
+	# --handoff-form: the example's own handoff code, not pgc_lazy_attach.
 	for form in page_size kib both; do
 		start_server img --once --timeout 10
 		run consumer -n 100 -r 2 --handoff-form "$form" -v mem
@@ -185,6 +186,71 @@ EOF
 	assert_output --partial "bad handoff form 'kib2'"
 }
 
+# capture_handoff [OPTION]...: listen on ./s.sock, let the example consumer
+# (with OPTION...) hand over, and print what came: the number of fds, then
+# each region's keys in order and its size, offset and page-size value(s).
+# The consumer, blocked on its first fault, is then killed.
+capture_handoff() {
+	local i py cpid
+	rm -f s.sock
+	timeout 20 python3 - >handoff.txt 2>&1 3>&- <<'EOF' &
+import array, json, socket
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind("s.sock")
+l.listen(1)
+c, _ = l.accept()
+fds = array.array("i")
+data, anc, _, _ = c.recvmsg(1 << 16, socket.CMSG_SPACE(4 * fds.itemsize))
+for level, kind, d in anc:
+    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        fds.frombytes(d[:len(d) - len(d) % fds.itemsize])
+while True:                        # until the consumer closes the socket
+    more = c.recv(1 << 16)
+    if not more:
+        break
+    data += more
+print("fds=%d" % len(fds))
+for r in json.loads(data):
+    print(",".join(r), r["size"], r["offset"], r.get("page_size"), r.get("page_size_kib"))
+EOF
+	py=$!
+	BG_PIDS+=("$py")
+	for i in $(seq 200); do
+		[ -S s.sock ] && break
+		sleep 0.05
+	done
+	timeout 20 "$CONSUMER" -s 64K -r 2 -n 1 "$@" s.sock >/dev/null 2>&1 3>&- &
+	cpid=$!
+	BG_PIDS+=("$cpid")
+	wait "$py" || { cat handoff.txt; fail "no handoff captured"; }
+	kill -9 "$cpid" 2>/dev/null || true
+	wait "$cpid" || true
+	cat handoff.txt
+}
+
+@test "lazy: the example's own handoff sends each form's keys, and pgc_lazy_attach's form as the library does" {
+	local lib
+	run capture_handoff
+	assert_success
+	assert_output "fds=1
+base_host_virt_addr,size,offset,page_size 32768 0 4096 None
+base_host_virt_addr,size,offset,page_size 32768 32768 4096 None"
+	lib=$output
+	run capture_handoff --handoff-form page_size
+	assert_success
+	assert_output "$lib"
+	run capture_handoff --handoff-form kib
+	assert_success
+	assert_output "fds=1
+base_host_virt_addr,size,offset,page_size_kib 32768 0 None 4096
+base_host_virt_addr,size,offset,page_size_kib 32768 32768 None 4096"
+	run capture_handoff --handoff-form both
+	assert_success
+	assert_output "fds=1
+base_host_virt_addr,size,offset,page_size,page_size_kib 32768 0 4096 4096
+base_host_virt_addr,size,offset,page_size,page_size_kib 32768 32768 4096 4096"
+}
+
 @test "lazy: a consumer without privilege (user-mode-only userfaultfd) is served" {
 	[ "$(id -u)" -eq 0 ] || skip "needs root, to run the consumer as another user"
 	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$CONSUMER" ||
@@ -196,13 +262,18 @@ EOF
 	mkmem mem 4M --seed 12
 	chmod 644 mem
 	pgckpt save mem img
-	start_server img --once --timeout 10 --allow-uid 65534
-	chmod 666 s.sock
-	run setpriv --reuid=65534 --regid=65534 --clear-groups timeout 20 "$CONSUMER" -n 50 -v mem s.sock
-	assert_success
-	assert_output --partial 'verified=yes'
-	wait_server
-	[ "$SRV_STATUS" = 0 ]
+	# pgc_lazy_attach, then the example's own handoff (--handoff-form).
+	local form
+	for form in "" both; do
+		start_server img --once --timeout 10 --allow-uid 65534
+		chmod 666 s.sock
+		run setpriv --reuid=65534 --regid=65534 --clear-groups timeout 20 "$CONSUMER" -n 50 \
+			${form:+--handoff-form "$form"} -v mem s.sock
+		assert_success
+		assert_output --partial 'verified=yes'
+		wait_server
+		[ "$SRV_STATUS" = 0 ]
+	done
 }
 
 @test "lazy: size learnt from inspect --json, odd-sized file, raw image" {

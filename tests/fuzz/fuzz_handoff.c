@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_handoff.c - libFuzzer harness for the lazy-restore handoff JSON
- * parser (pgc_lazy_parse_regions), input from another process. The input
+ * parser (lazy_parse_regions), input from another process. The input
  * is parsed as is, with a small and the full region limit; an accepted
- * message must format back (pgc_lazy_format_regions, in each form a
+ * message must format back (lazy_format_regions, in each form a
  * Firecracker version writes) into JSON that parses to the same regions,
  * and every prefix of it tried here must be -ENODATA (never -EINVAL: the
  * server waits for more bytes).
@@ -19,24 +19,24 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct pgc_lazy_map maps[PGC_LAZY_MAX_REGIONS], again[PGC_LAZY_MAX_REGIONS];
+static struct lazy_map maps[LAZY_MAX_REGIONS], again[LAZY_MAX_REGIONS];
 
 /* The first @n of maps[], written in @form, must parse back to themselves. */
 static void check_round_trip(size_t n, int form)
 {
-	static char out[PGC_LAZY_MAX_REGIONS * PGC_LAZY_REGION_JSON_MAX + 2];
+	static char out[LAZY_MAX_REGIONS * LAZY_REGION_JSON_MAX + 2];
 	size_t n2 = 0, cut;
 	int len;
 
-	len = pgc_lazy_format_regions(maps, n, (enum pgc_lazy_form)form, out, sizeof(out));
+	len = lazy_format_regions(maps, n, (enum lazy_form)form, out, sizeof(out));
 	if (len < 0)
 		abort();
-	if (pgc_lazy_parse_regions(out, (size_t)len, again, PGC_LAZY_MAX_REGIONS, &n2) ||
+	if (lazy_parse_regions(out, (size_t)len, again, LAZY_MAX_REGIONS, &n2) ||
 	    n2 != n || memcmp(maps, again, n * sizeof(*maps)))
 		abort();
 	/* Prefixes of the canonical form are incomplete, not invalid. */
 	for (cut = 0; cut < (size_t)len; cut += 1 + (size_t)len / 16)
-		if (pgc_lazy_parse_regions(out, cut, again, PGC_LAZY_MAX_REGIONS, &n2) != -ENODATA)
+		if (lazy_parse_regions(out, cut, again, LAZY_MAX_REGIONS, &n2) != -ENODATA)
 			abort();
 }
 
@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = 0;
 	int ret, form;
 
-	if (size > PGC_LAZY_MAX_MSG)
+	if (size > LAZY_MAX_MSG)
 		return 0;
 	/* An exact-size copy so that reading past the end is caught. */
 	copy = malloc(size ? size : 1);
@@ -55,16 +55,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(copy, data, size);
 	buf = copy;
-	ret = pgc_lazy_parse_regions(buf, size, maps, 4, &n);
+	ret = lazy_parse_regions(buf, size, maps, 4, &n);
 	if (ret != 0 && ret != -ENODATA && ret != -E2BIG && ret != -EINVAL)
 		abort();
 	if (ret == 0 && (n == 0 || n > 4))
 		abort();
-	ret = pgc_lazy_parse_regions(buf, size, maps, PGC_LAZY_MAX_REGIONS, &n);
+	ret = lazy_parse_regions(buf, size, maps, LAZY_MAX_REGIONS, &n);
 	if (ret == 0) {
-		if (n == 0 || n > PGC_LAZY_MAX_REGIONS)
+		if (n == 0 || n > LAZY_MAX_REGIONS)
 			abort();
-		for (form = PGC_LAZY_FORM_PAGE_SIZE; form <= PGC_LAZY_FORM_BOTH; form++)
+		for (form = LAZY_FORM_PAGE_SIZE; form <= LAZY_FORM_BOTH; form++)
 			check_round_trip(n, form);
 	}
 	free(copy);

@@ -18,11 +18,18 @@
 # MemoryFile only through memfile_hooks.h, the lazy helper uses the public
 # API and src/util, and the command uses only the public API (and
 # util/utf8.h, which is header-only). A directory without a rule fails.
+#
+# The examples (examples/*.c and *.h) show how to use the library, so they
+# may include pgckpt.h, headers of examples/ and system headers, never a
+# header of src/ (the Makefile builds them without -Isrc).
+#
 # Prints "ok ..." or "not ok ..." per directory, then "N passed, N failed"
 # (tests/run-all.sh counts it); exits 1 if any failed.
-# Usage: tests/static/layering.sh [SRC_DIR]   (default: src of this tree)
+# Usage: tests/static/layering.sh [SRC_DIR [EXAMPLES_DIR]]
+# (default: src and examples of this tree; EXAMPLES_DIR is skipped if absent)
 set -u
 src=${1:-$(cd "$(dirname "$0")/../.." && pwd)/src}
+examples=${2:-$(dirname "$src")/examples}
 
 declare -A deps=(
 	[util]=""
@@ -93,5 +100,35 @@ for dir in "$src"/*/; do
 		failed=$((failed + 1))
 	fi
 done
+# The #includes of FILE, one a line: "NAME" or <NAME>.
+includes() {
+	sed -nE 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*("[^"]*"|<[^>]*>).*/\1/p' "$1"
+}
+
+if [ -d "$examples" ]; then
+	bad=()
+	for f in "$examples"/*.c "$examples"/*.h; do
+		[ -f "$f" ] || continue
+		while IFS= read -r inc; do
+			name=${inc:1:${#inc}-2}
+			if [ "$name" = pgckpt.h ]; then
+				continue
+			elif [ -f "$src/$name" ]; then
+				bad+=("$(basename "$f"): #include $inc: a header of src/, not the public API")
+			elif [ "${inc:0:1}" = '"' ] && [ ! -f "$examples/$name" ]; then
+				bad+=("$(basename "$f"): #include $inc: quoted, but not pgckpt.h or a header of examples/")
+			fi
+		done < <(includes "$f")
+	done
+	if [ "${#bad[@]}" -eq 0 ]; then
+		echo "ok layering: examples (pgckpt.h and system headers only)"
+		passed=$((passed + 1))
+	else
+		echo "not ok layering: examples"
+		printf '    %s\n' "${bad[@]}"
+		failed=$((failed + 1))
+	fi
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

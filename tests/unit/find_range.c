@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * find_range.c - runs placement vectors against pgc_find_range.
+ * find_range.c - runs placement vectors against find_range.
  *
  * Usage: find_range [VECTORS.tsv]  (default: tests/vectors/find_range.tsv
  * under $PGCKPT_SRC, or relative to the current directory). The format is
@@ -67,7 +67,7 @@ static int run_case(char *line, int lineno)
 	want_fail = !strcmp(f[6], "fail");
 	if (!want_fail && parse_u64(f[6], &want))
 		goto exit;
-	ret = pgc_find_range(&usage, size, len, align,
+	ret = find_range(&usage, size, len, align,
 			     strcmp(f[1], "up") ? PGC_TOP_DOWN : PGC_BOTTOM_UP, &got);
 	if (want_fail)
 		pass = ret == -ENOMEM;

@@ -64,9 +64,9 @@ static pgc_memfile *load_bg(const char *path, uint32_t inflight)
 
 /* ---- JSON --------------------------------------------------------------- */
 
-static int parse(const char *s, struct pgc_lazy_map *m, size_t max, size_t *n)
+static int parse(const char *s, struct lazy_map *m, size_t max, size_t *n)
 {
-	return pgc_lazy_parse_regions(s, strlen(s), m, max, n);
+	return lazy_parse_regions(s, strlen(s), m, max, n);
 }
 
 #define R0 "\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":0"
@@ -124,7 +124,7 @@ static void test_json_forms(void)
 		"[{" R0 ",\"page_size\":4096,\"x\" 1}]",
 		"[{" R0 ",\"page_size\":4096,\"\\u0073ize\":1}]",          /* escaped key */
 	};
-	struct pgc_lazy_map m[2], back[2];
+	struct lazy_map m[2], back[2];
 	char deep[1024], buf[512];
 	size_t i, n, k, f;
 	int len;
@@ -140,7 +140,7 @@ static void test_json_forms(void)
 		CHECK_EQ(m[0].page_size, 4096);
 		/* Every proper prefix is incomplete. */
 		for (k = 0; k < strlen(good[i]); k++)
-			CHECK_EQ(pgc_lazy_parse_regions(good[i], k, m, 2, &n), -ENODATA);
+			CHECK_EQ(lazy_parse_regions(good[i], k, m, 2, &n), -ENODATA);
 	}
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r = parse(bad[i], m, 2, &n);
@@ -160,17 +160,17 @@ static void test_json_forms(void)
 		for (d = k; d-- > 0;)
 			deep[len++] = d % 2 ? '}' : ']';
 		len += snprintf(deep + len, sizeof(deep) - (size_t)len, "}]");
-		CHECK_EQ(pgc_lazy_parse_regions(deep, (size_t)len, m, 2, &n), k == 32 ? 0 : -EINVAL);
+		CHECK_EQ(lazy_parse_regions(deep, (size_t)len, m, 2, &n), k == 32 ? 0 : -EINVAL);
 	}
 	/* Each form the formatter writes parses back to the same regions. */
-	m[0] = (struct pgc_lazy_map){ 1ULL << 40, 1 << 20, 4096, 4096 };
-	m[1] = (struct pgc_lazy_map){ 1ULL << 41, 8192, 1 << 20, 4096 };
-	for (f = PGC_LAZY_FORM_PAGE_SIZE; f <= PGC_LAZY_FORM_BOTH; f++) {
-		len = pgc_lazy_format_regions(m, 2, (enum pgc_lazy_form)f, buf, sizeof(buf));
+	m[0] = (struct lazy_map){ 1ULL << 40, 1 << 20, 4096, 4096 };
+	m[1] = (struct lazy_map){ 1ULL << 41, 8192, 1 << 20, 4096 };
+	for (f = LAZY_FORM_PAGE_SIZE; f <= LAZY_FORM_BOTH; f++) {
+		len = lazy_format_regions(m, 2, (enum lazy_form)f, buf, sizeof(buf));
 		CHECK(len > 0);
-		CHECK_EQ(strstr(buf, "\"page_size\":") != NULL, f != PGC_LAZY_FORM_KIB);
-		CHECK_EQ(strstr(buf, "\"page_size_kib\":") != NULL, f != PGC_LAZY_FORM_PAGE_SIZE);
-		CHECK_EQ(pgc_lazy_parse_regions(buf, (size_t)len, back, 2, &n), 0);
+		CHECK_EQ(strstr(buf, "\"page_size\":") != NULL, f != LAZY_FORM_KIB);
+		CHECK_EQ(strstr(buf, "\"page_size_kib\":") != NULL, f != LAZY_FORM_PAGE_SIZE);
+		CHECK_EQ(lazy_parse_regions(buf, (size_t)len, back, 2, &n), 0);
 		CHECK_EQ(n, 2);
 		CHECK(!memcmp(m, back, sizeof(m)));
 	}
@@ -200,7 +200,7 @@ static void test_json(void)
 		"\"offset\":0,\"page_size_kib\":4096, \"future\": 7},"
 		"{\"size\":8192,\"offset\":18446744073709551615,\"page_size\":4096,"
 		"\"base_host_virt_addr\":0}]\n";
-	struct pgc_lazy_map m[4], back[4];
+	struct lazy_map m[4], back[4];
 	char buf[512];
 	size_t n, i, k;
 	int len;
@@ -221,16 +221,16 @@ static void test_json(void)
 	}
 	/* Every proper prefix of a good message is incomplete, never accepted. */
 	for (i = 0; i < strlen(good) - 1; i++)
-		CHECK_EQ(pgc_lazy_parse_regions(good, i, m, 4, &n) == 0, 0);
-	CHECK_EQ(pgc_lazy_parse_regions(good, 20, m, 4, &n), -ENODATA);
+		CHECK_EQ(lazy_parse_regions(good, i, m, 4, &n) == 0, 0);
+	CHECK_EQ(lazy_parse_regions(good, 20, m, 4, &n), -ENODATA);
 	/* Round trip through the formatter. */
 	CHECK_EQ(parse(good, m, 4, &n), 0);
-	len = pgc_lazy_format_regions(m, n, PGC_LAZY_FORM_PAGE_SIZE, buf, sizeof(buf));
+	len = lazy_format_regions(m, n, LAZY_FORM_PAGE_SIZE, buf, sizeof(buf));
 	CHECK(len > 0);
-	CHECK_EQ(pgc_lazy_parse_regions(buf, (size_t)len, back, 4, &k), 0);
+	CHECK_EQ(lazy_parse_regions(buf, (size_t)len, back, 4, &k), 0);
 	CHECK_EQ(k, 2);
 	CHECK(!memcmp(m, back, sizeof(m[0]) * 2));
-	CHECK_EQ(pgc_lazy_format_regions(m, n, PGC_LAZY_FORM_BOTH, buf, 20), -ENOBUFS);
+	CHECK_EQ(lazy_format_regions(m, n, LAZY_FORM_BOTH, buf, 20), -ENOBUFS);
 	/* Mutations: any result but a crash (the sanitizer builds check). */
 	for (i = 0; i < 20000; i++) {
 		char mut[256];
@@ -240,7 +240,7 @@ static void test_json(void)
 		for (j = 0; j < 1 + test_rand_below(4); j++)
 			mut[test_rand_below(l)] = (char)test_rand();
 		l = test_rand_below(l + 1);
-		(void)pgc_lazy_parse_regions(mut, l, m, 4, &n);
+		(void)lazy_parse_regions(mut, l, m, 4, &n);
 		CHECK(n <= 4);
 	}
 }
@@ -1047,22 +1047,22 @@ static void test_peer_check(void)
 	rmdir(dir);
 }
 
-/* PGC_LAZY_MAX_REGIONS regions fit one handoff, whatever their values. */
+/* LAZY_MAX_REGIONS regions fit one handoff, whatever their values. */
 static void test_many_regions(void)
 {
-	static struct pgc_lazy_map maps[PGC_LAZY_MAX_REGIONS];
-	static char json[PGC_LAZY_MAX_MSG];
+	static struct lazy_map maps[LAZY_MAX_REGIONS];
+	static char json[LAZY_MAX_MSG];
 	struct pgc_lazy_region *reg;
 	struct server sv = { 0 };
-	size_t n = PGC_LAZY_MAX_REGIONS, i;
+	size_t n = LAZY_MAX_REGIONS, i;
 	unsigned char *mem;
 	pgc_memfile *mf;
 	int uffd;
 
 	for (i = 0; i < n; i++)
-		maps[i] = (struct pgc_lazy_map){ UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX };
+		maps[i] = (struct lazy_map){ UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX };
 	/* The longest form, with both page_size keys. */
-	CHECK(pgc_lazy_format_regions(maps, n, PGC_LAZY_FORM_BOTH, json, sizeof(json)) > 0);
+	CHECK(lazy_format_regions(maps, n, LAZY_FORM_BOTH, json, sizeof(json)) > 0);
 
 	mf = load_bg("img", 8);
 	pgc_lazy_serve_opts_init(&sv.o);
