@@ -111,7 +111,7 @@ int pgc_load(pgc_memfile *mf, const char *path, const struct pgc_load_opts *opts
 	if (ret)
 		goto fail;
 	if (!o.background) {
-		struct pgc_loader *l = loader_of(mf);
+		struct loader *l = loader_of(mf);
 
 		ret = loader_await(l);
 		if (ret) {
@@ -130,7 +130,7 @@ fail:
 
 int pgc_load_await(pgc_memfile *mf)
 {
-	struct pgc_loader *l;
+	struct loader *l;
 
 	if (!mf)
 		return -EINVAL;
@@ -140,7 +140,7 @@ int pgc_load_await(pgc_memfile *mf)
 
 int pgc_load_stats(pgc_memfile *mf, struct pgc_load_stats *out)
 {
-	struct pgc_loader *l;
+	struct loader *l;
 
 	if (!mf || !out)
 		return -EINVAL;

@@ -63,7 +63,7 @@ static const struct rs_ops block_ops = { .value_size = sizeof(uint32_t) };
 
 /* ---- small helpers (caller holds l->mu) --------------------------------- */
 
-static void update_lowest_locked(struct pgc_loader *l)
+static void update_lowest_locked(struct loader *l)
 {
 	rs_node *n = rs_first(&l->unloaded);
 
@@ -71,7 +71,7 @@ static void update_lowest_locked(struct pgc_loader *l)
 			      memory_order_release);
 }
 
-static bool range_pending_locked(struct pgc_loader *l, pgc_range r)
+static bool range_pending_locked(struct loader *l, pgc_range r)
 {
 	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
 
@@ -79,7 +79,7 @@ static bool range_pending_locked(struct pgc_loader *l, pgc_range r)
 }
 
 /* The block holding the first unstarted page of @w's range, or -1. */
-static int64_t waiter_next_block_locked(struct pgc_loader *l, struct ld_waiter *w)
+static int64_t waiter_next_block_locked(struct loader *l, struct ld_waiter *w)
 {
 	rs_node *n = rs_lower_bound(&l->unloaded, w->cursor);
 
@@ -99,7 +99,7 @@ static int64_t waiter_next_block_locked(struct pgc_loader *l, struct ld_waiter *
  * Pick the next read: a waiter's (round-robin), else the fill's. Returns
  * a started read or NULL (nothing to do now, or an error was recorded).
  */
-static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
+static struct ld_read *pick_locked(struct loader *l, unsigned max_reads)
 {
 	struct ld_waiter *w, *first;
 	uint32_t b0, b1;
@@ -165,7 +165,7 @@ static struct ld_read *pick_locked(struct pgc_loader *l, unsigned max_reads)
 }
 
 /* A load under $PGCKPT_LOADER_SLOW_BLOCK0_MS decodes its block 0 late. */
-static void slow_block0_init(struct pgc_loader *l)
+static void slow_block0_init(struct loader *l)
 {
 	const char *v = test_hook(HOOK_LOADER_SLOW_BLOCK0_MS);
 	long ms = v ? strtol(v, NULL, 10) : 0;
@@ -175,7 +175,7 @@ static void slow_block0_init(struct pgc_loader *l)
 }
 
 /* The test hook: a worker sleeps before decoding a read of block 0. */
-static void slow_block0(const struct pgc_loader *l, const struct ld_read *rd)
+static void slow_block0(const struct loader *l, const struct ld_read *rd)
 {
 	struct timespec ts;
 
@@ -190,7 +190,7 @@ static void slow_block0(const struct pgc_loader *l, const struct ld_read *rd)
 /* ---- decode workers ------------------------------------------------------ */
 
 /* @rd is no longer in flight: tell the loader thread, which may start another. */
-static void read_retire_locked(struct pgc_loader *l, const struct ld_read *rd)
+static void read_retire_locked(struct loader *l, const struct ld_read *rd)
 {
 	l->reads--;
 	if (rd->fill)
@@ -199,7 +199,7 @@ static void read_retire_locked(struct pgc_loader *l, const struct ld_read *rd)
 }
 
 /* Free @rd, out of flight, its buffer back in the pool; l->mu is dropped meanwhile. */
-static void read_release_locked(struct pgc_loader *l, struct ld_read *rd)
+static void read_release_locked(struct loader *l, struct ld_read *rd)
 {
 	ld_buf_put_locked(l, rd);
 	pthread_mutex_unlock(&l->mu);
@@ -208,7 +208,7 @@ static void read_release_locked(struct pgc_loader *l, struct ld_read *rd)
 }
 
 /* Drop the pages of @rd's blocks from the unloaded set and wake waiters. */
-static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
+static void read_finish_locked(struct loader *l, struct ld_read *rd)
 {
 	uint32_t b, i;
 
@@ -244,7 +244,7 @@ static void read_finish_locked(struct pgc_loader *l, struct ld_read *rd)
 }
 
 /* @rd was decoded (@ret 0) or failed: finish or retire it, then free it. Holds l->mu. */
-static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
+static void read_end_locked(struct loader *l, struct ld_read *rd, int ret)
 {
 	if (ret)
 		ld_fail_locked(l, ret);
@@ -256,7 +256,7 @@ static void read_end_locked(struct pgc_loader *l, struct ld_read *rd, int ret)
 }
 
 /* @rd's block is ended: the decoder a waiter left with it goes back to the pool. */
-static void read_drop_decoder_locked(struct pgc_loader *l, struct ld_read *rd)
+static void read_drop_decoder_locked(struct loader *l, struct ld_read *rd)
 {
 	if (!rd->dec)
 		return;
@@ -267,7 +267,7 @@ static void read_drop_decoder_locked(struct pgc_loader *l, struct ld_read *rd)
 
 static void *worker_main(void *arg)
 {
-	struct pgc_loader *l = arg;
+	struct loader *l = arg;
 	struct ld_decoder *dec = NULL;
 	struct ld_read *rd;
 	bool niced = false;
@@ -337,7 +337,7 @@ static void *worker_main(void *arg)
 /* ---- the loader thread --------------------------------------------------- */
 
 /* Track @rd as in the aio queue (until reaped or the queue is dropped). */
-static void submitted_add_locked(struct pgc_loader *l, struct ld_read *rd)
+static void submitted_add_locked(struct loader *l, struct ld_read *rd)
 {
 	rd->q_prev = NULL;
 	rd->q_next = l->submitted;
@@ -346,7 +346,7 @@ static void submitted_add_locked(struct pgc_loader *l, struct ld_read *rd)
 	l->submitted = rd;
 }
 
-static void submitted_del_locked(struct pgc_loader *l, struct ld_read *rd)
+static void submitted_del_locked(struct loader *l, struct ld_read *rd)
 {
 	if (rd->q_prev)
 		rd->q_prev->q_next = rd->q_next;
@@ -364,7 +364,7 @@ static void submitted_del_locked(struct pgc_loader *l, struct ld_read *rd)
  * flight (until here they count in l->reads, and loader_quiesce waits).
  * Caller holds l->mu; it is dropped around the destruction.
  */
-static void drop_queue_locked(struct pgc_loader *l)
+static void drop_queue_locked(struct loader *l)
 {
 	struct aio_queue *q = l->q;
 	struct ld_read *rd;
@@ -381,7 +381,7 @@ static void drop_queue_locked(struct pgc_loader *l)
 	pthread_cond_broadcast(&l->wait_cv);
 }
 
-static int read_submit(struct pgc_loader *l, struct ld_read *rd)
+static int read_submit(struct loader *l, struct ld_read *rd)
 {
 	struct aio_req req = { .id = (uintptr_t)rd, .fd = rd->fd, .off = rd->file_off };
 
@@ -401,7 +401,7 @@ static int read_submit(struct pgc_loader *l, struct ld_read *rd)
  * Hand a completed read to the decode workers; a waiter's read, and the
  * rest of a block a waiter placed in part, go first.
  */
-static void queue_work_locked(struct pgc_loader *l, struct ld_read *rd)
+static void queue_work_locked(struct loader *l, struct ld_read *rd)
 {
 	if (!rd->fill || rd->dec) {
 		rd->next = l->work_head;
@@ -419,7 +419,7 @@ static void queue_work_locked(struct pgc_loader *l, struct ld_read *rd)
 	pthread_cond_signal(&l->work_cv);
 }
 
-static void report_progress(struct pgc_loader *l, uint64_t *last_ns)
+static void report_progress(struct loader *l, uint64_t *last_ns)
 {
 	uint64_t now = util_now_ns(), done;
 
@@ -434,7 +434,7 @@ static void report_progress(struct pgc_loader *l, uint64_t *last_ns)
 
 static void *loader_main(void *arg)
 {
-	struct pgc_loader *l = arg;
+	struct loader *l = arg;
 	struct aio_completion comp[64];
 	unsigned cap = l->max_reads;
 	uint64_t last_ns = 0;
@@ -520,7 +520,7 @@ static void *loader_main(void *arg)
 
 /* ---- the interface --------------------------------------------------------- */
 
-static void loader_free(struct pgc_loader *l)
+static void loader_free(struct loader *l)
 {
 	ld_decoders_free_locked(l);
 	ld_pool_free(l);
@@ -541,7 +541,7 @@ static void loader_free(struct pgc_loader *l)
 int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 		 const struct pgc_load_opts *opts)
 {
-	struct pgc_loader *l;
+	struct loader *l;
 	enum aio_backend backend;
 	size_t i;
 	int ret;
@@ -670,7 +670,7 @@ fail:
 }
 
 /* Bytes of @r not loaded yet. Caller holds l->mu. */
-static uint64_t pending_bytes_locked(struct pgc_loader *l, pgc_range r)
+static uint64_t pending_bytes_locked(struct loader *l, pgc_range r)
 {
 	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
 	uint64_t pending = 0;
@@ -684,7 +684,7 @@ static uint64_t pending_bytes_locked(struct pgc_loader *l, pgc_range r)
 }
 
 /* Queue @w for the loader thread (round-robin) and wake it. Caller holds l->mu. */
-static void waiter_add_locked(struct pgc_loader *l, struct ld_waiter *w)
+static void waiter_add_locked(struct loader *l, struct ld_waiter *w)
 {
 	w->next = l->waiters;
 	if (l->waiters)
@@ -694,7 +694,7 @@ static void waiter_add_locked(struct pgc_loader *l, struct ld_waiter *w)
 }
 
 /* Take @w off the loader thread's list. Caller holds l->mu. */
-static void waiter_del_locked(struct pgc_loader *l, struct ld_waiter *w)
+static void waiter_del_locked(struct loader *l, struct ld_waiter *w)
 {
 	if (w->prev)
 		w->prev->next = w->next;
@@ -712,7 +712,7 @@ static void waiter_del_locked(struct pgc_loader *l, struct ld_waiter *w)
  * @block < 0 of any block not started yet (cancelled). A piece that
  * cannot be split (-ENOMEM) stays. Caller holds l->mu.
  */
-static void unloaded_drop_locked(struct pgc_loader *l, pgc_range r, int64_t block,
+static void unloaded_drop_locked(struct loader *l, pgc_range r, int64_t block,
 				 uint64_t *count)
 {
 	rs_node *n = rs_lower_bound(&l->unloaded, r.start), *iso;
@@ -736,7 +736,7 @@ static void unloaded_drop_locked(struct pgc_loader *l, pgc_range r, int64_t bloc
  * bytes rd->early_lo..early_hi) leave the unloaded set now; the rest of
  * the block stays started until a worker ends it. Caller holds l->mu.
  */
-static void read_release_early_locked(struct pgc_loader *l, const struct ld_read *rd)
+static void read_release_early_locked(struct loader *l, const struct ld_read *rd)
 {
 	const struct sf_block *sb = ld_blk(l, rd->b0);
 	uint64_t pos = 0, a, e;
@@ -759,7 +759,7 @@ static void read_release_early_locked(struct pgc_loader *l, const struct ld_read
 }
 
 /* Whether read @rd holds a block with pages of @r still loading. Caller holds l->mu. */
-static bool read_holds_locked(struct pgc_loader *l, const struct ld_read *rd, pgc_range r)
+static bool read_holds_locked(struct loader *l, const struct ld_read *rd, pgc_range r)
 {
 	rs_node *n = rs_lower_bound(&l->unloaded, r.start);
 
@@ -776,7 +776,7 @@ static bool read_holds_locked(struct pgc_loader *l, const struct ld_read *rd, pg
  * Take a read that holds pages of @r off the workers' queue (read, not
  * yet decoded), or NULL. Caller holds l->mu.
  */
-static struct ld_read *work_take_locked(struct pgc_loader *l, pgc_range r)
+static struct ld_read *work_take_locked(struct loader *l, pgc_range r)
 {
 	struct ld_read **pp, *prev = NULL;
 
@@ -800,7 +800,7 @@ static struct ld_read *work_take_locked(struct pgc_loader *l, pgc_range r)
  * if @part), else every block. *@dec is the decoder used, taken from the
  * pool or made. Returns as ld_read_decode_first.
  */
-static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read *rd, bool fresh,
+static int wait_decode(struct loader *l, struct ld_waiter *w, struct ld_read *rd, bool fresh,
 		       bool part, struct ld_decoder **dec)
 {
 	int ret = fresh ? ld_read_sync(l, rd) : rd->err;
@@ -828,7 +828,7 @@ static int wait_decode(struct pgc_loader *l, struct ld_waiter *w, struct ld_read
  * block whole. Caller holds l->mu, dropped meanwhile. Returns whether it
  * decoded anything.
  */
-static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
+static bool wait_decode_self_locked(struct loader *l, struct ld_waiter *w)
 {
 	struct ld_decoder *dec;
 	struct ld_read *rd;
@@ -872,7 +872,7 @@ static bool wait_decode_self_locked(struct pgc_loader *l, struct ld_waiter *w)
 	return true;
 }
 
-int loader_wait(struct pgc_loader *l, pgc_range r)
+int loader_wait(struct loader *l, pgc_range r)
 {
 	struct ld_waiter w = { .r = r, .cursor = r.start };
 	uint64_t t0 = 0, pending = 0;
@@ -916,7 +916,7 @@ int loader_wait(struct pgc_loader *l, pgc_range r)
 	return ret;
 }
 
-int loader_ready(struct pgc_loader *l, pgc_range r)
+int loader_ready(struct loader *l, pgc_range r)
 {
 	int ret;
 
@@ -931,7 +931,7 @@ int loader_ready(struct pgc_loader *l, pgc_range r)
 	return ret;
 }
 
-void loader_cancel(struct pgc_loader *l, pgc_range r)
+void loader_cancel(struct loader *l, pgc_range r)
 {
 	if (atomic_load_explicit(&l->done, memory_order_acquire) ||
 	    r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
@@ -944,7 +944,7 @@ void loader_cancel(struct pgc_loader *l, pgc_range r)
 	pthread_mutex_unlock(&l->mu);
 }
 
-void loader_quiesce(struct pgc_loader *l, pgc_range r)
+void loader_quiesce(struct loader *l, pgc_range r)
 {
 	if (atomic_load_explicit(&l->done, memory_order_acquire) ||
 	    r.end <= atomic_load_explicit(&l->lowest, memory_order_acquire))
@@ -956,7 +956,7 @@ void loader_quiesce(struct pgc_loader *l, pgc_range r)
 	pthread_mutex_unlock(&l->mu);
 }
 
-int loader_await(struct pgc_loader *l)
+int loader_await(struct loader *l)
 {
 	int ret;
 
@@ -968,7 +968,7 @@ int loader_await(struct pgc_loader *l)
 	return ret;
 }
 
-void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out)
+void loader_stats(struct loader *l, struct pgc_load_stats *out)
 {
 	pthread_mutex_lock(&l->mu);
 	*out = l->stats;
@@ -977,7 +977,7 @@ void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out)
 	pthread_mutex_unlock(&l->mu);
 }
 
-void loader_stop(struct pgc_loader *l)
+void loader_stop(struct loader *l)
 {
 	pthread_mutex_lock(&l->mu);
 	/* A load that has finished (its callbacks may still run) keeps its result. */
@@ -990,7 +990,7 @@ void loader_stop(struct pgc_loader *l)
 	}
 }
 
-void loader_destroy(struct pgc_loader *l)
+void loader_destroy(struct loader *l)
 {
 	if (!l)
 		return;
@@ -998,7 +998,7 @@ void loader_destroy(struct pgc_loader *l)
 	loader_free(l);
 }
 
-void loader_retire(struct pgc_loader *l)
+void loader_retire(struct loader *l)
 {
 	struct pgc_memfile *mf = l->mf;
 

@@ -12,7 +12,7 @@
 
 #include "pgckpt.h"
 
-struct pgc_loader;
+struct loader;
 struct pgc_memfile;
 struct sf_image;
 
@@ -27,7 +27,7 @@ int loader_start(struct pgc_memfile *mf, struct sf_image *img,
 		 const struct pgc_load_opts *opts);
 
 /* loader_of - the loader installed on @mf, or NULL. Lock-free. */
-struct pgc_loader *loader_of(struct pgc_memfile *mf);
+struct loader *loader_of(struct pgc_memfile *mf);
 
 /*
  * loader_wait - called by pgc_load_wait (and so pgc_map_internal): push the
@@ -37,7 +37,7 @@ struct pgc_loader *loader_of(struct pgc_memfile *mf);
  * the demand (loader_ws.c). Lock-free once @r is loaded (and noted).
  * Must be called without mf->mu. Returns 0 or the load error.
  */
-int loader_wait(struct pgc_loader *l, pgc_range r);
+int loader_wait(struct loader *l, pgc_range r);
 
 /*
  * loader_ready - called by pgc_map_internal with PGC_ACCESS_NOWAIT: whether every byte of @r is
@@ -45,40 +45,40 @@ int loader_wait(struct pgc_loader *l, pgc_range r);
  * is below every unloaded page). Returns 1, 0 (some still to come) or the
  * load error.
  */
-int loader_ready(struct pgc_loader *l, pgc_range r);
+int loader_ready(struct loader *l, pgc_range r);
 
 /*
  * loader_cancel - called by pgc_decref (with mf->mu held) for a range whose
  * refs reached zero, and by pgc_decommit (without it): drop the parts of
  * @r whose load has not started.
  */
-void loader_cancel(struct pgc_loader *l, pgc_range r);
+void loader_cancel(struct loader *l, pgc_range r);
 
 /*
  * loader_quiesce - called by the reclaimer and pgc_decommit before they
  * punch @r out, without mf->mu: wait until no started load still writes
  * into @r, so released pages are never written after they were punched.
  */
-void loader_quiesce(struct pgc_loader *l, pgc_range r);
+void loader_quiesce(struct loader *l, pgc_range r);
 
 /* loader_await - wait until the load has ended. Returns 0 or its error. */
-int loader_await(struct pgc_loader *l);
+int loader_await(struct loader *l);
 
 /* loader_stats - fill @out. */
-void loader_stats(struct pgc_loader *l, struct pgc_load_stats *out);
+void loader_stats(struct loader *l, struct pgc_load_stats *out);
 
 /*
  * loader_stop - end the load, failing it with -ECANCELED if it still
  * runs (waiters wake with that error), and join its threads. The loader
  * stays valid (done) until loader_destroy. Called without mf->mu.
  */
-void loader_stop(struct pgc_loader *l);
+void loader_stop(struct loader *l);
 
 /*
  * loader_destroy - loader_stop, then free @l (may be NULL). Called by
  * pgc_memfile_destroy after uninstalling the hooks, without mf->mu.
  */
-void loader_destroy(struct pgc_loader *l);
+void loader_destroy(struct loader *l);
 
 /*
  * loader_retire - for an eager load that failed after @l was installed:
@@ -87,6 +87,6 @@ void loader_destroy(struct pgc_loader *l);
  * before, the reclaimer, may still call loader_quiesce, which now returns
  * at once). Called without mf->mu.
  */
-void loader_retire(struct pgc_loader *l);
+void loader_retire(struct loader *l);
 
 #endif /* PGC_LOADER_H */

@@ -46,12 +46,12 @@ static const struct memfile_hooks loader_hooks = {
 	.destroy = hook_destroy,
 };
 
-int loader_install(struct pgc_memfile *mf, struct pgc_loader *l)
+int loader_install(struct pgc_memfile *mf, struct loader *l)
 {
 	return memfile_hooks_install(mf, &loader_hooks, l);
 }
 
-struct pgc_loader *loader_of(struct pgc_memfile *mf)
+struct loader *loader_of(struct pgc_memfile *mf)
 {
 	return memfile_hooks_ctx(mf, &loader_hooks);
 }

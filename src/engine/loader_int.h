@@ -98,7 +98,7 @@ struct ld_ws {
 	size_t replay_next;             /* under l->mu: first entry not yet started */
 };
 
-struct pgc_loader {
+struct loader {
 	struct pgc_memfile *mf;
 	struct sf_image *img;
 	struct pgc_load_opts opts;
@@ -166,26 +166,26 @@ struct pgc_loader {
  * loader_stop and loader_destroy as alloc/memfile_hooks.h describes.
  * Returns 0 or -ENOMEM (not installed).
  */
-int loader_install(struct pgc_memfile *mf, struct pgc_loader *l);
+int loader_install(struct pgc_memfile *mf, struct loader *l);
 
 /*
  * ld_ws_init - set up recording (opts.record_working_set) and read the
  * working set to replay (opts.working_set; one that does not decode is
  * ignored, its error in stats.working_set_error). Returns 0 or -ENOMEM.
  */
-int ld_ws_init(struct pgc_loader *l);
+int ld_ws_init(struct loader *l);
 
 /* ld_ws_free - free what ld_ws_init allocated and destroy ws.mu (loader_free). */
-void ld_ws_free(struct pgc_loader *l);
+void ld_ws_free(struct loader *l);
 
 /* ld_ws_note - record a demand for @r (loader_wait, when recording). Lock-free once seen. */
-void ld_ws_note(struct pgc_loader *l, pgc_range r);
+void ld_ws_note(struct loader *l, pgc_range r);
 
 /* ld_ws_next_locked - the next unstarted block of the replay, or -1. Caller holds l->mu. */
-int64_t ld_ws_next_locked(struct pgc_loader *l);
+int64_t ld_ws_next_locked(struct loader *l);
 
 /* The index entry of block @b. */
-static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t b)
+static inline const struct sf_block *ld_blk(const struct loader *l, uint32_t b)
 {
 	return &l->img->blocks[b];
 }
@@ -195,7 +195,7 @@ static inline const struct sf_block *ld_blk(const struct pgc_loader *l, uint32_t
  * and any load from a pages source, whose reads block in the source)
  * rather than through the loader thread's aio queue.
  */
-static inline bool ld_self_read(const struct pgc_loader *l)
+static inline bool ld_self_read(const struct loader *l)
 {
 	return !l->opts.background || l->opts.pages_source;
 }
@@ -204,7 +204,7 @@ static inline bool ld_self_read(const struct pgc_loader *l)
  * The depth in the chain of the image whose pages.img @rd reads (0: the
  * image loaded), for a load from a pages source; -1 for a file read.
  */
-static inline int ld_source_depth(const struct pgc_loader *l, const struct ld_read *rd)
+static inline int ld_source_depth(const struct loader *l, const struct ld_read *rd)
 {
 	size_t d;
 
@@ -219,7 +219,7 @@ static inline int ld_source_depth(const struct pgc_loader *l, const struct ld_re
 }
 
 /* Whether @rd reads through the pages source. */
-static inline bool ld_from_source(const struct pgc_loader *l, const struct ld_read *rd)
+static inline bool ld_from_source(const struct loader *l, const struct ld_read *rd)
 {
 	return ld_source_depth(l, rd) >= 0;
 }
@@ -231,7 +231,7 @@ static inline bool ld_node_is(rs_node *n, uint32_t b)
 }
 
 /* Record the load's first error and wake everyone. Caller holds l->mu. */
-static inline void ld_fail_locked(struct pgc_loader *l, int err)
+static inline void ld_fail_locked(struct loader *l, int err)
 {
 	if (l->error)
 		return;
@@ -242,7 +242,7 @@ static inline void ld_fail_locked(struct pgc_loader *l, int err)
 }
 
 /* ld_decoder_new - a decoder of @l's blocks. Returns 0 and *@out, or -ENOMEM. */
-int ld_decoder_new(const struct pgc_loader *l, struct ld_decoder **out);
+int ld_decoder_new(const struct loader *l, struct ld_decoder **out);
 
 /* ld_decoder_free - free @d (NULL is fine). */
 void ld_decoder_free(struct ld_decoder *d);
@@ -252,18 +252,18 @@ void ld_decoder_free(struct ld_decoder *d);
  * from l->decoders (NULL if none: the caller makes one) and give one
  * back (NULL is fine). Caller holds l->mu.
  */
-struct ld_decoder *ld_decoder_get_locked(struct pgc_loader *l);
-void ld_decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d);
+struct ld_decoder *ld_decoder_get_locked(struct loader *l);
+void ld_decoder_put_locked(struct loader *l, struct ld_decoder *d);
 
 /* ld_decoders_free_locked - free the pool (the load has ended). Caller holds l->mu. */
-void ld_decoders_free_locked(struct pgc_loader *l);
+void ld_decoders_free_locked(struct loader *l);
 
 /*
  * ld_read_start_locked - start a read of blocks [b0, b1) (all
  * unstarted): mark them started, build their destinations, take a buffer.
  * Returns the read, or NULL after recording an error. Caller holds l->mu.
  */
-struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t b1,
+struct ld_read *ld_read_start_locked(struct loader *l, uint32_t b0, uint32_t b1,
 				     bool fill);
 
 /*
@@ -271,13 +271,13 @@ struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t
  * in one mapping (its pages are touched as reads first use them).
  * Returns 0 or -ENOMEM.
  */
-int ld_pool_init(struct pgc_loader *l);
+int ld_pool_init(struct loader *l);
 
 /* ld_pool_free - unmap them (every read has ended); again, nothing. */
-void ld_pool_free(struct pgc_loader *l);
+void ld_pool_free(struct loader *l);
 
 /* ld_buf_put_locked - give @rd's buffer back to the pool. Caller holds l->mu. */
-void ld_buf_put_locked(struct pgc_loader *l, struct ld_read *rd);
+void ld_buf_put_locked(struct loader *l, struct ld_read *rd);
 
 /* ld_read_free - free @rd (its buffer already returned); @rd may be NULL. */
 void ld_read_free(struct ld_read *rd);
@@ -287,14 +287,14 @@ void ld_read_free(struct ld_read *rd);
  * read from a pages source), without l->mu.
  * Returns 0, -PGC_ETRUNCATED at a premature end of file, or -errno.
  */
-int ld_read_sync(struct pgc_loader *l, struct ld_read *rd);
+int ld_read_sync(struct loader *l, struct ld_read *rd);
 
 /*
  * ld_read_decode - check every block of @rd and place its pages, without
  * l->mu. @codec and @scratch (block_size bytes) are the worker's own.
  * Returns 0, -PGC_ECHECKSUM, -PGC_ECORRUPT or -errno.
  */
-int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *codec,
+int ld_read_decode(struct loader *l, struct ld_read *rd, struct sf_codec *codec,
 		   uint8_t *scratch);
 
 /*
@@ -307,7 +307,7 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
  * placed; ld_read_decode_rest ends the block with @dec, which stays
  * mid-block meanwhile), or as ld_read_decode.
  */
-int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range want,
+int ld_read_decode_first(struct loader *l, struct ld_read *rd, pgc_range want,
 			 struct ld_decoder *dec);
 
 /*
@@ -315,6 +315,6 @@ int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range wan
  * placed in part (with rd->dec): decode the rest and place every page
  * not placed yet. Without l->mu. Returns 0 or as ld_read_decode.
  */
-int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd);
+int ld_read_decode_rest(struct loader *l, struct ld_read *rd);
 
 #endif /* PGC_LOADER_INT_H */

@@ -33,7 +33,7 @@ void ld_decoder_free(struct ld_decoder *d)
 	free(d);
 }
 
-int ld_decoder_new(const struct pgc_loader *l, struct ld_decoder **out)
+int ld_decoder_new(const struct loader *l, struct ld_decoder **out)
 {
 	struct ld_decoder *d = calloc(1, sizeof(*d));
 	int ret = d ? sf_codec_new(l->img->compress, 0, &d->codec) : -ENOMEM;
@@ -51,7 +51,7 @@ int ld_decoder_new(const struct pgc_loader *l, struct ld_decoder **out)
 	return 0;
 }
 
-struct ld_decoder *ld_decoder_get_locked(struct pgc_loader *l)
+struct ld_decoder *ld_decoder_get_locked(struct loader *l)
 {
 	struct ld_decoder *d = l->decoders;
 
@@ -60,7 +60,7 @@ struct ld_decoder *ld_decoder_get_locked(struct pgc_loader *l)
 	return d;
 }
 
-void ld_decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d)
+void ld_decoder_put_locked(struct loader *l, struct ld_decoder *d)
 {
 	if (!d)
 		return;
@@ -68,7 +68,7 @@ void ld_decoder_put_locked(struct pgc_loader *l, struct ld_decoder *d)
 	l->decoders = d;
 }
 
-void ld_decoders_free_locked(struct pgc_loader *l)
+void ld_decoders_free_locked(struct loader *l)
 {
 	struct ld_decoder *d;
 
@@ -122,7 +122,7 @@ static int push_iov(struct ld_read *rd, int *cap, void *base, size_t len, uint64
  * unloaded set go to the mapping, cancelled ones to @scratch (at the same
  * offset within the block). Returns 0 or -errno.
  */
-static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap,
+static int block_dests_locked(struct loader *l, struct ld_read *rd, int *cap,
 			      uint32_t b, uint8_t *scratch)
 {
 	const struct sf_block *sb = ld_blk(l, b);
@@ -182,7 +182,7 @@ static int block_dests_locked(struct pgc_loader *l, struct ld_read *rd, int *cap
 
 /* ---- read buffers -------------------------------------------------------- */
 
-int ld_pool_init(struct pgc_loader *l)
+int ld_pool_init(struct loader *l)
 {
 	size_t len = l->pool_cap * l->pool_size;
 	unsigned i;
@@ -202,7 +202,7 @@ int ld_pool_init(struct pgc_loader *l)
 	return 0;
 }
 
-void ld_pool_free(struct pgc_loader *l)
+void ld_pool_free(struct loader *l)
 {
 	if (l->arena)
 		munmap(l->arena, l->pool_cap * l->pool_size);
@@ -212,7 +212,7 @@ void ld_pool_free(struct pgc_loader *l)
 	l->npool = 0;
 }
 
-static bool in_arena(const struct pgc_loader *l, const uint8_t *buf)
+static bool in_arena(const struct loader *l, const uint8_t *buf)
 {
 	return l->arena && buf >= l->arena && buf < l->arena + l->pool_cap * l->pool_size;
 }
@@ -225,7 +225,7 @@ static bool in_arena(const struct pgc_loader *l, const uint8_t *buf)
  * read longer than pool_size, or one more than pool_cap in flight, gets
  * memory of its own.
  */
-static void *buf_get_locked(struct pgc_loader *l, size_t len)
+static void *buf_get_locked(struct loader *l, size_t len)
 {
 	/* Page-aligned: raw reads may use O_DIRECT. */
 	if (len > l->pool_size)
@@ -235,7 +235,7 @@ static void *buf_get_locked(struct pgc_loader *l, size_t len)
 	return aligned_alloc(PGC_PAGE_SIZE, l->pool_size);
 }
 
-void ld_buf_put_locked(struct pgc_loader *l, struct ld_read *rd)
+void ld_buf_put_locked(struct loader *l, struct ld_read *rd)
 {
 	if (in_arena(l, rd->buf))
 		l->pool[l->npool++] = rd->buf;
@@ -256,7 +256,7 @@ void ld_read_free(struct ld_read *rd)
 }
 
 /* Whether every page of block @b is still wanted (nothing cancelled). */
-static bool block_whole_locked(struct pgc_loader *l, uint32_t b)
+static bool block_whole_locked(struct loader *l, uint32_t b)
 {
 	const struct sf_block *sb = ld_blk(l, b);
 	uint32_t i;
@@ -281,7 +281,7 @@ static bool block_whole_locked(struct pgc_loader *l, uint32_t b)
  * the mapping): one block's worth for every block not wholly wanted, none
  * if all are. Returns 0 or -ENOMEM.
  */
-static int read_scratch_locked(struct pgc_loader *l, struct ld_read *rd)
+static int read_scratch_locked(struct loader *l, struct ld_read *rd)
 {
 	uint64_t need = 0;
 	uint32_t b;
@@ -301,7 +301,7 @@ static int read_scratch_locked(struct pgc_loader *l, struct ld_read *rd)
  * build their destinations. Returns the read, or NULL after recording an
  * error.
  */
-struct ld_read *ld_read_start_locked(struct pgc_loader *l, uint32_t b0, uint32_t b1,
+struct ld_read *ld_read_start_locked(struct loader *l, uint32_t b0, uint32_t b1,
 					 bool fill)
 {
 	bool raw = l->img->compress == PGC_COMPRESS_NONE;
@@ -375,7 +375,7 @@ fail:
  * mapping where pwrite does not work (hugetlbfs). @serial: one writer at
  * a time (l->write_mu).
  */
-static int place_pieces(struct pgc_loader *l, const uint8_t *data, struct iovec *iov,
+static int place_pieces(struct loader *l, const uint8_t *data, struct iovec *iov,
 			const uint64_t *ioff, int n, uint64_t lo, uint64_t hi, bool serial)
 {
 	bool pw = atomic_load_explicit(&l->use_pwrite, memory_order_relaxed);
@@ -424,7 +424,7 @@ static int place_pieces(struct pgc_loader *l, const uint8_t *data, struct iovec 
  * (hugetlbfs), zstd blocks are decoded straight into the mapping,
  * populated in bulk first, and raw ones copied into it.
  */
-static int place_block(struct pgc_loader *l, const struct sf_block *sb, const uint8_t *src,
+static int place_block(struct loader *l, const struct sf_block *sb, const uint8_t *src,
 		       struct iovec *iov, const uint64_t *ioff, int n,
 		       struct sf_codec *codec, uint8_t *scratch, bool serial)
 {
@@ -471,13 +471,13 @@ static int place_block(struct pgc_loader *l, const struct sf_block *sb, const ui
  * pieces at once spin on the inode lock (measured: -7% CPU for a chain
  * of three).
  */
-static bool serial_writes(const struct pgc_loader *l, const struct ld_read *rd)
+static bool serial_writes(const struct loader *l, const struct ld_read *rd)
 {
 	return (l->opts.background || l->img->nanc) && !rd->waiter_decodes;
 }
 
 /* Block @sb of @rd passed its checksum and is in: a source may keep it. */
-static void block_verified(struct pgc_loader *l, const struct ld_read *rd,
+static void block_verified(struct loader *l, const struct ld_read *rd,
 			   const struct sf_block *sb)
 {
 	const struct pgc_pages_source *src = l->opts.pages_source;
@@ -489,7 +489,7 @@ static void block_verified(struct pgc_loader *l, const struct ld_read *rd,
 }
 
 /* Check and decode every block of @rd. Returns 0 or the first error. */
-int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *codec,
+int ld_read_decode(struct loader *l, struct ld_read *rd, struct sf_codec *codec,
 		       uint8_t *scratch)
 {
 	bool raw = l->img->compress == PGC_COMPRESS_NONE;
@@ -517,7 +517,7 @@ int ld_read_decode(struct pgc_loader *l, struct ld_read *rd, struct sf_codec *co
 }
 
 /* The bytes of block @sb that hold pages of @want: [*lo, *hi), empty if none. */
-static void block_window(const struct pgc_loader *l, const struct sf_block *sb, pgc_range want,
+static void block_window(const struct loader *l, const struct sf_block *sb, pgc_range want,
 			 uint64_t *lo, uint64_t *hi)
 {
 	uint64_t pos = 0, a, e;
@@ -541,7 +541,7 @@ static void block_window(const struct pgc_loader *l, const struct sf_block *sb, 
 		*lo = *hi = 0;
 }
 
-int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range want,
+int ld_read_decode_first(struct loader *l, struct ld_read *rd, pgc_range want,
 			 struct ld_decoder *dec)
 {
 	const struct sf_block *sb = ld_blk(l, rd->b0);
@@ -569,7 +569,7 @@ int ld_read_decode_first(struct pgc_loader *l, struct ld_read *rd, pgc_range wan
 	return 1;
 }
 
-int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd)
+int ld_read_decode_rest(struct loader *l, struct ld_read *rd)
 {
 	const struct sf_block *sb = ld_blk(l, rd->b0);
 	struct ld_decoder *dec = rd->dec;
@@ -594,7 +594,7 @@ int ld_read_decode_rest(struct pgc_loader *l, struct ld_read *rd)
  * blocks straight into the mapping after populating it in bulk.
  * Returns 0, -PGC_ETRUNCATED at a premature end of file, or -errno.
  */
-int ld_read_sync(struct pgc_loader *l, struct ld_read *rd)
+int ld_read_sync(struct loader *l, struct ld_read *rd)
 {
 	const struct pgc_pages_source *src = l->opts.pages_source;
 	int fd = rd->fd, i, ret;

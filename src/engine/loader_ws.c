@@ -55,7 +55,7 @@ static int64_t block_of(const struct sf_image *img, uint64_t off)
  * of the first page each holds, then the blocks no page is in, as
  * recorded. Returns 0 or -ENOMEM (@set is freed either way).
  */
-static int replay_order(struct pgc_loader *l, struct sf_ws *set)
+static int replay_order(struct loader *l, struct sf_ws *set)
 {
 	uint8_t *in = calloc(l->img->nblocks ? l->img->nblocks : 1, 1);
 	uint32_t *order = malloc((l->img->nblocks ? l->img->nblocks : 1) * sizeof(*order));
@@ -90,7 +90,7 @@ static int replay_order(struct pgc_loader *l, struct sf_ws *set)
 	return 0;
 }
 
-int ld_ws_init(struct pgc_loader *l)
+int ld_ws_init(struct loader *l)
 {
 	struct ld_ws *ws = &l->ws;
 	size_t words = (l->img->nblocks + 63) / 64;
@@ -119,7 +119,7 @@ int ld_ws_init(struct pgc_loader *l)
 	return 0;
 }
 
-void ld_ws_free(struct pgc_loader *l)
+void ld_ws_free(struct loader *l)
 {
 	free((void *)l->ws.seen);
 	free(l->ws.rec);
@@ -160,7 +160,7 @@ static void note_page(struct ld_ws *ws, uint64_t off)
 
 int pgc_load_ws_demand(pgc_memfile *mf, uint64_t off)
 {
-	struct pgc_loader *l;
+	struct loader *l;
 
 	if (!mf)
 		return -EINVAL;
@@ -175,7 +175,7 @@ int pgc_load_ws_demand(pgc_memfile *mf, uint64_t off)
 	return 1;
 }
 
-void ld_ws_note(struct pgc_loader *l, pgc_range r)
+void ld_ws_note(struct loader *l, pgc_range r)
 {
 	const struct sf_image *img = l->img;
 	uint64_t off;
@@ -196,7 +196,7 @@ void ld_ws_note(struct pgc_loader *l, pgc_range r)
 	}
 }
 
-int64_t ld_ws_next_locked(struct pgc_loader *l)
+int64_t ld_ws_next_locked(struct loader *l)
 {
 	struct ld_ws *ws = &l->ws;
 
@@ -209,7 +209,7 @@ int64_t ld_ws_next_locked(struct pgc_loader *l)
 int pgc_load_ws_write(pgc_memfile *mf, const char *path)
 {
 	struct sf_ws set = { 0 };
-	struct pgc_loader *l;
+	struct loader *l;
 	int ret;
 
 	if (!mf || !path)
@@ -263,7 +263,7 @@ static int page_runs(const struct ld_ws *ws, pgc_range *out, size_t max)
 
 int pgc_load_working_set(pgc_memfile *mf, pgc_range *out, size_t max)
 {
-	struct pgc_loader *l;
+	struct loader *l;
 	size_t i, n = 0;
 
 	if (!mf || (max && !out))

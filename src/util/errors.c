@@ -8,7 +8,7 @@
 
 #include "pgckpt.h"
 
-static const char *const pgc_messages[] = {
+static const char *const messages[] = {
 	[PGC_EFOREIGN - PGC_EFOREIGN]   = "Not a pgckpt image",
 	[PGC_EVERSION - PGC_EFOREIGN]   = "Image written by a newer pgckpt format version",
 	[PGC_ECORRUPT - PGC_EFOREIGN]   = "Image is corrupt",
@@ -30,7 +30,7 @@ const char *pgc_strerror(int err)
 	if (err == 0)
 		return "Success";
 	if (err >= PGC_EFOREIGN && err <= PGC_EPARENT)
-		return pgc_messages[err - PGC_EFOREIGN];
+		return messages[err - PGC_EFOREIGN];
 	/* strerrordesc_np: static strings, thread-safe (glibc >= 2.32). */
 	s = err < PGC_EFOREIGN ? strerrordesc_np(err) : NULL;
 	return s ? s : "Unknown error";

@@ -332,7 +332,7 @@ static void *map_call_main(void *arg)
 static void test_fast_path_lock_free(void)
 {
 	struct map_call m = { 0 };
-	struct pgc_loader *l;
+	struct loader *l;
 	pgc_memfile *mf;
 	pthread_t t;
 	int i, ret;
@@ -615,7 +615,7 @@ static void test_partial_bounded(void)
  */
 static pgc_range queued_block_page(pgc_memfile *mf)
 {
-	struct pgc_loader *l = loader_of(mf);
+	struct loader *l = loader_of(mf);
 	pgc_range r = { 0, 0 };
 	int tries;
 
@@ -664,7 +664,7 @@ static void test_wait_takes_queued_read(void)
 }
 
 /* Another stored page of the block that stores @page (not @page), or an empty range. */
-static pgc_range block_neighbour(struct pgc_loader *l, uint64_t page)
+static pgc_range block_neighbour(struct loader *l, uint64_t page)
 {
 	uint32_t b, i;
 
@@ -697,7 +697,7 @@ static pgc_range block_neighbour(struct pgc_loader *l, uint64_t page)
 static void test_waiter_skips_write_lock(void)
 {
 	struct small_wait w = { .mf = load_stuck_worker() };
-	struct pgc_loader *l = loader_of(w.mf);
+	struct loader *l = loader_of(w.mf);
 	struct timespec until;
 	pgc_range mid;
 	int ret;
