@@ -33,7 +33,6 @@
 
 #define UFFD_BATCH      64
 #define PUSH_WAIT_NS    200000  /* poll period while the push waits for the loader */
-#define PUSH_SLICE      16      /* pages a push places between looks for a fault */
 
 enum { ACT_SKIP, ACT_COPY, ACT_ZERO };
 

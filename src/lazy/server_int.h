@@ -19,6 +19,7 @@
 #define PUSH_END        1       /* push_span: nothing left in the region */
 #define PUSH_NOT_LOADED 2       /* push_span: the next span is still loading */
 #define PUSH_YIELD      3       /* lazy_place_span: a push stopped for a waiting fault */
+#define PUSH_SLICE      16      /* pages a push places between looks for a fault */
 
 struct region {
 	uint64_t base;
