@@ -69,6 +69,18 @@ verdict() {
 }
 
 passed=0 failed=0
+# report NAME OK_TEXT: one line for NAME, from the array bad (empty: ok).
+report() {
+	if [ "${#bad[@]}" -eq 0 ]; then
+		echo "ok layering: $2"
+		passed=$((passed + 1))
+	else
+		echo "not ok layering: $1"
+		printf '    %s\n' "${bad[@]}"
+		failed=$((failed + 1))
+	fi
+}
+
 for dir in "$src"/*/; do
 	dir=${dir%/}
 	mod=$(basename "$dir")
@@ -91,14 +103,7 @@ for dir in "$src"/*/; do
 			[ -n "$why" ] && bad+=("$(basename "$f"): #include \"$inc\": $why")
 		done < <(grep -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]' "$f")
 	done
-	if [ "${#bad[@]}" -eq 0 ]; then
-		echo "ok layering: src/$mod (depends on: ${deps[$mod]:-nothing})"
-		passed=$((passed + 1))
-	else
-		echo "not ok layering: src/$mod"
-		printf '    %s\n' "${bad[@]}"
-		failed=$((failed + 1))
-	fi
+	report "src/$mod" "src/$mod (depends on: ${deps[$mod]:-nothing})"
 done
 # The #includes of FILE, one a line: "NAME" or <NAME>.
 includes() {
@@ -120,14 +125,7 @@ if [ -d "$examples" ]; then
 			fi
 		done < <(includes "$f")
 	done
-	if [ "${#bad[@]}" -eq 0 ]; then
-		echo "ok layering: examples (pgckpt.h and system headers only)"
-		passed=$((passed + 1))
-	else
-		echo "not ok layering: examples"
-		printf '    %s\n' "${bad[@]}"
-		failed=$((failed + 1))
-	fi
+	report examples "examples (pgckpt.h and system headers only)"
 fi
 
 echo "$passed passed, $failed failed"
