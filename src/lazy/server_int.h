@@ -52,6 +52,7 @@ struct session {
 	size_t ws_i;         /* its first range not placed whole */
 	bool ws_burst;       /* placing it: no wake per span (push_ws wakes once) */
 	uint64_t record_until; /* recording window (lazy.record_ms): faults page by page, no push */
+	uint64_t spin_ns;      /* look for a message this long before sleeping (lazy.spin_us) */
 	uint64_t ws_wait_since; /* the push waits for the working set's next span since (ns) */
 	uint64_t pages_total;
 	uint64_t pages_done;

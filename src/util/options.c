@@ -97,6 +97,13 @@ static const struct opt_desc opts[OPT_COUNT] = {
 		       "this long after the handoff, so that every page the consumer touches "
 		       "is seen; 0: no such window",
 	},
+	[OPT_LAZY_SPIN_US] = {
+		.name = "lazy.spin_us", .env = "PGCKPT_LAZY_SPIN_US",
+		.def = 50, .min = 0, .max = 1000,
+		.doc = "the page server looks for the next fault this long before it sleeps: "
+		       "a fault that comes meanwhile costs no wakeup from idle (measured here: "
+		       "~45 us each); 0: sleep at once",
+	},
 };
 
 static const struct hook_desc hooks[HOOK_COUNT] = {

@@ -31,6 +31,7 @@ enum opt_id {
 	OPT_LAZY_ACCEPT_TIMEOUT_MS,
 	OPT_LAZY_HANDSHAKE_TIMEOUT_MS,
 	OPT_LAZY_RECORD_MS,           /* $PGCKPT_WS_RECORD_MS: page-exact recording window */
+	OPT_LAZY_SPIN_US,             /* $PGCKPT_LAZY_SPIN_US: look for a fault before sleeping */
 	OPT_COUNT
 };
 

@@ -40,6 +40,16 @@ void util_thread_nice(int inc);
 /* util_now_ns - CLOCK_MONOTONIC in nanoseconds. */
 uint64_t util_now_ns(void);
 
+/* util_cpu_relax - a hint inside a spin loop (x86: PAUSE). */
+static inline void util_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 /* util_page_is_zero - whether the PGC_PAGE_SIZE bytes at @p are all zero. */
 bool util_page_is_zero(const void *p);
 
