@@ -685,6 +685,14 @@ static void test_naive_and_remove(void)
 	pgc_memfile_destroy(mf);
 }
 
+/* The same with a server that sleeps at once, not looking for the next fault first. */
+static void test_naive_no_spin(void)
+{
+	setenv("PGCKPT_LAZY_SPIN_US", "0", 1);
+	test_naive_and_remove();
+	unsetenv("PGCKPT_LAZY_SPIN_US");
+}
+
 /*
  * Two regions in reverse file order; the consumer checks one, unmaps both
  * and closes its uffd early: the session still ends cleanly.
@@ -1203,6 +1211,7 @@ int main(int argc, char **argv)
 	TEST_RUN(test_working_set);
 	TEST_RUN(test_record_window);
 	TEST_RUN(test_naive_and_remove);
+	TEST_RUN(test_naive_no_spin);
 	TEST_RUN(test_two_regions_early_close);
 	TEST_RUN(test_two_consumers);
 	TEST_RUN(test_sessions_fair);
