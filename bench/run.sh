@@ -24,6 +24,8 @@
 #
 # env: B (build dir), RUNS (3), SIZES ("256M 1G"), QUICK=1 (one 64M file),
 # INC_RUNS (11: alternated runs, median, of the incremental rows),
+# LAZY_RUNS (7) and S3_RUNS (5): runs of bench/lazy.sh and bench/s3.sh
+# (a first access is one fault, and varies run to run: 0.6-3.4 ms),
 # LAZY=0 (skip bench/lazy.sh), DISK_DIR (lazy.sh's disk runs: by default
 # $B/bench-disk when the build dir is on a disk, not tmpfs, and the page
 # cache can be dropped; DISK_DIR= for none), S3=0 (skip bench/s3.sh)
@@ -34,6 +36,8 @@ probe="$bdir/bench/memprobe"
 dir=${BENCH_DIR:-/dev/shm/pgckpt-bench}
 runs=${RUNS:-3}
 inc_runs=${INC_RUNS:-11}
+lazy_runs=${LAZY_RUNS:-7}
+s3_runs=${S3_RUNS:-5}
 out=${PERF_MD:-$top/docs/perf.md}
 
 [ -x "$bin" ] || { echo "bench: $bin missing: run make" >&2; exit 2; }
@@ -223,7 +227,7 @@ inc_table=$(printf '%s\n' \
 echo "$inc_table"
 rm -rf "$dir"/h[012] "$dir"/c[012] "$dir/full" "$dir/target"
 
-# Lazy restore for another process (bench/lazy.sh, the same $runs runs):
+# Lazy restore for another process (bench/lazy.sh, $lazy_runs runs):
 # first access, fault p50/p99, every page placed, and a fixed working set
 # touched without and with a recorded one; on disk too if DISK_DIR is set.
 # The disk rows are REAP's case (the image on disk, the page cache dropped
@@ -245,7 +249,7 @@ if [ "${LAZY:-1}" != 0 ]; then
 	[ "${QUICK:-0}" != 1 ] || lazy_size=64M
 	[ -z "$disk_note" ] || echo "bench: lazy: $disk_note" >&2
 	[ -z "${DISK_DIR:-}" ] || mkdir -p "$DISK_DIR"
-	lazy_table=$(B=$B RUNS=$runs SIZE=$lazy_size BENCH_DIR="$dir/lazy" DISK_DIR="${DISK_DIR:-}" \
+	lazy_table=$(B=$B RUNS=$lazy_runs SIZE=$lazy_size BENCH_DIR="$dir/lazy" DISK_DIR="${DISK_DIR:-}" \
 		"$top/bench/lazy.sh" | sed -n '/^| handler/,$p')
 	echo "$lazy_table"
 	[ -z "$disk_note" ] || lazy_table="$lazy_table
@@ -260,7 +264,7 @@ if [ "${S3:-1}" != 0 ]; then
 	s3_size=256M
 	[ "${QUICK:-0}" != 1 ] || s3_size=64M
 	set +e
-	s3_out=$(B=$B RUNS=$runs SIZE=$s3_size BENCH_DIR="$dir/s3" "$top/bench/s3.sh")
+	s3_out=$(B=$B RUNS=$s3_runs SIZE=$s3_size BENCH_DIR="$dir/s3" "$top/bench/s3.sh")
 	s3_rc=$?
 	set -e
 	case $s3_rc in
@@ -446,7 +450,7 @@ $blz_table
 
 ## Lazy restore
 
-\`bench/lazy.sh\` (docs/lazy.md has the method), $runs runs, median
+\`bench/lazy.sh\` (docs/lazy.md has the method), $lazy_runs runs, median
 (worst): a fresh \`pgckpt restore --background --listen\` per run, and
 \`examples/lazy_consumer\` attached as soon as the socket appears, while the
 image still loads. "all placed" is the server's (handoff to every page
@@ -454,7 +458,7 @@ placed); "working set touched" is the time until the consumer has touched
 400 random pages of the last 24 MiB, the end the fill reaches last (fixed
 seed), without (hot) and with
 (hot+ws) a working set recorded by an earlier server (hot and hot+ws run
-3 x $runs times, in pairs). The disk- rows (REAP's case) read the image
+3 x $lazy_runs times, in pairs). The disk- rows (REAP's case) read the image
 from a directory on a disk (\`DISK_DIR\`, by default \`$B/bench-disk\` when
 the build directory is on a disk and the page cache can be dropped; else
 the rows are left out and the reason printed), the page cache dropped
@@ -468,9 +472,9 @@ $lazy_table
 loopback, started by the script (tests/s3/ceph.sh), sharing this machine's
 two cores with pgckpt. The same memory file (the default mix) is saved once
 to a directory and once to \`s3://pgckpt-bench/\`; "eager" is the best of
-$runs runs of \`pgckpt restore\` from each (target: s3 / local <= 2); the
+$s3_runs runs of \`pgckpt restore\` from each (target: s3 / local <= 2); the
 lazy row is a fresh \`pgckpt restore --background --listen s3://...\` per
-run with \`examples/lazy_consumer\` attached ($runs runs, median (worst);
+run with \`examples/lazy_consumer\` attached ($s3_runs runs, median (worst);
 target: first access <= 10 ms).
 
 The ratio is bounded by this machine: radosgw and its OSD run on the same
