@@ -148,28 +148,41 @@ static int map_check(struct pgc_memfile *mf, pgc_range r, int access, int iovcnt
 	return 0;
 }
 
+/*
+ * The part of @r (not empty) inside chunk @c, mapped: *@iov. Returns 0 or
+ * as memfile_chunk_base.
+ */
+static int chunk_piece(struct pgc_memfile *mf, uint64_t c, pgc_range r, struct iovec *iov)
+{
+	uint64_t lo = c << MF_CHUNK_SHIFT, hi = lo + MF_CHUNK_SIZE;
+	uint8_t *base;
+	int ret;
+
+	ret = memfile_chunk_base(mf, c, &base);
+	if (ret)
+		return ret;
+	if (lo < r.start)
+		lo = r.start;
+	if (hi > r.end)
+		hi = r.end;
+	iov->iov_base = base + (lo & MF_CHUNK_MASK);
+	iov->iov_len = hi - lo;
+	return 0;
+}
+
 int memfile_map(struct pgc_memfile *mf, pgc_range r, int access,
 		struct iovec *iov, int iovcnt)
 {
-	uint64_t c, lo, hi;
-	uint8_t *base;
+	uint64_t c;
 	int n = 0, ret;
 
 	ret = map_check(mf, r, access, iovcnt, iov);
 	if (ret)
 		return ret;
 	for (c = r.start >> MF_CHUNK_SHIFT; c <= (r.end - 1) >> MF_CHUNK_SHIFT; c++) {
-		ret = memfile_chunk_base(mf, c, &base);
+		ret = chunk_piece(mf, c, r, &iov[n]);
 		if (ret)
 			return ret;
-		lo = c << MF_CHUNK_SHIFT;
-		hi = lo + MF_CHUNK_SIZE;
-		if (lo < r.start)
-			lo = r.start;
-		if (hi > r.end)
-			hi = r.end;
-		iov[n].iov_base = base + (lo & MF_CHUNK_MASK);
-		iov[n].iov_len = hi - lo;
 		n++;
 	}
 	return n;
@@ -349,23 +362,17 @@ int memfile_decommit_file(struct pgc_memfile *mf, pgc_range r)
 
 int memfile_manually_zero(struct pgc_memfile *mf, pgc_range r)
 {
-	uint64_t c, lo, hi;
-	uint8_t *base;
+	struct iovec piece;
+	uint64_t c;
 	int ret;
 
 	if (mf->readonly)
 		return -EBADF;
 	for (c = r.start >> MF_CHUNK_SHIFT; r.start < r.end && c <= (r.end - 1) >> MF_CHUNK_SHIFT; c++) {
-		ret = memfile_chunk_base(mf, c, &base);
+		ret = chunk_piece(mf, c, r, &piece);
 		if (ret)
 			return ret;
-		lo = c << MF_CHUNK_SHIFT;
-		hi = lo + MF_CHUNK_SIZE;
-		if (lo < r.start)
-			lo = r.start;
-		if (hi > r.end)
-			hi = r.end;
-		memset(base + (lo & MF_CHUNK_MASK), 0, hi - lo);
+		memset(piece.iov_base, 0, piece.iov_len);
 	}
 	return 0;
 }
