@@ -60,6 +60,12 @@ wait_server() {
 	wait "$SRV_PID" || SRV_STATUS=$?
 }
 
+# server_ok: wait_server, and fail with its log unless it exited 0.
+server_ok() {
+	wait_server
+	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+}
+
 # wait_log PATTERN: wait (at most 10 s) for PATTERN (grep -E) in server.log.
 wait_log() {
 	local i
@@ -150,8 +156,7 @@ EOF
 	run consumer -n 500 -r 3 -v mem
 	assert_success
 	assert_output --regexp 'bytes=33554432 regions=3 .*first_access_ms=.* p50_us=.* p99_us=.* all_ms=.* verified=yes$'
-	wait_server
-	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	server_ok
 	grep -q 'consumer 1 (pid [0-9]*): connected' server.log
 	grep -q 'consumer 1: done: 32.0 MiB in 3 region(s), all placed' server.log
 	[ ! -e s.sock ]
@@ -404,16 +409,14 @@ base_host_virt_addr,size,offset,page_size,page_size_kib 32768 32768 4096 4096"
 	run consumer -n 50 -v mem
 	assert_success
 	assert_output --partial 'verified=yes'
-	wait_server
-	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	server_ok
 	[ -s ws ]
 	! grep -q 'working set' server.log
 	start_server img --once --timeout 10 --working-set ws
 	run consumer -n 50 -v mem
 	assert_success
 	assert_output --partial 'verified=yes'
-	wait_server
-	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	server_ok
 	! grep -q 'ignored' server.log
 	grep -qE 'pushed \([1-9][0-9.]* [KM]iB from the working set\), [0-9]+ push\(es\) cut short for a fault$' server.log ||
 		{ cat server.log; fail "nothing placed from the working set, or no push_yields"; }
@@ -459,8 +462,7 @@ base_host_virt_addr,size,offset,page_size,page_size_kib 32768 32768 4096 4096"
 	run consumer -n 30 -v mem
 	assert_success
 	assert_output --partial 'verified=yes'
-	wait_server
-	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	server_ok
 	! grep -q 'ignored' server.log
 	run pgckpt ws-merge img bad ws1 wso
 	assert_failure 3
@@ -536,8 +538,7 @@ base_host_virt_addr,size,offset,page_size,page_size_kib 32768 32768 4096 4096"
 	wait_log 'listening on s.sock'
 	run consumer -n 50 -v mem
 	assert_success
-	wait_server
-	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	server_ok
 }
 
 # as_nobody COMMAND...: run COMMAND as user nobody (skip where that is impossible).
@@ -571,8 +572,7 @@ as_nobody() {
 		"$CONSUMER" -n 10 -v mem s.sock
 	assert_success
 	assert_output --partial 'verified=yes'
-	wait_server
-	[ "$SRV_STATUS" = 0 ] || { cat server.log; fail "server exited $SRV_STATUS"; }
+	server_ok
 	run pgckpt restore --background --listen s.sock --allow-uid x img
 	assert_failure 1
 }
