@@ -182,15 +182,20 @@ static int block_dests_locked(struct loader *l, struct ld_read *rd, int *cap,
 
 /* ---- read buffers -------------------------------------------------------- */
 
+/* Bytes of the read buffers' mapping. */
+static size_t arena_bytes(const struct loader *l)
+{
+	return l->pool_cap * l->pool_size;
+}
+
 int ld_pool_init(struct loader *l)
 {
-	size_t len = l->pool_cap * l->pool_size;
 	unsigned i;
 
 	l->pool = calloc(l->pool_cap, sizeof(*l->pool));
 	if (!l->pool)
 		return -ENOMEM;
-	l->arena = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	l->arena = mmap(NULL, arena_bytes(l), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (l->arena == MAP_FAILED) {
 		l->arena = NULL;
@@ -205,7 +210,7 @@ int ld_pool_init(struct loader *l)
 void ld_pool_free(struct loader *l)
 {
 	if (l->arena)
-		munmap(l->arena, l->pool_cap * l->pool_size);
+		munmap(l->arena, arena_bytes(l));
 	l->arena = NULL;
 	free(l->pool);
 	l->pool = NULL;
@@ -214,7 +219,7 @@ void ld_pool_free(struct loader *l)
 
 static bool in_arena(const struct loader *l, const uint8_t *buf)
 {
-	return l->arena && buf >= l->arena && buf < l->arena + l->pool_cap * l->pool_size;
+	return l->arena && buf >= l->arena && buf < l->arena + arena_bytes(l);
 }
 
 /*
